@@ -1,0 +1,32 @@
+// The reliable task queue the producer pushes to (Redis list `wearon:tasks:generation`).
+
+export interface QueuedTask {
+  /** the exact text the producer pushed */
+  raw: string;
+}
+
+export interface QueueDepth {
+  waiting: number;
+  processing: number;
+  deadLetter: number;
+}
+
+export interface TaskQueue {
+  /**
+   * Atomically moves the oldest task into this worker's processing list (BLMOVE), waiting up to `timeoutMs`.
+   * The task stays there until `ack` or `deadLetter`, so a crash re-drives it.
+   */
+  take(timeoutMs: number): Promise<QueuedTask | null>;
+  /** Removes the task from this worker's processing list: call only after its GenerationRequested is durable. */
+  ack(task: QueuedTask): Promise<void>;
+  /** Moves the task to the dead-letter list with the reason and raw text, in one atomic step. */
+  deadLetter(task: QueuedTask, reason: string): Promise<void>;
+  /** Pushes the processing lists of workers whose heartbeat expired back onto the queue; returns how many tasks moved. */
+  redriveOrphans(): Promise<number>;
+  /** Keeps this worker's heartbeat alive; called periodically. */
+  heartbeat(): Promise<void>;
+  depth(): Promise<QueueDepth>;
+  /** Pushes a task (the producer's LPUSH); used by `wearon enqueue` and tests. */
+  push(raw: string): Promise<void>;
+  close(): Promise<void>;
+}

@@ -1,0 +1,106 @@
+// One schema for every environment variable. Defaults make `npm start` work on a fresh clone, offline.
+import { z } from 'zod';
+
+const bool = z
+  .enum(['true', 'false', '1', '0', 'yes', 'no', ''])
+  .transform((v) => v === 'true' || v === '1' || v === 'yes');
+const optionalUrl = z
+  .string()
+  .optional()
+  .transform((v) => (v && v.trim() !== '' ? v.trim() : undefined));
+const optionalString = optionalUrl;
+const int = (def: number, min = 0, max = Number.MAX_SAFE_INTEGER) => z.coerce.number().int().min(min).max(max).default(def);
+const list = z
+  .string()
+  .optional()
+  .transform((v) => (v ?? '').split(',').map((s) => s.trim()).filter(Boolean));
+
+export const configSchema = z.object({
+  NODE_ENV: z.string().default('development'),
+  LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  /** Where the embedded ledger, read models and local images live. */
+  DATA_DIR: z.string().default('./data'),
+  HOST: z.string().default('0.0.0.0'),
+  PORT: int(8000, 0, 65535),
+  /** Public base URL used in signed result links (local storage). */
+  PUBLIC_BASE_URL: optionalUrl,
+  /** Identifies this process in leases, queue processing lists and event metadata. */
+  WORKER_ID: optionalString,
+
+  // --- intake ---
+  REDIS_URL: optionalUrl,
+  QUEUE_KEY: z.string().default('wearon:tasks:generation'),
+  /** `/v1` bearer token; without one, `/v1` answers loopback clients only. */
+  API_TOKEN: optionalString,
+
+  // --- ledger ---
+  /** EventStoreDB / KurrentDB connection string; without it the embedded SQLite ledger is used. */
+  EVENTSTORE_URL: optionalUrl,
+  /** Credits one generation costs. */
+  GENERATION_COST: int(1, 1, 1000),
+
+  // --- read models ---
+  /** Supabase Postgres for projections and checkpoints; without it, read models live in the SQLite file. */
+  DATABASE_URL: optionalUrl,
+  PROJECTIONS_ENABLED: bool.default('true'),
+  PROJECTION_BATCH_SIZE: int(500, 1, 100_000),
+
+  // --- generation ---
+  OPENAI_API_KEY: optionalString,
+  OPENAI_BASE_URL: optionalUrl,
+  OPENAI_MODEL: z.string().default('gpt-image-1.5'),
+  OPENAI_QUALITY: z.enum(['low', 'medium', 'high', 'auto']).default('medium'),
+  OPENAI_SIZE: z.string().default('1024x1536'),
+  OPENAI_TIMEOUT_MS: int(180_000, 1000),
+  /** In-adapter retries for 5xx and network errors (exponential backoff). */
+  OPENAI_MAX_RETRIES: int(2, 0, 10),
+  /** How many times a 429 becomes RetryScheduled before the generation fails with a refund. */
+  OPENAI_MAX_429_RETRIES: int(1, 0, 10),
+  OPENAI_RATE_LIMIT_PER_MIN: int(300, 1),
+  WORKER_CONCURRENCY: int(5, 1, 256),
+  /** How long a started generation may run before another worker may recover it. */
+  LEASE_MS: int(300_000, 1000),
+  /** Attempts (claims) before a lost generation fails with worker_lost. */
+  MAX_ATTEMPTS: int(3, 1, 20),
+  SHUTDOWN_GRACE_MS: int(30_000, 0),
+  RECOVERY_INTERVAL_MS: int(30_000, 100),
+
+  // --- images ---
+  IMAGE_FETCH_ALLOW_HOSTS: list,
+  IMAGE_FETCH_TIMEOUT_MS: int(30_000, 100),
+  IMAGE_MAX_BYTES: int(10 * 1024 * 1024, 1024),
+  IMAGE_MAX_PIXELS: int(40_000_000, 1),
+
+  // --- storage ---
+  SUPABASE_URL: optionalUrl,
+  SUPABASE_SERVICE_ROLE_KEY: optionalString,
+  STORAGE_BUCKET: z.string().default('virtual-tryon-images'),
+  SIGNED_URL_TTL_SECONDS: int(21_600, 1),
+  /** HMAC key for local signed URLs; generated per data dir when absent. */
+  URL_SIGNING_SECRET: optionalString,
+
+  // --- size recommendation ---
+  POSE_MODEL: z.enum(['lite', 'full', 'heavy']).default('full'),
+  POSE_ENABLED: bool.default('true'),
+  POSE_QUEUE_MAX: int(16, 1),
+  POSE_TIMEOUT_MS: int(10_000, 100),
+});
+
+export type Config = z.infer<typeof configSchema>;
+
+export class ConfigError extends Error {
+  override readonly name = 'ConfigError';
+}
+
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
+  const parsed = configSchema.safeParse(env);
+  if (!parsed.success) {
+    const lines = parsed.error.issues.map((i) => `  ${i.path.join('.')}: ${i.message}`);
+    throw new ConfigError(`invalid configuration:\n${lines.join('\n')}`);
+  }
+  const c = parsed.data;
+  if (Boolean(c.SUPABASE_URL) !== Boolean(c.SUPABASE_SERVICE_ROLE_KEY)) {
+    throw new ConfigError('SUPABASE_URL and SUPABASE_SERVICE_ROLE_KEY must be set together');
+  }
+  return c;
+}

@@ -1,0 +1,146 @@
+// Every event of the ledger (shared/design/ledger.md). Names and payloads are the contract between the write side,
+// the projections and the finance tools: change them only with an upcaster.
+
+export type Channel = 'b2b' | 'b2c';
+
+export type GrantReason =
+  | 'signup_bonus'
+  | 'purchase'
+  | 'subscription'
+  | 'opening_balance'
+  | 'adjustment'
+  | 'transfer_in';
+export const GRANT_REASONS: readonly GrantReason[] = [
+  'signup_bonus',
+  'purchase',
+  'subscription',
+  'opening_balance',
+  'adjustment',
+  'transfer_in',
+];
+
+/** Who caused an event and why; carried as event metadata on every append. */
+export interface EventMetadata {
+  requestId: string;
+  causationId: string;
+  correlationId: string;
+  workerId: string;
+  occurredAt: string; // ISO-8601
+}
+
+// ---- credit-account-{kind}-{id} ----
+export interface CreditsGranted {
+  type: 'CreditsGranted';
+  data: { amount: number; reason: GrantReason; reference: string };
+}
+export interface CreditsRevoked {
+  type: 'CreditsRevoked';
+  data: { amount: number; reason: string; reference: string };
+}
+export interface CreditDeducted {
+  type: 'CreditDeducted';
+  data: { generationId: string; amount: number; requestId: string };
+}
+export interface CreditCaptured {
+  type: 'CreditCaptured';
+  data: { generationId: string; amount: number };
+}
+export interface CreditRefunded {
+  type: 'CreditRefunded';
+  data: { generationId: string; amount: number; reason: string };
+}
+export type AccountEvent = CreditsGranted | CreditsRevoked | CreditDeducted | CreditCaptured | CreditRefunded;
+export const ACCOUNT_EVENT_TYPES = [
+  'CreditsGranted',
+  'CreditsRevoked',
+  'CreditDeducted',
+  'CreditCaptured',
+  'CreditRefunded',
+] as const satisfies readonly AccountEvent['type'][];
+
+// ---- generation-{sessionId} ----
+export interface GenerationUsage {
+  inputTokens: number;
+  outputTokens: number;
+  textInputTokens: number;
+  imageInputTokens: number;
+  textOutputTokens: number;
+  imageOutputTokens: number;
+}
+export interface GenerationTimings {
+  downloadMs: number;
+  resizeMs: number;
+  generateMs: number;
+  uploadMs: number;
+  /** queue entry (requestedAt) to completion */
+  totalMs: number;
+}
+export interface GenerationRequested {
+  type: 'GenerationRequested';
+  data: {
+    sessionId: string;
+    taskId: string;
+    channel: Channel;
+    /** account id, e.g. `user:<id>`, `store:<id>`, `shopper:<storeId>:<emailHash>` */
+    account: string;
+    imageUrls: string[];
+    prompt: string;
+    requestId: string;
+    payloadVersion: number;
+    requestedAt: string;
+    cost: number;
+  };
+}
+export interface GenerationCharged {
+  type: 'GenerationCharged';
+  data: { amount: number };
+}
+export interface GenerationStarted {
+  type: 'GenerationStarted';
+  data: { attempt: number; workerId: string; leaseUntil: string };
+}
+export interface RetryScheduled {
+  type: 'RetryScheduled';
+  data: { attempt: number; notBefore: string; reason: string };
+}
+export interface GenerationCompleted {
+  type: 'GenerationCompleted';
+  data: {
+    resultPath: string;
+    resultUrl?: string;
+    contentType: string;
+    provider: string;
+    usage: GenerationUsage | null;
+    costUsd: number | null;
+    timings: GenerationTimings;
+  };
+}
+export interface GenerationFailed {
+  type: 'GenerationFailed';
+  data: { code: string; message: string; userMessage: string };
+}
+export type RejectionCode = 'insufficient_credits' | 'invalid_request';
+export interface GenerationRejected {
+  type: 'GenerationRejected';
+  data: { code: RejectionCode; message: string };
+}
+export type GenerationEvent =
+  | GenerationRequested
+  | GenerationCharged
+  | GenerationStarted
+  | RetryScheduled
+  | GenerationCompleted
+  | GenerationFailed
+  | GenerationRejected;
+export const GENERATION_EVENT_TYPES = [
+  'GenerationRequested',
+  'GenerationCharged',
+  'GenerationStarted',
+  'RetryScheduled',
+  'GenerationCompleted',
+  'GenerationFailed',
+  'GenerationRejected',
+] as const satisfies readonly GenerationEvent['type'][];
+
+export type LedgerEvent = AccountEvent | GenerationEvent;
+export type LedgerEventType = LedgerEvent['type'];

@@ -1,0 +1,12 @@
+import { defineConfig } from 'vitest/config';
+
+export default defineConfig({
+  test: {
+    include: ['tests/**/*.test.ts'],
+    testTimeout: 60_000,
+    hookTimeout: 60_000,
+    // Integration suites share one Redis and one Postgres; files isolate themselves by key prefix / schema.
+    pool: 'forks',
+    reporters: ['default'],
+  },
+});
