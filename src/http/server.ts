@@ -1,5 +1,5 @@
 // The fastify instance: request ids, error mapping, HTTP metrics. Routes are plugins registered by main.ts.
-import Fastify, { type FastifyInstance, type FastifyError } from 'fastify';
+import Fastify, { type FastifyBaseLogger, type FastifyError, type FastifyInstance } from 'fastify';
 import { randomUUID } from 'node:crypto';
 import type { Logger } from '../logger.ts';
 import type { Metrics } from '../metrics.ts';
@@ -15,7 +15,7 @@ export interface HttpServerOptions {
 
 export function createHttpServer({ logger, metrics, bodyLimit = 1024 * 1024 }: HttpServerOptions): FastifyInstance {
   const app = Fastify({
-    loggerInstance: logger,
+    loggerInstance: logger as FastifyBaseLogger,
     disableRequestLogging: true,
     bodyLimit,
     requestIdLogLabel: 'request_id',
