@@ -1,0 +1,54 @@
+// A local HTTP server on 127.0.0.1 that serves scripted responses per path, for image download tests.
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+
+export type Route = (req: http.IncomingMessage, res: http.ServerResponse) => void;
+
+export interface ImageServer {
+  url(path: string): string;
+  port: number;
+  route(path: string, handler: Route): void;
+  /** Serves `bytes` at `path` with a content type. */
+  serve(path: string, bytes: Buffer, contentType: string): void;
+  hits: Map<string, number>;
+  close(): Promise<void>;
+}
+
+export async function startImageServer(): Promise<ImageServer> {
+  const routes = new Map<string, Route>();
+  const hits = new Map<string, number>();
+  const sockets = new Set<import('node:net').Socket>();
+  const server = http.createServer((req, res) => {
+    const path = (req.url ?? '/').split('?')[0]!;
+    hits.set(path, (hits.get(path) ?? 0) + 1);
+    const h = routes.get(path);
+    if (!h) {
+      res.writeHead(404, { 'content-type': 'text/plain' });
+      res.end('not found');
+      return;
+    }
+    h(req, res);
+  });
+  server.on('connection', (s) => {
+    sockets.add(s);
+    s.on('close', () => sockets.delete(s));
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const port = (server.address() as AddressInfo).port;
+  return {
+    port,
+    hits,
+    url: (path) => `http://127.0.0.1:${port}${path}`,
+    route: (path, handler) => routes.set(path, handler),
+    serve: (path, bytes, contentType) =>
+      routes.set(path, (_req, res) => {
+        res.writeHead(200, { 'content-type': contentType, 'content-length': bytes.length });
+        res.end(bytes);
+      }),
+    close: () =>
+      new Promise<void>((resolve) => {
+        for (const s of sockets) s.destroy();
+        server.close(() => resolve());
+      }),
+  };
+}
