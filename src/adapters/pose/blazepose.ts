@@ -1,0 +1,258 @@
+// The BlazePose pipeline (MediaPipe's pose_landmark_cpu graph, re-done in plain TS): detector on a letterboxed
+// 224x224 image -> anchors decode + weighted NMS -> rotated ROI from the hip-centre/full-body keypoints -> landmark
+// model on a 256x256 crop -> a second landmark pass on the ROI rebuilt from helper points 33/34 (MediaPipe's
+// tracking crop; it fixes compressed results on tight crops) -> image and world landmarks.
+// Runs inside the pose worker thread. Input/output buffers are allocated once per pipeline and reused.
+import type { Landmark, PoseResult } from './types.ts';
+
+/** Runs one model on one float32 input and returns the outputs it was asked for (in model output order). */
+export interface ModelRunner {
+  run(input: Float32Array, want: readonly number[]): Promise<Float32Array[]>;
+}
+
+const DET_SIZE = 224;
+const LM_SIZE = 256;
+const NUM_LM = 39; // 33 landmarks + 6 helper points (33 hip centre, 34 body top, ...)
+const DET_SCORE_MIN = 0.5;
+const NMS_IOU = 0.3;
+const PRESENCE_MIN = 0.5;
+const ROI_SCALE = 1.25;
+
+interface Rect {
+  cx: number; // pixels
+  cy: number;
+  side: number; // pixels (square)
+  rotation: number; // radians
+}
+
+interface Detection {
+  score: number;
+  box: [number, number, number, number]; // xmin, ymin, xmax, ymax (normalised to the letterbox square)
+  kps: number[]; // 4 keypoints x,y (normalised)
+}
+
+/** SSD anchors for the pose detector: strides 8,16,32,32,32, 2 anchors per cell per layer, fixed size. */
+function makeAnchors(): Float32Array {
+  const layers = [
+    { stride: 8, perCell: 2 },
+    { stride: 16, perCell: 2 },
+    { stride: 32, perCell: 6 }, // three stride-32 layers share one feature map
+  ];
+  const out: number[] = [];
+  for (const { stride, perCell } of layers) {
+    const fm = Math.ceil(DET_SIZE / stride);
+    for (let y = 0; y < fm; y++)
+      for (let x = 0; x < fm; x++) for (let a = 0; a < perCell; a++) out.push((x + 0.5) / fm, (y + 0.5) / fm);
+  }
+  return Float32Array.from(out);
+}
+const ANCHORS = makeAnchors(); // 2254 x (cx, cy)
+
+const sigmoid = (v: number) => 1 / (1 + Math.exp(-Math.max(-100, Math.min(100, v))));
+
+function iou(a: Detection['box'], b: Detection['box']): number {
+  const ix = Math.max(0, Math.min(a[2], b[2]) - Math.max(a[0], b[0]));
+  const iy = Math.max(0, Math.min(a[3], b[3]) - Math.max(a[1], b[1]));
+  const inter = ix * iy;
+  const union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter;
+  return union > 0 ? inter / union : 0;
+}
+
+/** Decodes the detector outputs and returns the best detection after weighted NMS (one person), or null. */
+export function decodeDetections(boxes: Float32Array, scores: Float32Array): Detection | null {
+  const cands: Detection[] = [];
+  const n = ANCHORS.length / 2;
+  for (let i = 0; i < n; i++) {
+    const s = sigmoid(scores[i]!);
+    if (s < DET_SCORE_MIN) continue;
+    const ax = ANCHORS[2 * i]!;
+    const ay = ANCHORS[2 * i + 1]!;
+    const o = i * 12;
+    const cx = boxes[o]! / DET_SIZE + ax;
+    const cy = boxes[o + 1]! / DET_SIZE + ay;
+    const w = boxes[o + 2]! / DET_SIZE;
+    const h = boxes[o + 3]! / DET_SIZE;
+    const kps: number[] = [];
+    for (let k = 0; k < 4; k++) kps.push(boxes[o + 4 + 2 * k]! / DET_SIZE + ax, boxes[o + 5 + 2 * k]! / DET_SIZE + ay);
+    cands.push({ score: s, box: [cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], kps });
+  }
+  if (cands.length === 0) return null;
+  cands.sort((a, b) => b.score - a.score);
+  // Weighted NMS (MediaPipe WEIGHTED): the top detection's cluster is averaged by score. Only the best cluster is
+  // needed because the service estimates one person.
+  const top = cands[0]!;
+  let wsum = 0;
+  const box = [0, 0, 0, 0];
+  const kps = new Array<number>(8).fill(0);
+  for (const c of cands) {
+    if (iou(top.box, c.box) <= NMS_IOU) continue;
+    wsum += c.score;
+    for (let j = 0; j < 4; j++) box[j]! += c.box[j]! * c.score;
+    for (let j = 0; j < 8; j++) kps[j]! += c.kps[j]! * c.score;
+  }
+  return {
+    score: top.score,
+    box: box.map((v) => v / wsum) as Detection['box'],
+    kps: kps.map((v) => v / wsum),
+  };
+}
+
+/** MediaPipe's AlignmentPointsRects + RectTransformation(scale 1.25, square): centre at p0, rotated so p0->p1 points up. */
+export function roiFromPoints(x0: number, y0: number, x1: number, y1: number): Rect {
+  const dist = Math.hypot(x1 - x0, y1 - y0);
+  let rotation = Math.PI / 2 - Math.atan2(-(y1 - y0), x1 - x0);
+  rotation -= 2 * Math.PI * Math.floor((rotation + Math.PI) / (2 * Math.PI)); // normalise to [-pi, pi)
+  return { cx: x0, cy: y0, side: 2 * dist * ROI_SCALE, rotation };
+}
+
+/**
+ * Samples the rotated square `rect` of an RGB8 image into `dst` (size x size x 3, float), value * scale + offset,
+ * bilinear with zero border. When the crop shrinks the image by more than 1.5x, each output pixel averages a small
+ * grid of bilinear samples so that the downscale does not alias.
+ */
+export function sampleCrop(
+  rgb: Uint8Array,
+  width: number,
+  height: number,
+  rect: Rect,
+  size: number,
+  dst: Float32Array,
+  scale: number,
+  offset: number,
+): void {
+  const cos = Math.cos(rect.rotation);
+  const sin = Math.sin(rect.rotation);
+  const step = rect.side / size; // source pixels per output pixel
+  const ss = Math.min(4, Math.max(1, Math.ceil(step / 1.5)));
+  const inv = 1 / (ss * ss);
+  const stride = width * 3;
+  for (let v = 0; v < size; v++) {
+    for (let u = 0; u < size; u++) {
+      let r = 0;
+      let g = 0;
+      let b = 0;
+      for (let sy = 0; sy < ss; sy++) {
+        const nv = (v + (sy + 0.5) / ss) / size - 0.5;
+        for (let sx = 0; sx < ss; sx++) {
+          const nu = (u + (sx + 0.5) / ss) / size - 0.5;
+          // pixel-centre convention: continuous coordinate c maps to pixel c - 0.5
+          const x = rect.cx + rect.side * (cos * nu - sin * nv) - 0.5;
+          const y = rect.cy + rect.side * (sin * nu + cos * nv) - 0.5;
+          const x0 = Math.floor(x);
+          const y0 = Math.floor(y);
+          if (x0 < -1 || y0 < -1 || x0 >= width || y0 >= height) continue;
+          const fx = x - x0;
+          const fy = y - y0;
+          for (let dy = 0; dy < 2; dy++) {
+            const yy = y0 + dy;
+            if (yy < 0 || yy >= height) continue;
+            const wy = dy === 0 ? 1 - fy : fy;
+            for (let dx = 0; dx < 2; dx++) {
+              const xx = x0 + dx;
+              if (xx < 0 || xx >= width) continue;
+              const w = wy * (dx === 0 ? 1 - fx : fx);
+              const p = yy * stride + xx * 3;
+              r += w * rgb[p]!;
+              g += w * rgb[p + 1]!;
+              b += w * rgb[p + 2]!;
+            }
+          }
+        }
+      }
+      const o = (v * size + u) * 3;
+      dst[o] = r * inv * scale + offset;
+      dst[o + 1] = g * inv * scale + offset;
+      dst[o + 2] = b * inv * scale + offset;
+    }
+  }
+}
+
+interface LandmarkPass {
+  presence: number;
+  /** 39 landmarks in image pixels (z in pixels too) */
+  image: Landmark[];
+  world: Landmark[];
+}
+
+type WithoutSize<T> = T extends unknown ? Omit<T, 'imageWidth' | 'imageHeight'> : never;
+/** A pose result before the worker adds the image size and decode time. */
+export type PoseCore = WithoutSize<PoseResult>;
+
+export interface BlazePose {
+  estimate(rgb: Uint8Array, width: number, height: number): Promise<PoseCore>;
+}
+
+export function createBlazePose(detector: ModelRunner, landmarker: ModelRunner): BlazePose {
+  const detInput = new Float32Array(DET_SIZE * DET_SIZE * 3);
+  const lmInput = new Float32Array(LM_SIZE * LM_SIZE * 3);
+
+  async function landmarkPass(rgb: Uint8Array, width: number, height: number, roi: Rect): Promise<LandmarkPass> {
+    sampleCrop(rgb, width, height, roi, LM_SIZE, lmInput, 1 / 255, 0);
+    const [raw, flag, world] = await landmarker.run(lmInput, [0, 1, 4]);
+    const cos = Math.cos(roi.rotation);
+    const sin = Math.sin(roi.rotation);
+    const image: Landmark[] = [];
+    const worldLm: Landmark[] = [];
+    for (let i = 0; i < NUM_LM; i++) {
+      const o = i * 5;
+      const nx = raw![o]! / LM_SIZE - 0.5;
+      const ny = raw![o + 1]! / LM_SIZE - 0.5;
+      const visibility = sigmoid(raw![o + 3]!);
+      const presence = sigmoid(raw![o + 4]!);
+      image.push({
+        x: roi.cx + roi.side * (cos * nx - sin * ny),
+        y: roi.cy + roi.side * (sin * nx + cos * ny),
+        z: (raw![o + 2]! / LM_SIZE) * roi.side,
+        visibility,
+        presence,
+      });
+      const wx = world![i * 3]!;
+      const wy = world![i * 3 + 1]!;
+      worldLm.push({ x: cos * wx - sin * wy, y: sin * wx + cos * wy, z: world![i * 3 + 2]!, visibility, presence });
+    }
+    return { presence: flag![0]!, image, world: worldLm };
+  }
+
+  return {
+    async estimate(rgb, width, height) {
+      const t0 = performance.now();
+      const side = Math.max(width, height);
+      const letterbox: Rect = { cx: width / 2, cy: height / 2, side, rotation: 0 };
+      sampleCrop(rgb, width, height, letterbox, DET_SIZE, detInput, 2 / 255, -1);
+      const [boxes, scores] = await detector.run(detInput, [0, 1]);
+      const det = decodeDetections(boxes!, scores!);
+      const t1 = performance.now();
+      if (!det) return { found: false, reason: 'no_detection', detectorScore: maxScore(scores!), presence: 0 };
+      // letterbox-normalised -> image pixels
+      const px = (v: number) => letterbox.cx + side * (v - 0.5);
+      const py = (v: number) => letterbox.cy + side * (v - 0.5);
+      const roi1 = roiFromPoints(px(det.kps[0]!), py(det.kps[1]!), px(det.kps[2]!), py(det.kps[3]!));
+      const first = await landmarkPass(rgb, width, height, roi1);
+      let final = first;
+      if (first.presence >= PRESENCE_MIN) {
+        const hc = first.image[33]!;
+        const top = first.image[34]!;
+        final = await landmarkPass(rgb, width, height, roiFromPoints(hc.x, hc.y, top.x, top.y));
+      }
+      const t2 = performance.now();
+      if (final.presence < PRESENCE_MIN) {
+        return { found: false, reason: 'low_presence', detectorScore: det.score, presence: final.presence };
+      }
+      const landmarks = final.image.slice(0, 33).map((l) => ({ ...l, x: l.x / width, y: l.y / height, z: l.z / width }));
+      return {
+        found: true,
+        detectorScore: det.score,
+        presence: final.presence,
+        landmarks,
+        worldLandmarks: final.world.slice(0, 33),
+        timings: { decodeMs: 0, detectMs: t1 - t0, landmarkMs: t2 - t1 },
+      };
+    },
+  };
+}
+
+function maxScore(scores: Float32Array): number {
+  let m = -Infinity;
+  for (const s of scores) if (s > m) m = s;
+  return sigmoid(m);
+}
