@@ -1,0 +1,98 @@
+// Input preparation: real downloads from a local server (allowed host) and real sharp processing.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import sharp from 'sharp';
+import { PipelineError } from '../../src/app/ports/pipeline.ts';
+import { createInputImages, prepareImage } from '../../src/adapters/images/prepare.ts';
+import { startImageServer, type ImageServer } from '../support/imageServer.ts';
+import { noisyJpeg, pixelBombPng, pngHeaderOnHtml, solid } from '../support/images.ts';
+
+let srv: ImageServer;
+const maxPixels = 40_000_000;
+const inputs = () => createInputImages({ allowHosts: ['127.0.0.1'], maxPixels, fetchTimeoutMs: 2_000 });
+const ctx = { requestId: 'req-test' };
+
+async function pipelineError(p: Promise<unknown>): Promise<PipelineError> {
+  const err = await p.then(
+    () => null,
+    (e: unknown) => e,
+  );
+  expect(err).toBeInstanceOf(PipelineError);
+  return err as PipelineError;
+}
+
+beforeAll(async () => {
+  srv = await startImageServer();
+  srv.serve('/person.jpg', await noisyJpeg(1600, 1250), 'image/jpeg');
+  srv.serve('/garment.png', await solid(300, 400, '#aa0000', 'png'), 'image/png');
+  srv.serve('/bomb.png', pixelBombPng(), 'image/png');
+  srv.serve('/fake.png', pngHeaderOnHtml(), 'image/png');
+  srv.serve('/page', Buffer.from('<html>hello</html>'), 'text/html');
+});
+afterAll(() => srv.close());
+
+describe('prepareImage', () => {
+  it('applies EXIF orientation (BUG-17)', async () => {
+    // 200x100 stored pixels tagged "rotate 90 CW": displayed as 100x200
+    const tagged = await sharp(await solid(200, 100)).withMetadata({ orientation: 6 }).jpeg().toBuffer();
+    const out = await sharp(await prepareImage(tagged, { maxPixels })).metadata();
+    expect([out.width, out.height]).toEqual([100, 200]);
+    expect(out.orientation ?? 1).toBe(1);
+  });
+
+  it('bounds the longest side to 1024 and never upscales', async () => {
+    const big = await sharp(await prepareImage(await noisyJpeg(2048, 1536), { maxPixels })).metadata();
+    expect([big.width, big.height, big.format]).toEqual([1024, 768, 'jpeg']);
+    const small = await sharp(await prepareImage(await solid(300, 200), { maxPixels })).metadata();
+    expect([small.width, small.height]).toEqual([300, 200]);
+  });
+
+  it('flattens transparency on white', async () => {
+    const transparent = await sharp({ create: { width: 8, height: 8, channels: 4, background: { r: 0, g: 0, b: 0, alpha: 0 } } }).png().toBuffer();
+    const { data, info } = await sharp(await prepareImage(transparent, { maxPixels })).raw().toBuffer({ resolveWithObject: true });
+    expect(info.channels).toBe(3);
+    expect(Math.min(...data)).toBeGreaterThanOrEqual(250);
+  });
+
+  it('refuses a pixel bomb from its header', async () => {
+    const err = await pipelineError(prepareImage(pixelBombPng(), { maxPixels }));
+    expect(err.code).toBe('image_invalid');
+    expect(err.message).toMatch(/pixel limit/);
+  });
+
+  it('refuses bytes that only look like a PNG', async () => {
+    expect((await pipelineError(prepareImage(pngHeaderOnHtml(), { maxPixels }))).code).toBe('image_invalid');
+  });
+});
+
+describe('createInputImages', () => {
+  it('downloads and prepares all images with the generator filenames', async () => {
+    const r = await inputs().prepare([srv.url('/person.jpg'), srv.url('/garment.png')], ctx);
+    expect(r.images.map((i) => i.filename)).toEqual(['model.jpg', 'image_1.jpg']);
+    expect(r.images.every((i) => i.contentType === 'image/jpeg' && i.bytes[0] === 0xff && i.bytes[1] === 0xd8)).toBe(true);
+    const m = await sharp(r.images[0]!.bytes).metadata();
+    expect(Math.max(m.width!, m.height!)).toBe(1024);
+    expect(r.downloadMs).toBeGreaterThanOrEqual(0);
+    expect(r.resizeMs).toBeGreaterThanOrEqual(0);
+  });
+
+  it('maps download failures to image_fetch_failed', async () => {
+    const err = await pipelineError(inputs().prepare([srv.url('/person.jpg'), srv.url('/missing.jpg')], ctx));
+    expect(err.code).toBe('image_fetch_failed');
+    expect(err.message).toContain('image_1.jpg');
+    const blocked = await pipelineError(createInputImages({ maxPixels }).prepare([srv.url('/person.jpg')], ctx));
+    expect(blocked.code).toBe('image_fetch_failed');
+    expect(blocked.message).toContain('blocked_address');
+  });
+
+  it('maps non-images, fake PNGs and pixel bombs to image_invalid', async () => {
+    for (const path of ['/page', '/fake.png', '/bomb.png']) {
+      const err = await pipelineError(inputs().prepare([srv.url('/person.jpg'), srv.url(path)], ctx));
+      expect(err.code).toBe('image_invalid');
+    }
+  });
+
+  it('refuses more than 16 images (BUG-26)', async () => {
+    const urls = Array.from({ length: 17 }, () => srv.url('/garment.png'));
+    expect((await pipelineError(inputs().prepare(urls, ctx))).code).toBe('image_invalid');
+  });
+});
