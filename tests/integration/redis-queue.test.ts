@@ -1,0 +1,180 @@
+// The Redis intake against a real Redis (db 15), every test under its own key prefix.
+import { randomUUID } from 'node:crypto';
+import { Redis } from 'ioredis';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { RedisTaskQueue, createRedis, queueKeys } from '../../src/adapters/queue/redisTaskQueue.ts';
+import { silentLogger } from '../../src/logger.ts';
+import { REDIS_URL, redisAvailable } from '../support/services.ts';
+
+const ok = await redisAvailable();
+const logger = silentLogger();
+
+describe.skipIf(!ok)('RedisTaskQueue (real Redis)', () => {
+  let admin: Redis;
+  let prefix: string;
+  const open: RedisTaskQueue[] = [];
+
+  beforeAll(() => {
+    admin = new Redis(REDIS_URL);
+  });
+  afterAll(async () => {
+    await admin.quit();
+  });
+  afterEach(async () => {
+    for (const q of open.splice(0)) await q.close();
+    const keys = await admin.keys(`${prefix}*`);
+    if (keys.length) await admin.del(...keys);
+  });
+
+  /** A fresh queue key per test; workers in one test share it. */
+  const newQueueKey = () => {
+    prefix = `test:${randomUUID()}:`;
+    return `${prefix}wearon:tasks:generation`;
+  };
+  const worker = (queueKey: string, workerId: string, heartbeatTtlMs = 30_000) => {
+    const q = RedisTaskQueue.connect(REDIS_URL, { workerId, logger, queueKey, heartbeatTtlMs });
+    open.push(q);
+    return q;
+  };
+  /** A worker whose connections the test can cut without close(): a crash as far as Redis can tell. */
+  const crashable = (queueKey: string, workerId: string, heartbeatTtlMs: number) => {
+    const redis = createRedis(REDIS_URL, logger);
+    const blocking = createRedis(REDIS_URL, logger, { blocking: true });
+    const q = new RedisTaskQueue({ redis, blocking, workerId, logger, queueKey, heartbeatTtlMs });
+    return { q, crash: () => (redis.disconnect(), blocking.disconnect()) };
+  };
+  const waitForExpiry = async (key: string) => {
+    while ((await admin.exists(key)) === 1) await new Promise((r) => setTimeout(r, 50));
+  };
+
+  it('delivers in FIFO order (producer LPUSH, consumer takes from the right)', async () => {
+    const qk = newQueueKey();
+    const q = worker(qk, 'w1');
+    for (const raw of ['a', 'b', 'c']) await admin.lpush(qk, raw); // exactly the producer's command
+    const got = [await q.take(1000), await q.take(1000), await q.take(1000)].map((t) => t?.raw);
+    expect(got).toEqual(['a', 'b', 'c']);
+    expect(await q.take(0)).toBeNull();
+  });
+
+  it('keeps a taken task in the worker processing list until ack', async () => {
+    const qk = newQueueKey();
+    const q = worker(qk, 'w1');
+    await q.push('{"task":1}');
+    const t = await q.take(1000);
+    expect(t?.raw).toBe('{"task":1}');
+    expect(await admin.lrange(queueKeys(qk, 'w1').processing, 0, -1)).toEqual(['{"task":1}']);
+    expect(await admin.exists(queueKeys(qk, 'w1').heartbeat)).toBe(1);
+    expect(await q.depth()).toEqual({ waiting: 0, processing: 1, deadLetter: 0 });
+    await q.ack(t!);
+    expect(await admin.llen(queueKeys(qk, 'w1').processing)).toBe(0);
+    expect(await q.depth()).toEqual({ waiting: 0, processing: 0, deadLetter: 0 });
+  });
+
+  it('returns null when nothing arrives within the timeout, and a task pushed while blocked', async () => {
+    const qk = newQueueKey();
+    const q = worker(qk, 'w1');
+    expect(await q.take(200)).toBeNull();
+    const pending = q.take(5_000);
+    await admin.lpush(qk, 'late');
+    expect((await pending)?.raw).toBe('late');
+  });
+
+  it('re-drives the list of a crashed worker once its heartbeat expired, and not before', async () => {
+    const qk = newQueueKey();
+    const a = crashable(qk, 'wa', 600);
+    const b = worker(qk, 'wb');
+    for (const raw of ['t1', 't2', 't3']) await b.push(raw);
+    expect((await a.q.take(1000))?.raw).toBe('t1');
+    expect((await a.q.take(1000))?.raw).toBe('t2');
+    a.crash(); // before ack
+
+    expect(await b.redriveOrphans()).toBe(0); // heartbeat still alive
+    expect(await admin.lrange(queueKeys(qk, 'wa').processing, 0, -1)).toEqual(['t2', 't1']);
+    expect(await b.depth()).toEqual({ waiting: 1, processing: 2, deadLetter: 0 });
+
+    await waitForExpiry(queueKeys(qk, 'wa').heartbeat);
+    expect(await b.redriveOrphans()).toBe(2);
+    expect(await admin.exists(queueKeys(qk, 'wa').processing)).toBe(0);
+    // the re-driven tasks are taken next, in their original order
+    const order = [await b.take(1000), await b.take(1000), await b.take(1000)].map((t) => t?.raw);
+    expect(order).toEqual(['t1', 't2', 't3']);
+    expect(await b.redriveOrphans()).toBe(0);
+  });
+
+  it('a restarted worker with the same id reclaims its own strays', async () => {
+    const qk = newQueueKey();
+    const first = crashable(qk, 'same', 30_000);
+    await admin.lpush(qk, 'x');
+    expect((await first.q.take(1000))?.raw).toBe('x');
+    first.crash();
+    const again = worker(qk, 'same');
+    await again.heartbeat(); // its heartbeat is alive, so only the stray rule can return the task
+    expect(await again.redriveOrphans()).toBe(1);
+    expect((await again.take(1000))?.raw).toBe('x');
+    expect(await again.redriveOrphans()).toBe(0); // handed out now: not a stray
+  });
+
+  it('dead-letters atomically with reason, raw, worker id and time', async () => {
+    const qk = newQueueKey();
+    const q = worker(qk, 'w-dead');
+    await q.push('{not json');
+    const t = await q.take(1000);
+    await q.deadLetter(t!, 'invalid JSON: Unexpected token');
+    expect(await admin.llen(queueKeys(qk, 'w-dead').processing)).toBe(0);
+    const [record] = await admin.lrange(`${qk}:dead`, 0, -1);
+    const parsed = JSON.parse(record!);
+    expect(Object.keys(parsed).sort()).toEqual(['failed_at', 'raw', 'reason', 'worker_id']);
+    expect(parsed).toMatchObject({ reason: 'invalid JSON: Unexpected token', raw: '{not json', worker_id: 'w-dead' });
+    expect(new Date(parsed.failed_at).toISOString()).toBe(parsed.failed_at);
+    expect(await q.deadLetters()).toEqual([parsed]);
+    expect(await q.depth()).toEqual({ waiting: 0, processing: 0, deadLetter: 1 });
+  });
+
+  it('never hands the same task to two concurrent takers (2 workers x 5 loops)', async () => {
+    const qk = newQueueKey();
+    const workers = [worker(qk, 'c1'), worker(qk, 'c2')];
+    const total = 300;
+    const taken: string[] = [];
+    const loops = workers.flatMap((w) =>
+      Array.from({ length: 5 }, async () => {
+        for (;;) {
+          const t = await w.take(300);
+          if (!t) return;
+          taken.push(t.raw);
+          await w.ack(t);
+        }
+      }),
+    );
+    const pipeline = admin.pipeline();
+    for (let i = 0; i < total; i++) pipeline.lpush(qk, JSON.stringify({ i }));
+    await pipeline.exec();
+    await Promise.all(loops);
+    expect(taken).toHaveLength(total);
+    expect(new Set(taken).size).toBe(total);
+    expect(await workers[0]!.depth()).toEqual({ waiting: 0, processing: 0, deadLetter: 0 });
+  });
+
+  it('counts waiting, processing across workers and dead letters', async () => {
+    const qk = newQueueKey();
+    const [a, b] = [worker(qk, 'd1'), worker(qk, 'd2')];
+    for (let i = 0; i < 6; i++) await a.push(`t${i}`);
+    await a.take(1000);
+    await b.take(1000);
+    const dead = await b.take(1000);
+    await b.deadLetter(dead!, 'invalid payload');
+    expect(await a.depth()).toEqual({ waiting: 3, processing: 2, deadLetter: 1 });
+  });
+
+  it('close() cuts a pending take and returns unacked tasks to the queue', async () => {
+    const qk = newQueueKey();
+    const q = RedisTaskQueue.connect(REDIS_URL, { workerId: 'closing', logger, queueKey: qk });
+    await q.push('held');
+    expect((await q.take(1000))?.raw).toBe('held');
+    const pending = q.take(20_000);
+    await q.close();
+    expect(await pending).toBeNull();
+    expect(await admin.lrange(qk, 0, -1)).toEqual(['held']);
+    expect(await admin.exists(queueKeys(qk, 'closing').heartbeat)).toBe(0);
+    expect(await admin.exists(queueKeys(qk, 'closing').processing)).toBe(0);
+  });
+});
