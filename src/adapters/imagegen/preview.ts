@@ -1,7 +1,7 @@
 // The offline stand-in generator used when no OPENAI_API_KEY is set: NOT a try-on. It composes the person image
 // (letterboxed into 1024x1536) with the garment image inset bottom-right and a banner that says so, so the whole
 // pipeline (ledger, storage, reads) works without the upstream service. Provider `preview`, no usage, cost 0.
-import sharp from 'sharp';
+import sharp, { type Sharp } from 'sharp';
 import type { CallContext, GeneratedImage, ImageGenerator, PreparedImage } from '../../app/ports/pipeline.ts';
 
 export const PREVIEW_WIDTH = 1024;
@@ -37,7 +37,7 @@ function paste(canvas: Buffer, canvasWidth: number, layer: RawLayer): void {
   }
 }
 
-async function rawRgb(img: sharp.Sharp): Promise<{ data: Buffer; width: number; height: number }> {
+async function rawRgb(img: Sharp): Promise<{ data: Buffer; width: number; height: number }> {
   const { data, info } = await img.removeAlpha().toColourspace('srgb').raw().toBuffer({ resolveWithObject: true });
   if (info.channels !== 3) throw new Error(`expected RGB, got ${info.channels} channels`);
   return { data, width: info.width, height: info.height };
