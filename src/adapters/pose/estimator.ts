@@ -6,27 +6,31 @@ import { createRequire } from 'node:module';
 import { pathToFileURL } from 'node:url';
 import type { Logger } from '../../logger.ts';
 import type { Metrics } from '../../metrics.ts';
+import { ImageUnavailableError, PoseUnavailableError, type PoseEstimatorPort } from '../../app/sizeRecommendation.ts';
 import type { FromWorker, PoseModelName, PoseResult, ToWorker } from './types.ts';
 
-export class PoseNotReadyError extends Error {
-  override readonly name = 'PoseNotReadyError';
-}
-/** The queue is full; callers should answer 503 with Retry-After. */
-export class PoseOverloadedError extends Error {
-  override readonly name = 'PoseOverloadedError';
-  constructor(readonly retryAfterSeconds: number) {
-    super('pose estimation queue is full');
+// The errors extend the use case's port errors, so the HTTP layer maps them without knowing this adapter.
+export class PoseNotReadyError extends PoseUnavailableError {
+  constructor(message = 'pose model is not loaded') {
+    super('not_ready', message, 5);
   }
 }
-export class PoseTimeoutError extends Error {
-  override readonly name = 'PoseTimeoutError';
-  constructor(readonly retryAfterSeconds: number) {
-    super('pose estimation timed out');
+/** The queue is full; callers should answer 503 with Retry-After. */
+export class PoseOverloadedError extends PoseUnavailableError {
+  constructor(retryAfterSeconds: number) {
+    super('overloaded', 'pose estimation queue is full', retryAfterSeconds);
+  }
+}
+export class PoseTimeoutError extends PoseUnavailableError {
+  constructor(retryAfterSeconds: number) {
+    super('timeout', 'pose estimation timed out', retryAfterSeconds);
   }
 }
 /** The bytes are not a decodable image (or exceed the pixel limit). */
-export class PoseInputError extends Error {
-  override readonly name = 'PoseInputError';
+export class PoseInputError extends ImageUnavailableError {
+  constructor(message: string) {
+    super('undecodable', message);
+  }
 }
 
 export interface PoseEstimatorOptions {
@@ -41,7 +45,7 @@ export interface PoseEstimatorOptions {
   metrics?: Pick<Metrics, 'poseQueueDepth' | 'poseInferenceSeconds'>;
 }
 
-export interface PoseEstimator {
+export interface PoseEstimator extends PoseEstimatorPort {
   ready(): boolean;
   /** Starts the workers and resolves when every model is compiled; rejects if loading fails. */
   load(): Promise<void>;
@@ -182,7 +186,7 @@ export function createPoseEstimator(options: PoseEstimatorOptions): PoseEstimato
       return loading;
     },
     estimate(image) {
-      if (closed || !slots.some((s) => s.ready)) return Promise.reject(new PoseNotReadyError('pose model is not loaded'));
+      if (closed || !slots.some((s) => s.ready)) return Promise.reject(new PoseNotReadyError());
       if (queue.length >= queueMax) return Promise.reject(new PoseOverloadedError(retryAfter()));
       return new Promise<PoseResult>((resolve, reject) => {
         // Own copy: the buffer is transferred to the worker and the caller's may be a pooled Buffer slice.
