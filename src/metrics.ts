@@ -61,6 +61,11 @@ export function createMetrics(options: { defaults?: boolean } = {}) {
       help: 'Appends rejected by optimistic concurrency (retried by the saga)',
       registers: r,
     }),
+    eventStoreResubscribes: new Counter({
+      name: 'wearon_eventstore_resubscribes_total',
+      help: 'Event store subscriptions resumed after a drop (EventStoreDB supervisor)',
+      registers: r,
+    }),
     verifyViolations: new Gauge({
       name: 'wearon_ledger_verify_violations',
       help: 'Invariant violations found by the last ledger verification',

@@ -1,0 +1,478 @@
+// The event store port on EventStoreDB / KurrentDB through @eventstore/db-client (gRPC). Selected by EVENTSTORE_URL.
+// Mapping table and supervisor behaviour: docs/eventstoredb.md.
+import {
+  ANY,
+  BACKWARDS,
+  END,
+  EventStoreDBClient,
+  FORWARDS,
+  NO_STREAM,
+  START,
+  STREAM_EXISTS,
+  StreamNotFoundError,
+  WrongExpectedVersionError,
+  eventTypeFilter,
+  jsonEvent,
+  streamNameFilter,
+  type AllStreamResolvedEvent,
+  type AllStreamSubscription,
+  type AppendExpectedRevision,
+  type Filter,
+  type JSONType,
+  type ResolvedEvent,
+} from '@eventstore/db-client';
+import {
+  EventStoreUnavailableError,
+  WrongExpectedRevisionError,
+  comparePositions,
+  formatPosition,
+  matchesFilter,
+  type AppendResult,
+  type EventFilter,
+  type EventMeta,
+  type EventStore,
+  type ExpectedRevision,
+  type NewEvent,
+  type Position,
+  type ReadAllOptions,
+  type ReadStreamOptions,
+  type RecordedEvent,
+  type SubscribeOptions,
+  type Subscription,
+  type SubscriptionItem,
+} from '../../../app/ports/eventStore.ts';
+import type { Logger } from '../../../logger.ts';
+import type { Metrics } from '../../../metrics.ts';
+
+export interface EsdbEventStoreOptions {
+  /** `esdb://host:2113?tls=false` (or `kurrentdb://` style hosts; TLS options as the client documents) */
+  connectionString: string;
+  logger: Logger;
+  metrics?: Metrics;
+  /** Deadline of one append and of one read (the client applies none to reads itself). Default 10 s. */
+  timeoutMs?: number;
+  /** Attempts for an append or read that failed with a transport error (same event ids each time). Default 3. */
+  attempts?: number;
+  /** Backoff between retries and resubscriptions: initial and cap. Defaults 100 ms and 5 s. */
+  backoffInitialMs?: number;
+  backoffMaxMs?: number;
+  /** Consecutive failed resubscriptions before the subscription throws. Default: unlimited. */
+  maxResubscribeAttempts?: number;
+  /** Page size of `$all` reads (filters are applied client-side there, see docs). Default 1000. */
+  readPageSize?: number;
+}
+
+const DEFAULT_PAGE = 1000;
+/** ESDB's own correlation keys, understood by its system projections ($by_correlation_id). */
+const ESDB_CORRELATION = '$correlationId';
+const ESDB_CAUSATION = '$causationId';
+
+type ClientRecorded = NonNullable<AllStreamResolvedEvent['event']>;
+
+/** Errors worth another attempt: the server was unreachable, restarting, or answered with a transport failure. */
+export function isTransientEsdbError(err: unknown): boolean {
+  if (err instanceof EventStoreUnavailableError) return true;
+  const type = (err as { type?: string } | null)?.type;
+  if (type && ['unavailable', 'cancelled', 'deadline-exceeded', 'timeout', 'not-leader'].includes(type)) return true;
+  const code = (err as { code?: unknown } | null)?.code;
+  // UnknownError wraps gRPC INTERNAL/UNKNOWN such as "Received RST_STREAM" when a connection is cut mid-call.
+  if (type === 'unknown') return code === 13 || code === 2 || code === 14;
+  // Some client paths (the ServerFeatures probe before an append) rethrow the raw gRPC error.
+  return type === undefined && typeof code === 'number' && [1, 4, 10, 13, 14].includes(code);
+}
+
+/** A subscription ended by the connection or the server rather than by a permanent refusal or our own bug. */
+function isDrop(err: unknown): boolean {
+  return isTransientEsdbError(err) || (err as { code?: unknown } | null)?.code === 'ERR_STREAM_PREMATURE_CLOSE';
+}
+
+function unavailable(what: string, err: unknown): EventStoreUnavailableError {
+  const msg = err instanceof Error ? err.message : String(err);
+  return new EventStoreUnavailableError(`EventStoreDB ${what} failed: ${msg}`, { cause: err });
+}
+
+function sleep(ms: number, signal?: { wake?: () => void }): Promise<void> {
+  return new Promise((resolve) => {
+    const t = setTimeout(resolve, ms);
+    if (signal)
+      signal.wake = () => {
+        clearTimeout(t);
+        resolve();
+      };
+  });
+}
+
+function toClientExpected(expected: ExpectedRevision): AppendExpectedRevision {
+  switch (expected) {
+    case 'no_stream':
+      return NO_STREAM;
+    case 'stream_exists':
+      return STREAM_EXISTS;
+    case 'any':
+      return ANY;
+    default:
+      if (!Number.isSafeInteger(expected) || expected < 0) throw new TypeError(`invalid expected revision ${String(expected)}`);
+      return BigInt(expected);
+  }
+}
+
+function escapeRegex(s: string): string {
+  return s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+}
+
+/** ESDB filters on one dimension server-side; the other (and `$` system events) is checked client-side. */
+function serverFilter(filter: EventFilter | undefined): Filter {
+  if (filter?.streamPrefixes?.length) return streamNameFilter({ prefixes: [...filter.streamPrefixes] });
+  if (filter?.eventTypes?.length) return eventTypeFilter({ regex: `^(?:${filter.eventTypes.map(escapeRegex).join('|')})$` });
+  return eventTypeFilter({ regex: '^[^$]' }); // the client's excludeSystemEvents()
+}
+
+function isSystem(e: ClientRecorded): boolean {
+  return e.streamId.startsWith('$') || e.type.startsWith('$');
+}
+
+function keep(e: ClientRecorded, filter: EventFilter | undefined): boolean {
+  return !isSystem(e) && matchesFilter(e.streamId, e.type, filter);
+}
+
+function positionOf(e: ClientRecorded): Position {
+  if (!e.position) throw new Error(`event ${e.id} in ${e.streamId} came without a $all position`);
+  return { commit: e.position.commit, prepare: e.position.prepare };
+}
+
+function toRecorded(e: ClientRecorded): RecordedEvent {
+  const raw = (e.metadata && typeof e.metadata === 'object' && !(e.metadata instanceof Uint8Array) ? e.metadata : {}) as Record<string, unknown>;
+  const { [ESDB_CORRELATION]: _c, [ESDB_CAUSATION]: _k, ...metadata } = raw;
+  return {
+    id: e.id,
+    type: e.type,
+    data: e.data,
+    metadata: metadata as EventMeta,
+    streamId: e.streamId,
+    revision: Number(e.revision),
+    position: positionOf(e),
+    recordedAt: e.created,
+  };
+}
+
+const CAUGHT_UP = Object.freeze({ caughtUp: true as const });
+
+/**
+ * The client reports caughtUp as an 'caughtUp' event on the stream object, outside the data it buffers; passing it on
+ * from there could overtake events still in the buffer. This puts a marker into the data, in order, instead.
+ */
+function caughtUpInBand(sub: AllStreamSubscription): void {
+  const t = sub as unknown as { _transform: (resp: { hasCaughtUp?: () => boolean }, enc: BufferEncoding, next: (e?: Error | null, v?: unknown) => void) => void };
+  const original = t._transform.bind(sub);
+  t._transform = (resp, enc, next) => (resp?.hasCaughtUp?.() ? next(null, CAUGHT_UP) : original(resp, enc, next));
+}
+
+export class EsdbEventStore implements EventStore {
+  readonly kind = 'esdb';
+  readonly client: EventStoreDBClient;
+  private readonly log: Logger;
+  private readonly timeoutMs: number;
+  private readonly attempts: number;
+  private readonly subscriptions = new Set<EsdbSubscription>();
+  private closed = false;
+
+  constructor(readonly options: EsdbEventStoreOptions) {
+    this.client = EventStoreDBClient.connectionString(options.connectionString);
+    this.log = options.logger.child({ component: 'esdb-event-store' });
+    this.timeoutMs = options.timeoutMs ?? 10_000;
+    this.attempts = Math.max(1, options.attempts ?? 3);
+  }
+
+  backoff(attempt: number): number {
+    const initial = this.options.backoffInitialMs ?? 100;
+    const cap = this.options.backoffMaxMs ?? 5_000;
+    const base = Math.min(cap, initial * 2 ** Math.max(0, attempt - 1));
+    return Math.round(base * (0.8 + Math.random() * 0.4)); // jitter: reconnecting workers do not move in lockstep
+  }
+
+  /** Runs `op` again after transport errors, with backoff; a last failure becomes EventStoreUnavailableError. */
+  private async retrying<T>(what: string, op: () => Promise<T>): Promise<T> {
+    for (let attempt = 1; ; attempt++) {
+      if (this.closed) throw new EventStoreUnavailableError(`EventStoreDB ${what}: store closed`);
+      try {
+        return await op();
+      } catch (err) {
+        if (!isTransientEsdbError(err)) throw err;
+        if (attempt >= this.attempts) throw unavailable(what, err);
+        const delayMs = this.backoff(attempt);
+        this.log.warn({ err, what, attempt, delayMs }, 'EventStoreDB call failed; retrying');
+        await sleep(delayMs);
+      }
+    }
+  }
+
+  /** Collects a read with a deadline (the client gives streaming reads an infinite one). */
+  private async collect<E>(what: string, read: () => AsyncIterable<E> & { cancel(): Promise<void>; destroy(err?: Error): unknown }): Promise<E[]> {
+    return this.retrying(what, async () => {
+      const stream = read();
+      let timedOut = false;
+      const timer = setTimeout(() => {
+        timedOut = true;
+        void stream.cancel().catch(() => undefined);
+        stream.destroy(new EventStoreUnavailableError(`EventStoreDB ${what} timed out after ${this.timeoutMs} ms`));
+      }, this.timeoutMs);
+      try {
+        const out: E[] = [];
+        for await (const e of stream) out.push(e);
+        return out;
+      } catch (err) {
+        if (timedOut) throw new EventStoreUnavailableError(`EventStoreDB ${what} timed out after ${this.timeoutMs} ms`, { cause: err });
+        throw err;
+      } finally {
+        clearTimeout(timer);
+      }
+    });
+  }
+
+  async append(streamId: string, events: readonly NewEvent[], expected: ExpectedRevision): Promise<AppendResult> {
+    const expectedRevision = toClientExpected(expected);
+    const payload = events.map((e) =>
+      jsonEvent({
+        id: e.id,
+        type: e.type,
+        data: e.data as JSONType,
+        metadata: { ...e.metadata, [ESDB_CORRELATION]: e.metadata.correlationId, [ESDB_CAUSATION]: e.metadata.causationId },
+      }),
+    );
+    const stop = this.options.metrics?.appendSeconds.startTimer({ store: this.kind });
+    try {
+      // Same event ids on every attempt: if an earlier attempt committed before the connection broke, the server
+      // recognises the retry and answers with the original result instead of writing twice.
+      const r = await this.retrying('append', () =>
+        this.client.appendToStream(streamId, payload, { expectedRevision, deadline: this.timeoutMs }),
+      );
+      const nextRevision = Number(r.nextExpectedRevision);
+      // The port promises the position of the last event. One event: the server's answer is it. Several: a server
+      // may report the transaction's position instead, so read the last one back (idempotent answers may lack it too).
+      let position: Position | undefined = r.position && events.length <= 1 ? { commit: r.position.commit, prepare: r.position.prepare } : undefined;
+      if (!position && nextRevision >= 0) {
+        const [last] = await this.readStream(streamId, { fromRevision: nextRevision, maxCount: 1 });
+        position = last?.position;
+      }
+      if (!position) throw new Error(`EventStoreDB append to ${streamId} returned no position`);
+      return { nextRevision, position };
+    } catch (err) {
+      if (err instanceof WrongExpectedVersionError) {
+        this.options.metrics?.appendConflicts.inc();
+        const actual = err.actualVersion === 'no_stream' || typeof err.actualVersion !== 'bigint' ? 'no_stream' : Number(err.actualVersion);
+        throw new WrongExpectedRevisionError(streamId, expected, actual);
+      }
+      throw err;
+    } finally {
+      stop?.();
+    }
+  }
+
+  async readStream(streamId: string, options: ReadStreamOptions = {}): Promise<RecordedEvent[]> {
+    const maxCount = options.maxCount ?? DEFAULT_PAGE;
+    if (maxCount <= 0) return [];
+    const backwards = options.direction === 'backwards';
+    const from = options.fromRevision ?? (backwards ? 'end' : 'start');
+    const fromRevision = from === 'start' ? START : from === 'end' ? END : BigInt(from);
+    try {
+      const read = await this.collect<ResolvedEvent>('readStream', () =>
+        this.client.readStream(streamId, { direction: backwards ? BACKWARDS : FORWARDS, fromRevision, maxCount }),
+      );
+      return read.flatMap((r) => (r.event ? [toRecorded(r.event as ClientRecorded)] : []));
+    } catch (err) {
+      if (err instanceof StreamNotFoundError) return [];
+      throw err;
+    }
+  }
+
+  async streamRevision(streamId: string): Promise<number | null> {
+    const [last] = await this.readStream(streamId, { direction: 'backwards', fromRevision: 'end', maxCount: 1 });
+    return last ? last.revision : null;
+  }
+
+  private readAllPage(from: Position | 'start' | 'end', backwards: boolean, maxCount: number) {
+    return this.collect<AllStreamResolvedEvent>('readAll', () =>
+      this.client.readAll({
+        direction: backwards ? BACKWARDS : FORWARDS,
+        fromPosition: from === 'start' ? START : from === 'end' ? END : from,
+        maxCount,
+      }),
+    );
+  }
+
+  /**
+   * @eventstore/db-client 6 sends no filter with readAll, so `$all` is paged here and filtered client-side (system
+   * events always dropped). Forwards reads from a position include it; backwards, ESDB reads the records before it, so
+   * the event at the position is fetched first. Pages overlap by at most one event, dropped by position.
+   */
+  async readAll(options: ReadAllOptions = {}): Promise<RecordedEvent[]> {
+    const want = options.maxCount ?? DEFAULT_PAGE;
+    if (want <= 0) return [];
+    const backwards = options.direction === 'backwards';
+    const pageSize = Math.max(1, Math.min(this.options.readPageSize ?? DEFAULT_PAGE, Math.max(want, 100)));
+    const out: RecordedEvent[] = [];
+    let from: Position | 'start' | 'end' = options.fromPosition ?? (backwards ? 'end' : 'start');
+    let bound: Position | undefined;
+
+    if (backwards && typeof from === 'object') {
+      const [at] = await this.readAllPage(from, false, 1);
+      if (at?.event && comparePositions(positionOf(at.event), from) === 0 && keep(at.event, options.filter)) out.push(toRecorded(at.event));
+      bound = from;
+    }
+    while (out.length < want) {
+      const page = await this.readAllPage(from, backwards, pageSize);
+      for (const r of page) {
+        if (!r.event) continue;
+        const pos = positionOf(r.event);
+        if (bound && (backwards ? comparePositions(pos, bound) >= 0 : comparePositions(pos, bound) <= 0)) continue;
+        if (keep(r.event, options.filter)) out.push(toRecorded(r.event));
+        if (out.length >= want) return out;
+      }
+      const last = page.at(-1)?.event;
+      if (page.length < pageSize || !last) break;
+      from = bound = positionOf(last);
+    }
+    return out;
+  }
+
+  subscribeToAll(options: SubscribeOptions): Subscription {
+    if (this.closed) throw new EventStoreUnavailableError('EventStoreDB store closed');
+    const sub = new EsdbSubscription(this, options, this.log, () => this.subscriptions.delete(sub));
+    this.subscriptions.add(sub);
+    return sub;
+  }
+
+  async headPosition(): Promise<Position | null> {
+    const [last] = await this.readAll({ direction: 'backwards', maxCount: 1 });
+    return last?.position ?? null;
+  }
+
+  async ping(): Promise<void> {
+    const timeout = Math.min(this.timeoutMs, 3_000);
+    let timer: NodeJS.Timeout | undefined;
+    const read = this.client.readAll({ direction: BACKWARDS, fromPosition: END, maxCount: 1 });
+    try {
+      await Promise.race([
+        (async () => {
+          for await (const _ of read) void _;
+        })(),
+        new Promise<never>((_, reject) => {
+          timer = setTimeout(() => reject(new EventStoreUnavailableError(`EventStoreDB ping timed out after ${timeout} ms`)), timeout);
+        }),
+      ]);
+    } catch (err) {
+      throw err instanceof EventStoreUnavailableError ? err : unavailable('ping', err);
+    } finally {
+      clearTimeout(timer);
+      read.destroy();
+    }
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await Promise.all([...this.subscriptions].map((s) => s.close()));
+    await this.client.dispose();
+  }
+}
+
+/**
+ * A `$all` catch-up subscription under a supervisor: when the server drops it (UNAVAILABLE, restart, a cut connection,
+ * or a clean end of the call) it subscribes again from the last position it handed out, exclusive, after a capped
+ * exponential backoff. Each attempt's client stream is cancelled and destroyed before the next one starts, so nothing
+ * accumulates across reconnects. Events at or before the last delivered position are never delivered again.
+ */
+class EsdbSubscription implements Subscription {
+  private closed = false;
+  private started = false;
+  private current: AllStreamSubscription | undefined;
+  private readonly sleeper: { wake?: () => void } = {};
+  /** last position handed to the consumer (or given as the exclusive start) */
+  private last: Position | 'start';
+  reconnects = 0;
+
+  constructor(
+    private readonly store: EsdbEventStore,
+    private readonly options: SubscribeOptions,
+    private readonly log: Logger,
+    private readonly onClose: () => void,
+  ) {
+    this.last = options.fromPosition;
+  }
+
+  [Symbol.asyncIterator](): AsyncIterator<SubscriptionItem> {
+    if (this.started) throw new Error('a subscription can be iterated once');
+    this.started = true;
+    return this.run();
+  }
+
+  private async *run(): AsyncGenerator<SubscriptionItem> {
+    const maxAttempts = this.store.options.maxResubscribeAttempts ?? Number.POSITIVE_INFINITY;
+    let failures = 0;
+    try {
+      while (!this.closed) {
+        const sub = this.store.client.subscribeToAll({
+          fromPosition: this.last === 'start' ? START : this.last,
+          filter: serverFilter(this.options.filter),
+        });
+        caughtUpInBand(sub);
+        this.current = sub;
+        const confirmed = () => (failures = 0);
+        sub.on('confirmation', confirmed);
+        let error: unknown;
+        try {
+          for await (const item of sub as AsyncIterable<AllStreamResolvedEvent | typeof CAUGHT_UP>) {
+            if (item === CAUGHT_UP) {
+              yield { kind: 'caughtUp' };
+              continue;
+            }
+            const e = (item as AllStreamResolvedEvent).event;
+            if (!e) continue;
+            const pos = positionOf(e);
+            if (this.last !== 'start' && comparePositions(pos, this.last) <= 0) continue;
+            this.last = pos;
+            if (keep(e, this.options.filter)) yield { kind: 'event', event: toRecorded(e) };
+          }
+        } catch (err) {
+          error = err;
+        } finally {
+          sub.off('confirmation', confirmed);
+          this.current = undefined;
+          await sub.unsubscribe().catch(() => undefined);
+          sub.destroy();
+        }
+        if (this.closed) return;
+        if (error && !isDrop(error)) throw error; // access denied, a bug in a mapper...: resubscribing cannot help
+        failures++;
+        if (failures > maxAttempts) throw unavailable('subscription', error ?? new Error('ended'));
+        const delayMs = this.store.backoff(failures);
+        this.reconnects++;
+        this.store.options.metrics?.eventStoreResubscribes.inc();
+        this.log.warn(
+          { err: error, attempt: failures, delayMs, from: this.last === 'start' ? 'start' : formatPosition(this.last) },
+          'EventStoreDB subscription dropped; resubscribing',
+        );
+        await sleep(delayMs, this.sleeper);
+      }
+    } finally {
+      this.closed = true;
+      this.onClose();
+    }
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    this.sleeper.wake?.();
+    const sub = this.current;
+    this.current = undefined;
+    if (sub) {
+      await sub.unsubscribe().catch(() => undefined);
+      sub.destroy();
+    }
+    this.onClose();
+  }
+}
+
+export function openEsdbEventStore(options: EsdbEventStoreOptions): EsdbEventStore {
+  return new EsdbEventStore(options);
+}

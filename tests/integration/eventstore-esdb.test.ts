@@ -1,0 +1,157 @@
+// The EventStoreDB adapter, with the real @eventstore/db-client, against the in-process fake server of
+// tests/support/fakeEsdb. The fake is a wire-level double of our understanding of ESDB, not the server: what it does not
+// imitate is listed at the top of tests/support/fakeEsdb/server.ts (notably: no BatchAppend, so appends take the
+// client's classic Append path; a real 21.10+ server gets BatchAppend). The same contract runs against a real server in
+// eventstore-esdb-real.test.ts when EVENTSTORE_TEST_URL is set.
+import { randomUUID } from 'node:crypto';
+import { afterEach, describe, expect, it } from 'vitest';
+import { openEsdbEventStore, type EsdbEventStore } from '../../src/adapters/eventstore/esdb/esdbEventStore.ts';
+import { EventStoreUnavailableError, type SubscriptionItem } from '../../src/app/ports/eventStore.ts';
+import { silentLogger } from '../../src/logger.ts';
+import { createMetrics } from '../../src/metrics.ts';
+import { describeEventStoreContract, ev } from '../support/eventStoreContract.ts';
+import { describeEsdbSpecifics } from '../support/esdbSpecifics.ts';
+import { startFakeEsdb, type FakeEsdb } from '../support/fakeEsdb/index.ts';
+
+describeEventStoreContract('esdb (in-process fake server)', async () => {
+  const fake = await startFakeEsdb();
+  const store = openEsdbEventStore({ connectionString: fake.connectionString, logger: silentLogger() });
+  return {
+    store,
+    cleanup: async () => {
+      await store.close();
+      await fake.close();
+    },
+  };
+});
+
+describeEsdbSpecifics('esdb (in-process fake server)', async () => {
+  const fake = await startFakeEsdb();
+  return { connectionString: fake.connectionString, cleanup: () => fake.close() };
+});
+
+const dataOf = (x: SubscriptionItem) => (x.kind === 'event' ? (x.event.data as { i: number }).i : 'caughtUp');
+
+/** Next `n` events (caughtUp markers are collected separately); fails after `timeoutMs` without them. */
+async function nextEvents(it: AsyncIterator<SubscriptionItem>, n: number, seen: { caughtUp: number }, timeoutMs = 10_000) {
+  const out: number[] = [];
+  const deadline = Date.now() + timeoutMs;
+  while (out.length < n) {
+    const left = deadline - Date.now();
+    if (left <= 0) throw new Error(`got ${out.length} of ${n} events`);
+    let timer: NodeJS.Timeout | undefined;
+    const next = await Promise.race([
+      it.next(),
+      new Promise<never>((_, rej) => (timer = setTimeout(() => rej(new Error(`got ${out.length} of ${n} events: ${out.join(',')}`)), left))),
+    ]).finally(() => clearTimeout(timer));
+    if (next.done) throw new Error('subscription ended');
+    const v = dataOf(next.value);
+    if (v === 'caughtUp') seen.caughtUp++;
+    else out.push(v);
+  }
+  return out;
+}
+
+describe('esdb adapter under faults (fake server stopped and restarted)', () => {
+  let fake: FakeEsdb;
+  let store: EsdbEventStore;
+  let metrics: ReturnType<typeof createMetrics>;
+  const open = async (opts: { attempts?: number } = {}) => {
+    fake = await startFakeEsdb();
+    metrics = createMetrics({ defaults: false });
+    store = openEsdbEventStore({
+      connectionString: fake.connectionString,
+      logger: silentLogger(),
+      metrics,
+      backoffInitialMs: 20,
+      backoffMaxMs: 200,
+      attempts: opts.attempts ?? 8,
+      timeoutMs: 3_000,
+    });
+  };
+  afterEach(async () => {
+    await store?.close();
+    await fake?.close();
+  });
+
+  it('resumes a subscription after restarts with no gap and no duplicate, and leaves one server-side subscription', async () => {
+    await open();
+    const stream = `generation-${randomUUID().slice(0, 8)}`;
+    for (let i = 0; i < 20; i++) await store.append(stream, [ev('N', { i })], i === 0 ? 'no_stream' : i - 1);
+    const sub = store.subscribeToAll({ fromPosition: 'start', filter: { streamPrefixes: [stream] } });
+    const it = sub[Symbol.asyncIterator]();
+    const seen = { caughtUp: 0 };
+    // Part of the history only: events still in flight when the connection breaks must come again, once.
+    const got = await nextEvents(it, 3, seen);
+    let next = 20;
+    for (let cycle = 0; cycle < 3; cycle++) {
+      await fake.stop();
+      // Another client writes while we are cut off; a system event lands in between too.
+      fake.server.write(stream, [{ type: 'N', data: { i: next++ } }]);
+      fake.server.appendSystemEvent('$stats-127.0.0.1:2113', '$statsCollected');
+      await new Promise((r) => setTimeout(r, 100));
+      await fake.restart();
+      await store.append(stream, [ev('N', { i: next })], next - 1);
+      next++;
+      got.push(...(await nextEvents(it, 4, seen)));
+    }
+    got.push(...(await nextEvents(it, next - got.length, seen)));
+    expect(got).toEqual(Array.from({ length: next }, (_, i) => i));
+    // A sentinel proves nothing else (no repeat) was queued before it.
+    await store.append(stream, [ev('N', { i: next })], next - 1);
+    expect(await nextEvents(it, 1, seen)).toEqual([next]);
+    expect(seen.caughtUp).toBeGreaterThanOrEqual(1);
+    expect((await metrics.eventStoreResubscribes.get()).values[0]!.value).toBeGreaterThanOrEqual(3);
+    expect(fake.server.activeSubscriptions()).toBe(1);
+    // The client keeps its open gRPC calls in a set: reconnects must not pile them up.
+    const calls = (store.client as unknown as { disposableStreams: Set<unknown> }).disposableStreams.size;
+    expect(calls).toBeLessThanOrEqual(1);
+    await sub.close();
+    expect(await it.next()).toMatchObject({ done: true });
+  });
+
+  it('answers an append whose reply was lost in a crash with the committed result, written once', async () => {
+    await open();
+    const stream = `generation-${randomUUID().slice(0, 8)}`;
+    fake.server.crashAfterNextCommits(1);
+    const restarted = new Promise((r) => setTimeout(r, 150)).then(() => fake.restart());
+    const events = [ev('A', { i: 0 }), ev('B', { i: 1 })];
+    const result = await store.append(stream, events, 'no_stream');
+    await restarted;
+    expect(result.nextRevision).toBe(1);
+    const read = await store.readStream(stream);
+    expect(read.map((e) => e.id)).toEqual(events.map((e) => e.id));
+    expect(fake.server.calls.append).toBeGreaterThanOrEqual(2);
+  });
+
+  it('ends appends during an outage committed once or with EventStoreUnavailableError; a retry with the same ids leaves one copy', async () => {
+    await open({ attempts: 2 });
+    const ns = randomUUID().slice(0, 8);
+    const batches = Array.from({ length: 12 }, (_, i) => ({ stream: `credit-account-user-${ns}-${i}`, events: [ev('CreditsGranted', { i })] }));
+    // Some appends commit and lose their reply, the rest meet a stopped server.
+    fake.server.crashAfterNextCommits(1);
+    const outcomes = await Promise.allSettled(batches.map((b) => store.append(b.stream, b.events, 'no_stream')));
+    for (const o of outcomes) if (o.status === 'rejected') expect(o.reason).toBeInstanceOf(EventStoreUnavailableError);
+    expect(outcomes.some((o) => o.status === 'rejected')).toBe(true);
+    // at least the append that crashed the server was committed although its caller saw an error
+    const committed = batches.filter((b) => fake.server.log.some((e) => e.id === b.events[0]!.id));
+    expect(committed.length).toBeGreaterThanOrEqual(1);
+    outcomes.forEach((o, i) => o.status === 'fulfilled' && expect(committed).toContain(batches[i]));
+    await fake.restart();
+    for (const b of batches) {
+      const r = await store.append(b.stream, b.events, 'no_stream');
+      expect(r.nextRevision).toBe(0);
+    }
+    for (const b of batches) expect((await store.readStream(b.stream)).map((e) => e.id)).toEqual([b.events[0]!.id]);
+  });
+
+  it('fails a call with EventStoreUnavailableError while the server is down, and works again after a restart', async () => {
+    await open({ attempts: 2 });
+    await fake.stop();
+    await expect(store.ping()).rejects.toBeInstanceOf(EventStoreUnavailableError);
+    await expect(store.readStream('generation-x')).rejects.toBeInstanceOf(EventStoreUnavailableError);
+    await fake.restart();
+    await store.ping();
+    expect(await store.readStream('generation-x')).toEqual([]);
+  });
+});

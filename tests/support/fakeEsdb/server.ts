@@ -1,0 +1,427 @@
+// An in-process gRPC server that speaks the EventStoreDB Streams protocol (event_store.client.streams.Streams) to the
+// real @eventstore/db-client, built from the service definitions and protobuf classes that client package ships.
+//
+// What it does: classic client-streaming Append with expected-revision checks (no_stream, any, stream_exists, exact) and
+// event-id idempotency (the same ids at the same place answer success with the original result; a partial match is a
+// wrong-expected-version, like the server's "corrupted idempotency"); Read of one stream and of $all, forwards and
+// backwards, with maxCount and StreamNotFound; $all reads forwards from a position are inclusive, backwards exclusive;
+// subscriptions to $all and to one stream (from start, from an exclusive position/revision, or from end) with
+// confirmation, history, caughtUp, then live events, honouring gRPC flow control; server-side filters on stream name
+// or event type (prefixes or a regex) with checkpoint messages every `checkpointIntervalMultiplier * 32` scanned
+// events; positions that grow by a pseudo record size (not dense, commit = prepare per event); a few `$`-system events
+// in the log like a fresh server has; `created` as .NET ticks since the Unix epoch; stop/restart on the same port with
+// the data kept, plus a fault hook that stops the server right after an append commits and before it answers.
+//
+// What it does NOT imitate (see docs/eventstoredb.md): ServerFeatures (not registered, so the client answers
+// UNIMPLEMENTED and falls back from BatchAppend to the classic Append; a real 21.10+ server makes the client use
+// BatchAppend instead), BatchAppend itself, Delete/Tombstone and soft-deleted streams, stream metadata ($maxCount,
+// $tb, ACLs), authentication and TLS, projections and link events ($>, resolveLinkTos), persistent subscriptions,
+// Gossip/cluster discovery, NotLeader redirects, the 'fell behind' signal and the dropping of subscribers whose live
+// queue overflows (here a slow subscriber just waits under flow control), max append size, deadlines, durability
+// (data lives in memory), the idempotency cache limits of `any`/`stream_exists` appends (here the whole stream is
+// searched), multi-event transaction positions (a real server may give events of one append a shared commit position),
+// and .NET regex dialect differences (filters use JavaScript RegExp).
+import { createRequire } from 'node:module';
+import { randomUUID } from 'node:crypto';
+import * as grpc from '@grpc/grpc-js';
+
+const require = createRequire(import.meta.url);
+type StreamsPb = typeof import('@eventstore/db-client/generated/streams_pb.js');
+type SharedPb = typeof import('@eventstore/db-client/generated/shared_pb.js');
+type StreamsGrpc = typeof import('@eventstore/db-client/generated/streams_grpc_pb.js');
+const pb = require('@eventstore/db-client/generated/streams_pb.js') as StreamsPb;
+const shared = require('@eventstore/db-client/generated/shared_pb.js') as SharedPb;
+const { StreamsService } = require('@eventstore/db-client/generated/streams_grpc_pb.js') as StreamsGrpc;
+
+type ReadReq = InstanceType<StreamsPb['ReadReq']>;
+type ReadResp = InstanceType<StreamsPb['ReadResp']>;
+type AppendReq = InstanceType<StreamsPb['AppendReq']>;
+type AppendResp = InstanceType<StreamsPb['AppendResp']>;
+type ReadOptions = InstanceType<StreamsPb['ReadReq']['Options']>;
+type ProposedMessage = InstanceType<StreamsPb['AppendReq']['ProposedMessage']>;
+
+export interface StoredEvent {
+  stream: string;
+  revision: number;
+  id: string;
+  type: string;
+  contentType: string;
+  data: Uint8Array;
+  customMetadata: Uint8Array;
+  /** .NET ticks (100 ns) since the Unix epoch, as the server sends them */
+  created: bigint;
+  commit: bigint;
+  prepare: bigint;
+}
+
+type Predicate = (e: StoredEvent) => boolean;
+
+const TICKS_PER_MS = 10_000n;
+const DEFAULT_SEARCH_WINDOW = 32;
+
+function posOf(e: StoredEvent) {
+  return { commit: e.commit, prepare: e.prepare };
+}
+function cmp(a: { commit: bigint; prepare: bigint }, b: { commit: bigint; prepare: bigint }): number {
+  if (a.commit !== b.commit) return a.commit < b.commit ? -1 : 1;
+  return a.prepare === b.prepare ? 0 : a.prepare < b.prepare ? -1 : 1;
+}
+
+export class FakeEsdbServer {
+  /** the whole log in commit order; kept across stop/restart */
+  readonly log: StoredEvent[] = [];
+  private readonly streams = new Map<string, StoredEvent[]>();
+  private nextPosition = 1_024n;
+  private server: grpc.Server | undefined;
+  private port = 0;
+  private readonly wakers = new Set<() => void>();
+  private readonly subscriptions = new Set<{ closed: boolean }>();
+  private crashAfterCommits = 0;
+  /** calls received per method, for tests */
+  readonly calls = { append: 0, read: 0, subscribe: 0 };
+
+  constructor() {
+    // A fresh server already has system events in $all; they must never reach the ledger.
+    this.appendSystemEvent('$$$stats-127.0.0.1:2113', '$metadata');
+    this.appendSystemEvent('$stats-127.0.0.1:2113', '$statsCollected');
+  }
+
+  get connectionString(): string {
+    return `esdb://127.0.0.1:${this.port}?tls=false`;
+  }
+
+  /** Active subscription calls on the server side (leak checks). */
+  activeSubscriptions(): number {
+    return this.subscriptions.size;
+  }
+
+  async start(port = 0): Promise<void> {
+    const server = new grpc.Server();
+    server.addService(StreamsService, {
+      read: (call: grpc.ServerWritableStream<ReadReq, ReadResp>) => void this.read(call),
+      append: (call: grpc.ServerReadableStream<AppendReq, AppendResp>, cb: grpc.sendUnaryData<AppendResp>) => this.append(call, cb),
+      delete: (_call: unknown, cb: grpc.sendUnaryData<never>) => cb({ code: grpc.status.UNIMPLEMENTED, details: 'fake: delete' }),
+      tombstone: (_call: unknown, cb: grpc.sendUnaryData<never>) => cb({ code: grpc.status.UNIMPLEMENTED, details: 'fake: tombstone' }),
+      batchAppend: (call: grpc.ServerDuplexStream<unknown, unknown>) =>
+        call.emit('error', { code: grpc.status.UNIMPLEMENTED, details: 'fake: batchAppend' }),
+    });
+    this.port = await new Promise<number>((resolve, reject) =>
+      server.bindAsync(`127.0.0.1:${port}`, grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
+    );
+    this.server = server;
+  }
+
+  /** Abrupt stop (like a crash or a network cut): open calls fail, data stays. */
+  async stop(): Promise<void> {
+    const server = this.server;
+    this.server = undefined;
+    for (const s of this.subscriptions) s.closed = true;
+    this.subscriptions.clear();
+    this.wake();
+    server?.forceShutdown();
+  }
+
+  async restart(): Promise<void> {
+    if (this.server) await this.stop();
+    // The port may linger for a moment after forceShutdown; retry the bind briefly.
+    for (let attempt = 0; ; attempt++) {
+      try {
+        await this.start(this.port);
+        return;
+      } catch (err) {
+        if (attempt >= 50) throw err;
+        await new Promise((r) => setTimeout(r, 20));
+      }
+    }
+  }
+
+  /** The next `n` appends commit, then the server stops before answering (restart it yourself). */
+  crashAfterNextCommits(n = 1): void {
+    this.crashAfterCommits = n;
+  }
+
+  /** Writes JSON events directly, as another client would (works while the gRPC server is stopped). */
+  write(stream: string, events: { type: string; data: unknown; id?: string }[]): StoredEvent[] {
+    return this.commit(
+      stream,
+      events.map((e) => ({
+        id: e.id ?? randomUUID(),
+        type: e.type,
+        contentType: 'application/json',
+        data: Buffer.from(JSON.stringify(e.data)),
+        customMetadata: new Uint8Array(),
+      })),
+    );
+  }
+
+  appendSystemEvent(stream: string, type: string): StoredEvent {
+    return this.commit(stream, [{ id: randomUUID(), type, contentType: 'application/json', data: Buffer.from('{}'), customMetadata: new Uint8Array() }])[0]!;
+  }
+
+  // ---------------------------------------------------------------- append
+
+  private append(call: grpc.ServerReadableStream<AppendReq, AppendResp>, cb: grpc.sendUnaryData<AppendResp>): void {
+    this.calls.append++;
+    let options: InstanceType<StreamsPb['AppendReq']['Options']> | undefined;
+    const proposed: ProposedMessage[] = [];
+    call.on('data', (req: AppendReq) => {
+      if (req.hasOptions()) options = req.getOptions();
+      else if (req.hasProposedMessage()) proposed.push(req.getProposedMessage()!);
+    });
+    call.on('error', () => undefined);
+    call.on('end', () => {
+      if (!options) return cb({ code: grpc.status.INVALID_ARGUMENT, details: 'append without options' });
+      const resp = this.decideAppend(options, proposed);
+      if (resp.hasSuccess() && this.crashAfterCommits > 0) {
+        this.crashAfterCommits--;
+        void this.stop();
+        return;
+      }
+      cb(null, resp);
+    });
+  }
+
+  private decideAppend(options: InstanceType<StreamsPb['AppendReq']['Options']>, proposed: ProposedMessage[]): AppendResp {
+    const name = Buffer.from(options.getStreamIdentifier()!.getStreamName_asU8()).toString('utf8');
+    const existing = this.streams.get(name) ?? [];
+    const current = existing.length - 1; // -1: no stream
+    const ids = proposed.map((m) => m.getId()!.getString());
+    const resp = new pb.AppendResp();
+
+    const wrong = () => {
+      const w = new pb.AppendResp.WrongExpectedVersion();
+      if (current < 0) w.setCurrentNoStream(new shared.Empty());
+      else w.setCurrentRevision(String(current));
+      if (options.hasRevision()) w.setExpectedRevision(options.getRevision());
+      else if (options.hasNoStream()) w.setExpectedNoStream(new shared.Empty());
+      else if (options.hasStreamExists()) w.setExpectedStreamExists(new shared.Empty());
+      else w.setExpectedAny(new shared.Empty());
+      return resp.setWrongExpectedVersion(w);
+    };
+    const success = (last: StoredEvent | undefined, revision: number) => {
+      const s = new pb.AppendResp.Success();
+      if (revision < 0) s.setNoStream(new shared.Empty());
+      else s.setCurrentRevision(String(revision));
+      if (last) s.setPosition(new pb.AppendResp.Position().setCommitPosition(String(last.commit)).setPreparePosition(String(last.prepare)));
+      else s.setNoPosition(new shared.Empty());
+      return resp.setSuccess(s);
+    };
+    /** Already written at `from`? all ids match: idempotent; some: corrupted idempotency (a conflict); none: not a retry. */
+    const idempotency = (from: number): 'all' | 'some' | 'none' => {
+      let matched = 0;
+      for (let i = 0; i < ids.length; i++) if (existing[from + i]?.id === ids[i]) matched++;
+      return matched === 0 ? 'none' : matched === ids.length ? 'all' : 'some';
+    };
+    const commitNew = () => {
+      const written = this.commit(
+        name,
+        proposed.map((m) => ({
+          id: m.getId()!.getString(),
+          type: m.getMetadataMap().get('type') ?? '',
+          contentType: m.getMetadataMap().get('content-type') ?? 'application/octet-stream',
+          data: m.getData_asU8(),
+          customMetadata: m.getCustomMetadata_asU8(),
+        })),
+      );
+      return success(written.at(-1) ?? existing.at(-1), current + written.length);
+    };
+
+    if (ids.length === 0) return success(undefined, current);
+    if (options.hasRevision() || options.hasNoStream()) {
+      const expected = options.hasNoStream() ? -1 : Number(options.getRevision());
+      if (expected === current) return commitNew();
+      if (expected < current && idempotency(expected + 1) === 'all') {
+        return success(existing[expected + ids.length]!, expected + ids.length);
+      }
+      return wrong();
+    }
+    if (options.hasStreamExists() && current < 0) return wrong();
+    // any / stream_exists: a retry is recognised by its first id anywhere in the stream
+    const at = existing.findIndex((e) => e.id === ids[0]);
+    if (at < 0) return commitNew();
+    return idempotency(at) === 'all' ? success(existing[at + ids.length - 1]!, at + ids.length - 1) : wrong();
+  }
+
+  private commit(stream: string, events: Omit<StoredEvent, 'stream' | 'revision' | 'created' | 'commit' | 'prepare'>[]): StoredEvent[] {
+    const list = this.streams.get(stream) ?? [];
+    this.streams.set(stream, list);
+    const created = BigInt(Date.now()) * TICKS_PER_MS;
+    const written = events.map((e) => {
+      const position = this.nextPosition;
+      // Records take room in the transaction file: positions are byte offsets, not a dense sequence.
+      this.nextPosition += 96n + BigInt(e.data.length + e.customMetadata.length + stream.length + e.type.length);
+      const stored: StoredEvent = { ...e, stream, revision: list.length, created, commit: position, prepare: position };
+      list.push(stored);
+      this.log.push(stored);
+      return stored;
+    });
+    this.wake();
+    return written;
+  }
+
+  // ---------------------------------------------------------------- read
+
+  private async read(call: grpc.ServerWritableStream<ReadReq, ReadResp>): Promise<void> {
+    const options = call.request.getOptions();
+    if (!options) {
+      call.destroy({ name: 'InvalidArgument', message: 'read without options', code: grpc.status.INVALID_ARGUMENT } as never);
+      return;
+    }
+    const predicate = this.filterOf(options);
+    if (options.hasSubscription()) return this.subscribe(call, options, predicate);
+    this.calls.read++;
+    const count = Number(BigInt(options.getCount() || '0'));
+    const backwards = options.getReadDirection() === 1;
+    let selected: StoredEvent[];
+
+    if (options.hasStream()) {
+      const so = options.getStream()!;
+      const name = Buffer.from(so.getStreamIdentifier()!.getStreamName_asU8()).toString('utf8');
+      const events = this.streams.get(name);
+      if (!events) {
+        const nf = new pb.ReadResp.StreamNotFound().setStreamIdentifier(so.getStreamIdentifier());
+        call.write(new pb.ReadResp().setStreamNotFound(nf));
+        call.end();
+        return;
+      }
+      if (!backwards) {
+        const from = so.hasStart() ? 0 : so.hasEnd() ? events.length : Number(so.getRevision());
+        selected = events.slice(from, from + count);
+      } else {
+        const from = so.hasStart() ? 0 : so.hasEnd() ? events.length - 1 : Math.min(Number(so.getRevision()), events.length - 1);
+        selected = events.slice(Math.max(0, from - count + 1), from + 1).reverse();
+      }
+    } else {
+      const ao = options.getAll()!;
+      const p = ao.getPosition();
+      const at = p ? { commit: BigInt(p.getCommitPosition()), prepare: BigInt(p.getPreparePosition()) } : undefined;
+      selected = [];
+      if (!backwards) {
+        const start = ao.hasEnd() ? this.log.length : at ? this.log.findIndex((e) => cmp(posOf(e), at) >= 0) : 0;
+        for (let i = start < 0 ? this.log.length : start; i < this.log.length && selected.length < count; i++) {
+          if (predicate(this.log[i]!)) selected.push(this.log[i]!);
+        }
+      } else {
+        let i = ao.hasStart() ? -1 : this.log.length - 1;
+        if (at) while (i >= 0 && cmp(posOf(this.log[i]!), at) >= 0) i--; // exclusive, like reading the record before it
+        for (; i >= 0 && selected.length < count; i--) if (predicate(this.log[i]!)) selected.push(this.log[i]!);
+      }
+    }
+    for (const e of selected) if (!(await this.send(call, this.eventResp(e)))) return;
+    call.end();
+  }
+
+  private filterOf(options: ReadOptions): Predicate {
+    if (!options.hasFilter()) return () => true;
+    const f = options.getFilter()!;
+    const expr = f.hasStreamIdentifier() ? f.getStreamIdentifier()! : f.getEventType()!;
+    const field = f.hasStreamIdentifier() ? (e: StoredEvent) => e.stream : (e: StoredEvent) => e.type;
+    const prefixes = expr.getPrefixList();
+    if (prefixes.length) return (e) => prefixes.some((p) => field(e).startsWith(p));
+    const regex = new RegExp(expr.getRegex());
+    return (e) => regex.test(field(e));
+  }
+
+  private async subscribe(call: grpc.ServerWritableStream<ReadReq, ReadResp>, options: ReadOptions, predicate: Predicate): Promise<void> {
+    this.calls.subscribe++;
+    const sub = { closed: false };
+    this.subscriptions.add(sub);
+    const end = () => {
+      sub.closed = true;
+      this.subscriptions.delete(sub);
+      this.wake();
+    };
+    call.on('cancelled', end);
+    call.on('close', end);
+    call.on('error', end);
+
+    let cursor: number;
+    let match: Predicate;
+    if (options.hasStream()) {
+      const so = options.getStream()!;
+      const name = Buffer.from(so.getStreamIdentifier()!.getStreamName_asU8()).toString('utf8');
+      const after = so.hasStart() ? -1 : so.hasEnd() ? (this.streams.get(name)?.length ?? 0) - 1 : Number(so.getRevision());
+      match = (e) => e.stream === name && e.revision > after;
+      cursor = 0;
+    } else {
+      const ao = options.getAll()!;
+      const p = ao.getPosition();
+      const at = p ? { commit: BigInt(p.getCommitPosition()), prepare: BigInt(p.getPreparePosition()) } : undefined;
+      match = predicate;
+      cursor = ao.hasEnd() ? this.log.length : at ? this.log.findIndex((e) => cmp(posOf(e), at) > 0) : 0; // exclusive
+      if (cursor < 0) cursor = this.log.length;
+    }
+    const filter = options.hasFilter() ? options.getFilter()! : undefined;
+    const window = filter?.hasMax() ? filter.getMax() : DEFAULT_SEARCH_WINDOW;
+    const checkpointEvery = filter ? Math.max(1, filter.getCheckpointintervalmultiplier() || 1) * window : 0;
+    let scanned = 0;
+
+    const confirmation = new pb.ReadResp.SubscriptionConfirmation().setSubscriptionId(randomUUID());
+    if (!(await this.send(call, new pb.ReadResp().setConfirmation(confirmation), sub))) return end();
+    let caughtUp = false;
+    while (!sub.closed) {
+      while (cursor < this.log.length && !sub.closed) {
+        const e = this.log[cursor++]!;
+        if (match(e) && !(await this.send(call, this.eventResp(e), sub))) return end();
+        if (checkpointEvery && ++scanned % checkpointEvery === 0) {
+          const cp = new pb.ReadResp.Checkpoint().setCommitPosition(String(e.commit)).setPreparePosition(String(e.prepare));
+          if (!(await this.send(call, new pb.ReadResp().setCheckpoint(cp), sub))) return end();
+        }
+      }
+      if (sub.closed) break;
+      if (!caughtUp) {
+        caughtUp = true;
+        if (!(await this.send(call, new pb.ReadResp().setCaughtUp(new pb.ReadResp.CaughtUp()), sub))) return end();
+        continue;
+      }
+      await new Promise<void>((resolve) => {
+        const wake = () => {
+          this.wakers.delete(wake);
+          resolve();
+        };
+        this.wakers.add(wake);
+        if (cursor < this.log.length || sub.closed) wake();
+      });
+    }
+    end();
+  }
+
+  private wake(): void {
+    for (const w of [...this.wakers]) w();
+  }
+
+  /** Writes under gRPC flow control: waits for 'drain' when the call's buffer is full. */
+  private async send(call: grpc.ServerWritableStream<ReadReq, ReadResp>, msg: ReadResp, sub?: { closed: boolean }): Promise<boolean> {
+    if (sub?.closed || call.cancelled || call.destroyed) return false;
+    if (call.write(msg)) return true;
+    await new Promise<void>((resolve) => {
+      const done = () => {
+        call.off('drain', done);
+        call.off('cancelled', done);
+        call.off('close', done);
+        resolve();
+      };
+      call.on('drain', done);
+      call.on('cancelled', done);
+      call.on('close', done);
+    });
+    return !(sub?.closed || call.cancelled || call.destroyed);
+  }
+
+  private eventResp(e: StoredEvent): ReadResp {
+    const rec = new pb.ReadResp.ReadEvent.RecordedEvent()
+      .setId(new shared.UUID().setString(e.id))
+      .setStreamIdentifier(new shared.StreamIdentifier().setStreamName(Buffer.from(e.stream, 'utf8')))
+      .setStreamRevision(String(e.revision))
+      .setPreparePosition(String(e.prepare))
+      .setCommitPosition(String(e.commit))
+      .setData(e.data)
+      .setCustomMetadata(e.customMetadata);
+    const m = rec.getMetadataMap();
+    m.set('type', e.type);
+    m.set('content-type', e.contentType);
+    m.set('created', String(e.created));
+    const read = new pb.ReadResp.ReadEvent().setEvent(rec).setCommitPosition(String(e.commit));
+    return new pb.ReadResp().setEvent(read);
+  }
+}
