@@ -40,7 +40,7 @@ describe.skipIf(!ok)('RedisTaskQueue (real Redis)', () => {
   const crashable = (queueKey: string, workerId: string, heartbeatTtlMs: number) => {
     const redis = createRedis(REDIS_URL, logger);
     const blocking = createRedis(REDIS_URL, logger, { blocking: true });
-    const q = new RedisTaskQueue({ redis, blocking, workerId, logger, queueKey, heartbeatTtlMs });
+    const q = new RedisTaskQueue({ redis, blocking, workerId, logger, queueKey, heartbeatTtlMs, autoHeartbeat: false });
     return { q, crash: () => (redis.disconnect(), blocking.disconnect()) };
   };
   const waitForExpiry = async (key: string) => {
@@ -99,6 +99,17 @@ describe.skipIf(!ok)('RedisTaskQueue (real Redis)', () => {
     const order = [await b.take(1000), await b.take(1000), await b.take(1000)].map((t) => t?.raw);
     expect(order).toEqual(['t1', 't2', 't3']);
     expect(await b.redriveOrphans()).toBe(0);
+  });
+
+  it('keeps the heartbeat of a live worker alive on its own, so its list is never re-driven', async () => {
+    const qk = newQueueKey();
+    const live = worker(qk, 'live', 600);
+    const other = worker(qk, 'other');
+    await live.push('busy');
+    expect((await live.take(1000))?.raw).toBe('busy');
+    await new Promise((r) => setTimeout(r, 1_500)); // well past the 600 ms TTL, with no explicit heartbeat call
+    expect(await other.redriveOrphans()).toBe(0);
+    expect(await admin.lrange(queueKeys(qk, 'live').processing, 0, -1)).toEqual(['busy']);
   });
 
   it('a restarted worker with the same id reclaims its own strays', async () => {

@@ -132,6 +132,11 @@ export interface RedisTaskQueueOptions {
   /** QUEUE_KEY; tests pass a unique prefix so they never touch the real keys */
   queueKey?: string;
   heartbeatTtlMs?: number;
+  /**
+   * Refresh the heartbeat every TTL/3 from the first take on (default true), so a busy or idle loop never lets it lapse.
+   * `heartbeat()` can still be called explicitly.
+   */
+  autoHeartbeat?: boolean;
   /** close() quits the command connection (true when created by `connect`); the blocking one always ends at close */
   ownsConnections?: boolean;
 }
@@ -150,6 +155,8 @@ export class RedisTaskQueue implements TaskQueue {
   private readonly handedOut = new Map<string, number>();
   private lastHeartbeat = 0;
   private closed = false;
+  private readonly autoHeartbeat: boolean;
+  private heartbeatTimer: NodeJS.Timeout | undefined;
 
   constructor(o: RedisTaskQueueOptions) {
     this.redis = o.redis;
@@ -158,13 +165,14 @@ export class RedisTaskQueue implements TaskQueue {
     this.logger = o.logger;
     this.heartbeatTtlMs = o.heartbeatTtlMs ?? DEFAULT_HEARTBEAT_TTL_MS;
     this.ownsConnections = o.ownsConnections ?? false;
+    this.autoHeartbeat = o.autoHeartbeat ?? true;
     this.keys = queueKeys(o.queueKey ?? DEFAULT_QUEUE_KEY, o.workerId);
   }
 
   /** Opens the two connections this queue needs and owns them. */
   static connect(
     url: string,
-    o: { workerId: string; logger: Logger; queueKey?: string; heartbeatTtlMs?: number; commandTimeoutMs?: number },
+    o: { workerId: string; logger: Logger; queueKey?: string; heartbeatTtlMs?: number; commandTimeoutMs?: number; autoHeartbeat?: boolean },
   ): RedisTaskQueue {
     const t = o.commandTimeoutMs === undefined ? {} : { commandTimeoutMs: o.commandTimeoutMs };
     return new RedisTaskQueue({
@@ -188,6 +196,7 @@ export class RedisTaskQueue implements TaskQueue {
       if (this.closed) return null;
       // A processing list must never exist without a live heartbeat, or another worker would re-drive it at once.
       if (Date.now() - this.lastHeartbeat > this.heartbeatTtlMs / 3) await this.heartbeat();
+      this.startHeartbeatTimer();
       const remainingMs = deadline - Date.now();
       let raw: string | null;
       try {
@@ -224,6 +233,16 @@ export class RedisTaskQueue implements TaskQueue {
     if (removed === 0) this.logger.warn({ worker_id: this.workerId, reason }, 'dead letter: task no longer in processing list (re-driven elsewhere)');
   }
 
+  private startHeartbeatTimer(): void {
+    if (!this.autoHeartbeat || this.heartbeatTimer || this.closed) return;
+    this.heartbeatTimer = setInterval(() => {
+      this.heartbeat().catch((err: Error) =>
+        this.logger.warn({ err: { message: err.message }, worker_id: this.workerId }, 'queue: heartbeat failed'),
+      );
+    }, Math.max(100, Math.floor(this.heartbeatTtlMs / 3)));
+    this.heartbeatTimer.unref();
+  }
+
   async heartbeat(): Promise<void> {
     if (this.closed) return;
     const value = JSON.stringify({ worker_id: this.workerId, pid: process.pid, host: os.hostname(), at: new Date().toISOString() });
@@ -249,6 +268,7 @@ export class RedisTaskQueue implements TaskQueue {
    * inside the script), then this worker's own strays. Returns how many tasks went back onto the queue.
    */
   async redriveOrphans(): Promise<number> {
+    if (this.closed) return 0;
     let moved = 0;
     for (const key of await this.processingLists()) {
       if (key === this.keys.processing) continue;
@@ -317,6 +337,7 @@ export class RedisTaskQueue implements TaskQueue {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    clearInterval(this.heartbeatTimer);
     this.blocking.disconnect();
     await this.lock.catch(() => undefined);
     try {
