@@ -20,7 +20,7 @@ export const MAX_URL_CHARS = 8192;
  */
 const SESSION_ID = /^[A-Za-z0-9_-]{1,128}$/;
 /** Same rule as account ids in src/domain/streams.ts (no `.`: the shopper id uses it as separator). */
-const OWNER_ID = /^[A-Za-z0-9_-][A-Za-z0-9_-]{0,127}$/;
+const OWNER_ID = /^[A-Za-z0-9_-]{1,128}$/;
 
 const httpUrl = z
   .string()
