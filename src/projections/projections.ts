@@ -1,0 +1,298 @@
+// The two projections as pure reducers over recorded events. The same code runs live (per batch, over the rows the
+// batch touches), in a rebuild, and in the pure fold used by tests and `wearon verify`.
+import { comparePositions, type RecordedEvent } from '../app/ports/eventStore.ts';
+import type {
+  CreditCaptured,
+  CreditDeducted,
+  CreditRefunded,
+  CreditsGranted,
+  CreditsRevoked,
+  GenerationCompleted,
+  GenerationFailed,
+  GenerationRejected,
+  GenerationRequested,
+} from '../domain/events.ts';
+import { accountFromStream, accountIdOf, parseAccountId, sessionIdFromStream } from '../domain/streams.ts';
+import type { Row, TableSpec } from './readModel.ts';
+import { ACCOUNTS, LEDGER_ENTRIES, PUBLISH_ACCOUNTS, PUBLISH_SESSIONS, SESSIONS } from './schema.ts';
+
+export type ProjectionName = 'session-status' | 'credit-balances';
+export const PROJECTION_NAMES: readonly ProjectionName[] = ['session-status', 'credit-balances'];
+
+export interface Projection {
+  name: ProjectionName;
+  /** the state table, one row per key */
+  state: TableSpec;
+  /** append-only rows keyed by event id (ledger entries), if any */
+  entries?: TableSpec;
+  /** statements copying state rows into the platform tables (schema.ts tokens) */
+  publish: readonly string[];
+  keyOf(e: RecordedEvent): string | null;
+  /** Pure: the next state row (a new object when changed, `prev` when the event changes nothing); may emit entries. */
+  reduce(prev: Row | undefined, e: RecordedEvent, entries: Row[]): Row | undefined;
+}
+
+const iso = (t: string) => new Date(t).toISOString();
+const notApplied = (prev: Row, e: RecordedEvent) =>
+  comparePositions(e.position, { commit: BigInt(prev.last_commit as number), prepare: BigInt(prev.last_prepare as number) }) <= 0;
+const pos = (e: RecordedEvent) => ({ last_commit: Number(e.position.commit), last_prepare: Number(e.position.prepare) });
+
+/** User-facing texts for outcomes the event does not word itself. */
+export const REJECTION_MESSAGES: Record<string, string> = {
+  insufficient_credits: 'Insufficient credits to create generation',
+  invalid_request: 'Invalid generation request',
+  charge_window_expired: 'Generation request expired before it could be charged',
+};
+export const RETRY_MESSAGE = 'Rate limited, retrying...';
+const TERMINAL = new Set(['completed', 'failed']);
+
+export const sessionStatus: Projection = {
+  name: 'session-status',
+  state: SESSIONS,
+  publish: PUBLISH_SESSIONS,
+  keyOf: (e) => sessionIdFromStream(e.streamId),
+  reduce(prev, e) {
+    if (e.type === 'GenerationRequested') {
+      if (prev) return prev; // a duplicate request never resets a session
+      const d = (e as RecordedEvent<GenerationRequested['data']>).data;
+      const acc = parseAccountId(d.account);
+      const [ownerId, shopperHash] = acc.kind === 'shopper' ? acc.id.split('.') : [acc.id, null];
+      return {
+        session_id: sessionIdFromStream(e.streamId)!,
+        channel: d.channel,
+        account: accountIdOf(acc),
+        owner_id: ownerId!,
+        shopper_hash: shopperHash ?? null,
+        request_id: d.requestId ?? null,
+        model_image_url: d.imageUrls[0] ?? '',
+        outfit_image_url: d.imageUrls[1] ?? null,
+        prompt: d.prompt,
+        cost: d.cost,
+        requested_at: iso(d.requestedAt),
+        ...statusFields('queued'),
+        ...pos(e),
+      };
+    }
+    if (!prev && e.type === 'GenerationRejected') return rejectedUnrequested(e);
+    // Events of an unknown session (no Requested seen) or after a terminal one change nothing.
+    if (!prev || notApplied(prev, e) || TERMINAL.has(prev.status as string)) return prev;
+    switch (e.type) {
+      case 'GenerationCharged':
+        return { ...prev, ...statusFields('queued'), ...pos(e) };
+      case 'RetryScheduled':
+        return { ...prev, ...statusFields('queued'), error_code: 'rate_limited', error_message: RETRY_MESSAGE, ...pos(e) };
+      case 'GenerationStarted':
+        return { ...prev, ...statusFields('processing'), ...pos(e) };
+      case 'GenerationReleased': // given back unfinished (shutdown): claimable again
+        return { ...prev, ...statusFields('queued'), ...pos(e) };
+      case 'GenerationCompleted': {
+        const d = (e as RecordedEvent<GenerationCompleted['data']>).data;
+        return {
+          ...prev,
+          ...statusFields('completed'),
+          generated_image_url: d.resultUrl ?? d.resultPath,
+          input_tokens: d.usage?.inputTokens ?? null,
+          output_tokens: d.usage?.outputTokens ?? null,
+          estimated_cost_usd: d.costUsd == null ? null : Math.round(d.costUsd * 1e6) / 1e6,
+          processing_time_ms: Math.round(d.timings.totalMs),
+          completed_at: iso(e.metadata.occurredAt),
+          ...pos(e),
+        };
+      }
+      case 'GenerationFailed': {
+        const d = (e as RecordedEvent<GenerationFailed['data']>).data;
+        return { ...prev, ...statusFields('failed'), error_code: d.code, error_message: d.userMessage, completed_at: iso(e.metadata.occurredAt), ...pos(e) };
+      }
+      case 'GenerationRejected': {
+        const d = (e as RecordedEvent<GenerationRejected['data']>).data;
+        return {
+          ...prev,
+          ...statusFields('failed'),
+          error_code: d.code,
+          error_message: REJECTION_MESSAGES[d.code] ?? 'Generation request rejected',
+          completed_at: iso(e.metadata.occurredAt),
+          ...pos(e),
+        };
+      }
+      default:
+        return prev;
+    }
+  },
+};
+
+/**
+ * An invalid request rejected before any GenerationRequested carries channel and account so the session can still be
+ * marked failed (the web app inserted its row); image URLs and prompt are unknown, stored as ''.
+ */
+function rejectedUnrequested(e: RecordedEvent): Row | undefined {
+  const d = (e as RecordedEvent<GenerationRejected['data'] & { channel?: string; account?: string }>).data;
+  if (!d.channel || !d.account) return undefined;
+  const acc = parseAccountId(d.account);
+  const [ownerId, shopperHash] = acc.kind === 'shopper' ? acc.id.split('.') : [acc.id, null];
+  return {
+    session_id: sessionIdFromStream(e.streamId)!,
+    channel: d.channel,
+    account: accountIdOf(acc),
+    owner_id: ownerId!,
+    shopper_hash: shopperHash ?? null,
+    request_id: null,
+    model_image_url: '',
+    outfit_image_url: null,
+    prompt: '',
+    cost: 0,
+    requested_at: iso(e.metadata.occurredAt),
+    ...statusFields('failed'),
+    error_code: d.code,
+    error_message: REJECTION_MESSAGES[d.code] ?? 'Generation request rejected',
+    completed_at: iso(e.metadata.occurredAt),
+    ...pos(e),
+  };
+}
+
+/** Every status-dependent column, reset: a later step never inherits a stale message or result (BUG-13). */
+function statusFields(status: string): Row {
+  return {
+    status,
+    error_code: null,
+    error_message: null,
+    generated_image_url: null,
+    input_tokens: null,
+    output_tokens: null,
+    estimated_cost_usd: null,
+    processing_time_ms: null,
+    completed_at: null,
+  };
+}
+
+export const creditBalances: Projection = {
+  name: 'credit-balances',
+  state: ACCOUNTS,
+  entries: LEDGER_ENTRIES,
+  publish: PUBLISH_ACCOUNTS,
+  keyOf(e) {
+    const ref = accountFromStream(e.streamId);
+    return ref ? accountIdOf(ref) : null;
+  },
+  reduce(prev, e, entries) {
+    let balance = 0;
+    let held = 0;
+    let granted = 0;
+    let spent = 0;
+    if (prev) {
+      if (notApplied(prev, e)) return prev;
+      ({ balance, held, granted, spent } = prev as { balance: number; held: number; granted: number; spent: number });
+    }
+    let amount: number; // signed effect on the balance
+    let credits: number;
+    let generationId: string | null = null;
+    let reference: string | null = null;
+    let reason: string | null = null;
+    switch (e.type) {
+      case 'CreditsGranted': {
+        const d = (e as RecordedEvent<CreditsGranted['data']>).data;
+        amount = credits = d.amount;
+        granted += d.amount;
+        ({ reference, reason } = d);
+        break;
+      }
+      case 'CreditsRevoked': {
+        const d = (e as RecordedEvent<CreditsRevoked['data']>).data;
+        credits = d.amount;
+        amount = -d.amount;
+        granted -= d.amount; // a revocation corrects a grant
+        ({ reference, reason } = d);
+        break;
+      }
+      case 'CreditDeducted': {
+        const d = (e as RecordedEvent<CreditDeducted['data']>).data;
+        credits = d.amount;
+        amount = -d.amount; // a hold lowers the balance at once, as the platform's deduct did
+        held += d.amount;
+        generationId = d.generationId;
+        reference = d.requestId;
+        break;
+      }
+      case 'CreditCaptured': {
+        const d = (e as RecordedEvent<CreditCaptured['data']>).data;
+        credits = d.amount;
+        amount = 0;
+        held -= d.amount;
+        spent += d.amount;
+        generationId = d.generationId;
+        break;
+      }
+      case 'CreditRefunded': {
+        const d = (e as RecordedEvent<CreditRefunded['data']>).data;
+        credits = d.amount;
+        amount = d.amount;
+        held -= d.amount;
+        generationId = d.generationId;
+        reason = d.reason;
+        break;
+      }
+      default:
+        return prev;
+    }
+    balance += amount;
+    const ref = accountFromStream(e.streamId)!;
+    const [ownerId, shopperHash] = ref.kind === 'shopper' ? ref.id.split('.') : [ref.id, null];
+    const occurredAt = iso(e.metadata.occurredAt);
+    entries.push({
+      event_id: e.id,
+      global_commit: Number(e.position.commit),
+      global_prepare: Number(e.position.prepare),
+      account: accountIdOf(ref),
+      account_kind: ref.kind,
+      owner_id: ownerId!,
+      event_type: e.type,
+      amount,
+      credits,
+      balance_after: balance,
+      held_after: held,
+      generation_id: generationId,
+      reference,
+      reason,
+      occurred_at: occurredAt,
+    });
+    return {
+      account: accountIdOf(ref),
+      kind: ref.kind,
+      owner_id: ownerId!,
+      shopper_hash: shopperHash ?? null,
+      balance,
+      granted,
+      spent,
+      held,
+      updated_at: occurredAt,
+      ...pos(e),
+    };
+  },
+};
+
+export const PROJECTIONS: Record<ProjectionName, Projection> = {
+  'session-status': sessionStatus,
+  'credit-balances': creditBalances,
+};
+
+export function projectionByName(name: string): Projection {
+  const p = PROJECTIONS[name as ProjectionName];
+  if (!p) throw new Error(`unknown projection ${JSON.stringify(name)}; known: ${PROJECTION_NAMES.join(', ')}`);
+  return p;
+}
+
+export interface FoldResult {
+  rows: Map<string, Row>;
+  entries: Row[];
+}
+
+/** The pure fold: events (in log order) -> the rows a projection must hold. */
+export function fold(p: Projection, events: Iterable<RecordedEvent>, into: FoldResult = { rows: new Map(), entries: [] }): FoldResult {
+  for (const e of events) {
+    const key = p.keyOf(e);
+    if (key === null) continue;
+    const prev = into.rows.get(key);
+    const next = p.reduce(prev, e, into.entries);
+    if (next && next !== prev) into.rows.set(key, next);
+  }
+  return into;
+}

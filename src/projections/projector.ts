@@ -1,0 +1,279 @@
+// The projector runtime: follows the global log from a stored checkpoint in batches. Each batch's rows and the
+// checkpoint commit in ONE transaction, after a compare-and-set on the previous checkpoint, so every event takes effect
+// exactly once even across crashes, restarts, a rebuild swap or a second instance. One active instance per projection
+// holds the read model's lock (Postgres advisory lock on the connection that also writes); others wait and take over.
+import { setTimeout as sleep } from 'node:timers/promises';
+import {
+  START,
+  comparePositions,
+  formatPosition,
+  type EventStore,
+  type Position,
+  type RecordedEvent,
+} from '../app/ports/eventStore.ts';
+import type { Logger } from '../logger.ts';
+import type { Metrics } from '../metrics.ts';
+import { PROJECTIONS, PROJECTION_NAMES, type Projection, type ProjectionName } from './projections.ts';
+import { CheckpointConflictError, type ReadModel, type ReadModelTx, type Row, type TableSpec } from './readModel.ts';
+import { shadowOf } from './schema.ts';
+
+/** Where a projection writes: the live tables, or the shadow tables of a rebuild (which publish nothing). */
+export interface Target {
+  projection: Projection;
+  checkpoint: string;
+  state: TableSpec;
+  entries?: TableSpec;
+  publish: boolean;
+}
+
+export function liveTarget(p: Projection): Target {
+  return { projection: p, checkpoint: p.name, state: p.state, entries: p.entries, publish: true };
+}
+
+export function shadowTarget(p: Projection): Target {
+  return {
+    projection: p,
+    checkpoint: `${p.name}#rebuild`,
+    state: shadowOf(p.state),
+    entries: p.entries && shadowOf(p.entries),
+    publish: false,
+  };
+}
+
+/** The table-name mapping the publish SQL uses for a target. */
+export function tableMap(t: Target): Record<string, string> {
+  const m: Record<string, string> = { [t.projection.state.name]: t.state.name };
+  if (t.projection.entries && t.entries) m[t.projection.entries.name] = t.entries.name;
+  return m;
+}
+
+/** Applies events (already known to follow the checkpoint) to the target's rows inside `tx`. Pure fold + bulk writes. */
+export async function applyEvents(tx: ReadModelTx, t: Target, events: readonly RecordedEvent[]): Promise<void> {
+  const p = t.projection;
+  const keys = new Set<string>();
+  for (const e of events) {
+    const k = p.keyOf(e);
+    if (k !== null) keys.add(k);
+  }
+  if (keys.size === 0) return;
+  const rows = new Map<string, Row>();
+  for (const r of await tx.load(t.state, [...keys])) rows.set(r[t.state.key] as string, r);
+  const changed = new Set<string>();
+  const entries: Row[] = [];
+  for (const e of events) {
+    const k = p.keyOf(e);
+    if (k === null) continue;
+    const prev = rows.get(k);
+    const next = p.reduce(prev, e, entries);
+    if (next && next !== prev) {
+      rows.set(k, next);
+      changed.add(k);
+    }
+  }
+  if (changed.size === 0) return;
+  await tx.upsert(t.state, [...changed].map((k) => rows.get(k)!));
+  if (t.entries && entries.length) await tx.insertIgnore(t.entries, entries);
+  if (t.publish) for (const sql of p.publish) await tx.exec(sql, [...changed]);
+}
+
+/**
+ * One batch, one transaction: lock the checkpoint row, check it still equals `expected` (else CheckpointConflictError,
+ * nothing written), apply, advance. Events at or before the stored checkpoint are skipped, so a re-applied batch is a no-op.
+ */
+export async function commitBatch(
+  tx: ReadModelTx,
+  t: Target,
+  expected: Position,
+  events: readonly RecordedEvent[],
+): Promise<number> {
+  const cp = await tx.lockCheckpoint(t.checkpoint);
+  if (comparePositions(cp.position, expected) !== 0) {
+    throw new CheckpointConflictError(`${t.checkpoint}: checkpoint is ${formatPosition(cp.position)}, expected ${formatPosition(expected)}`);
+  }
+  const fresh = events.filter((e) => comparePositions(e.position, cp.position) > 0);
+  if (fresh.length === 0) return 0;
+  await applyEvents(tx, t, fresh);
+  await tx.setCheckpoint(t.checkpoint, fresh[fresh.length - 1]!.position, cp.events + fresh.length);
+  return fresh.length;
+}
+
+/** Reads the events after `after` (exclusive), up to `max`. readAll's fromPosition is inclusive, so the first may repeat. */
+export async function readAfter(store: EventStore, after: Position, max: number): Promise<RecordedEvent[]> {
+  const from = comparePositions(after, START) === 0 ? 'start' : after;
+  const page = await store.readAll({ fromPosition: from, maxCount: max + 1 });
+  const out = page.filter((e) => comparePositions(e.position, after) > 0);
+  return out.length > max ? out.slice(0, max) : out;
+}
+
+export interface CatchUpOptions {
+  batchSize: number;
+  /** stop once the checkpoint reaches this position (default: the head when called) */
+  until?: Position | null;
+  onBatch?: (applied: number, checkpoint: Position) => void;
+  signal?: AbortSignal;
+}
+
+/**
+ * Applies batches until the target's checkpoint reaches `until`. The next page is read while the current one is
+ * written (one page of read-ahead), so reads and writes overlap.
+ */
+export async function catchUp(
+  store: EventStore,
+  run: <T>(fn: (tx: ReadModelTx) => Promise<T>) => Promise<T>,
+  t: Target,
+  opts: CatchUpOptions,
+): Promise<Position> {
+  const until = opts.until === undefined ? await store.headPosition() : opts.until;
+  let cp = (await run((tx) => tx.lockCheckpoint(t.checkpoint))).position;
+  if (!until || comparePositions(cp, until) >= 0) return cp;
+  let next = readAfter(store, cp, opts.batchSize);
+  while (!opts.signal?.aborted) {
+    const events = (await next).filter((e) => comparePositions(e.position, until) <= 0);
+    if (events.length === 0) break;
+    const last = events[events.length - 1]!.position;
+    next = comparePositions(last, until) < 0 ? readAfter(store, last, opts.batchSize) : Promise.resolve([]);
+    const expected = cp;
+    const applied = await run((tx) => commitBatch(tx, t, expected, events));
+    cp = last;
+    opts.onBatch?.(applied, cp);
+  }
+  next.catch(() => undefined);
+  return cp;
+}
+
+export interface ProjectorOptions {
+  store: EventStore;
+  readModel: ReadModel;
+  projection: Projection;
+  logger: Logger;
+  metrics?: Metrics;
+  batchSize?: number;
+  /** idle poll interval when caught up */
+  pollMs?: number;
+  /** lock poll interval while standing by */
+  lockPollMs?: number;
+}
+
+/** A long-running projector: waits for the lock, then follows the log until stopped. */
+export class Projector {
+  readonly name: ProjectionName;
+  private readonly ac = new AbortController();
+  private done: Promise<void> | null = null;
+  private _active = false;
+
+  constructor(private readonly o: ProjectorOptions) {
+    this.name = o.projection.name;
+  }
+
+  /** true while this instance holds the lock and applies events */
+  get active(): boolean {
+    return this._active;
+  }
+
+  start(): void {
+    this.done ??= this.loop().catch((err) => {
+      if (!this.ac.signal.aborted) this.o.logger.error({ err, projection: this.name }, 'projector_stopped');
+    });
+  }
+
+  async stop(): Promise<void> {
+    this.ac.abort();
+    await this.done;
+  }
+
+  private async loop(): Promise<void> {
+    const { store, readModel, logger } = this.o;
+    const signal = this.ac.signal;
+    const t = liveTarget(this.o.projection);
+    const batchSize = this.o.batchSize ?? 500;
+    const pollMs = this.o.pollMs ?? 200;
+    let backoff = 100;
+    while (!signal.aborted) {
+      let lease;
+      try {
+        lease = await readModel.acquire(this.name, { signal, pollMs: this.o.lockPollMs ?? 1000 });
+      } catch (err) {
+        if (signal.aborted) return;
+        logger.warn({ err, projection: this.name }, 'projection_lock_failed');
+        await sleep(Math.min((backoff *= 2), 10_000), undefined, { signal }).catch(() => undefined);
+        continue;
+      }
+      this._active = true;
+      logger.info({ projection: this.name }, 'projection_lock_acquired');
+      try {
+        while (!signal.aborted && lease.held) {
+          const cp = (await lease.transaction((tx) => tx.lockCheckpoint(this.name))).position;
+          const events = await readAfter(store, cp, batchSize);
+          await this.reportLag(cp);
+          if (events.length === 0) {
+            await sleep(pollMs, undefined, { signal }).catch(() => undefined);
+            continue;
+          }
+          try {
+            const n = await lease.transaction((tx) => commitBatch(tx, t, cp, events));
+            this.o.metrics?.projectionEvents.inc({ projection: this.name }, n);
+          } catch (err) {
+            if (!(err instanceof CheckpointConflictError)) throw err;
+            logger.info({ projection: this.name, msg2: err.message }, 'projection_checkpoint_moved'); // e.g. a rebuild swapped in
+          }
+          backoff = 100;
+        }
+      } catch (err) {
+        if (signal.aborted) break;
+        logger.error({ err, projection: this.name }, 'projection_batch_failed');
+        await sleep(Math.min((backoff *= 2), 10_000), undefined, { signal }).catch(() => undefined);
+      } finally {
+        this._active = false;
+        await lease.release().catch(() => undefined);
+      }
+    }
+  }
+
+  private async reportLag(cp: Position): Promise<void> {
+    if (!this.o.metrics) return;
+    const head = await this.o.store.headPosition();
+    this.o.metrics.projectionLag.set({ projection: this.name }, lagOf(head, cp));
+  }
+}
+
+/** Events behind the head. Exact for stores with gap-free positions (SQLite); an upper bound in position units otherwise. */
+export function lagOf(head: Position | null, cp: Position): number {
+  if (!head) return 0;
+  const d = head.commit - cp.commit;
+  return d > 0n ? Number(d) : 0;
+}
+
+export interface ProjectionStatus {
+  projection: string;
+  checkpoint: string | null;
+  head: string | null;
+  lag: number;
+  events: number;
+  updatedAt: string | null;
+}
+
+/** Checkpoint, head and lag for every projection (GET /v1/projections, `wearon projections`). */
+export async function projectionStatus(store: EventStore, readModel: ReadModel): Promise<ProjectionStatus[]> {
+  const [head, cps] = await Promise.all([store.headPosition(), readModel.checkpoints()]);
+  return PROJECTION_NAMES.map((name) => {
+    const cp = cps.find((c) => c.projection === name);
+    const pos = cp?.position ?? START;
+    return {
+      projection: name,
+      checkpoint: cp && comparePositions(pos, START) !== 0 ? formatPosition(pos) : null,
+      head: head ? formatPosition(head) : null,
+      lag: lagOf(head, pos),
+      events: cp?.events ?? 0,
+      updatedAt: cp?.updatedAt ?? null,
+    };
+  });
+}
+
+/** Starts one projector per projection (both share the store and read model). */
+export function startProjectors(o: Omit<ProjectorOptions, 'projection'>): Projector[] {
+  return PROJECTION_NAMES.map((n) => {
+    const p = new Projector({ ...o, projection: PROJECTIONS[n] });
+    p.start();
+    return p;
+  });
+}

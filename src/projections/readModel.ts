@@ -1,0 +1,74 @@
+// The read-model port: what a projection needs from a SQL database. Postgres (pg) and SQLite (better-sqlite3)
+// implement it; the projection logic and most SQL (src/projections/schema.ts) are shared.
+import type { Position } from '../app/ports/eventStore.ts';
+
+export type Dialect = 'postgres' | 'sqlite';
+export type ColType = 'text' | 'int' | 'bigint' | 'float' | 'ts';
+export type Value = string | number | null;
+export type Row = Record<string, Value>;
+
+/** A table the projections own (state, ledger entries). `name` may be a shadow name during a rebuild. */
+export interface TableSpec {
+  name: string;
+  columns: readonly { name: string; type: ColType; notNull?: boolean }[];
+  /** primary key column */
+  key: string;
+  indexes?: readonly string[][];
+}
+
+export interface Checkpoint {
+  projection: string;
+  position: Position;
+  /** events applied since the projection started (or was rebuilt) */
+  events: number;
+  updatedAt: string | null;
+}
+
+/** One database transaction. Every call runs inside it; nothing is visible to readers before commit. */
+export interface ReadModelTx {
+  /** Locks the checkpoint row (creating it at START when missing) until the transaction ends. */
+  lockCheckpoint(projection: string): Promise<Checkpoint>;
+  setCheckpoint(projection: string, position: Position, events: number): Promise<void>;
+  load(table: TableSpec, keys: readonly string[]): Promise<Row[]>;
+  /** Insert, or replace every non-key column on key conflict. */
+  upsert(table: TableSpec, rows: readonly Row[]): Promise<void>;
+  /** Insert; rows whose key exists are left alone (re-applying is a no-op). */
+  insertIgnore(table: TableSpec, rows: readonly Row[]): Promise<void>;
+  /**
+   * Runs shared SQL with dialect tokens (see schema.ts `renderSql`): `{keys:col}` is bound to `keys`
+   * (null = every row), `{uuid:x}`, `{ts:x}`, `{now}`.
+   */
+  exec(sql: string, keys: readonly string[] | null, tables?: Record<string, string>): Promise<number>;
+}
+
+/** The right to write one projection: at most one holder at a time across processes. */
+export interface ProjectionLease {
+  readonly projection: string;
+  /** false once the lock was lost (e.g. its connection died): stop writing. */
+  readonly held: boolean;
+  transaction<T>(fn: (tx: ReadModelTx) => Promise<T>): Promise<T>;
+  release(): Promise<void>;
+}
+
+export interface ReadModel {
+  readonly dialect: Dialect;
+  /** Creates the projections' tables, and the platform tables when absent; idempotent. */
+  migrate(): Promise<void>;
+  /** Waits (polling every pollMs) until this caller holds the projection's lock; rejects when signal aborts. */
+  acquire(projection: string, options?: { signal?: AbortSignal; pollMs?: number }): Promise<ProjectionLease>;
+  /** A transaction outside any projection lock (rebuild swap, imports). */
+  transaction<T>(fn: (tx: ReadModelTx) => Promise<T>): Promise<T>;
+  checkpoints(): Promise<Checkpoint[]>;
+  /** Every row of a table, normalised by the spec's column types (numbers, ISO timestamps). */
+  readAll(table: TableSpec, where?: string): Promise<Row[]>;
+  /** Raw query for platform tables (verify, import); `?` placeholders. */
+  query(sql: string, params?: readonly Value[]): Promise<Row[]>;
+  /** Creates `table` (CREATE TABLE IF NOT EXISTS from the spec) or drops it. */
+  createTable(table: TableSpec): Promise<void>;
+  dropTable(name: string): Promise<void>;
+  close(): Promise<void>;
+}
+
+export class CheckpointConflictError extends Error {
+  override readonly name = 'CheckpointConflictError';
+}

@@ -1,0 +1,273 @@
+// Tables and SQL shared by the Postgres and SQLite read models: the projections' own tables (state, ledger entries,
+// checkpoints), the platform tables when a database lacks them, and the statements that publish projection state into
+// the platform tables the web app reads. Written once with a few dialect tokens (renderSql).
+import type { Dialect, TableSpec } from './readModel.ts';
+
+export const SESSIONS: TableSpec = {
+  name: 'projected_sessions',
+  key: 'session_id',
+  columns: [
+    { name: 'session_id', type: 'text', notNull: true },
+    { name: 'channel', type: 'text', notNull: true },
+    { name: 'account', type: 'text', notNull: true },
+    { name: 'owner_id', type: 'text', notNull: true },
+    { name: 'shopper_hash', type: 'text' },
+    { name: 'request_id', type: 'text' },
+    { name: 'model_image_url', type: 'text', notNull: true },
+    { name: 'outfit_image_url', type: 'text' },
+    { name: 'prompt', type: 'text', notNull: true },
+    { name: 'cost', type: 'int', notNull: true },
+    { name: 'requested_at', type: 'ts', notNull: true },
+    { name: 'status', type: 'text', notNull: true },
+    { name: 'error_code', type: 'text' },
+    { name: 'error_message', type: 'text' },
+    { name: 'generated_image_url', type: 'text' },
+    { name: 'input_tokens', type: 'int' },
+    { name: 'output_tokens', type: 'int' },
+    { name: 'estimated_cost_usd', type: 'float' },
+    { name: 'processing_time_ms', type: 'int' },
+    { name: 'completed_at', type: 'ts' },
+    { name: 'last_commit', type: 'bigint', notNull: true },
+    { name: 'last_prepare', type: 'bigint', notNull: true },
+  ],
+};
+
+export const ACCOUNTS: TableSpec = {
+  name: 'credit_accounts',
+  key: 'account',
+  columns: [
+    { name: 'account', type: 'text', notNull: true },
+    { name: 'kind', type: 'text', notNull: true },
+    { name: 'owner_id', type: 'text', notNull: true },
+    { name: 'shopper_hash', type: 'text' },
+    { name: 'balance', type: 'int', notNull: true },
+    /** granted - revoked: total_earned / total_purchased */
+    { name: 'granted', type: 'int', notNull: true },
+    /** captured: total_spent */
+    { name: 'spent', type: 'int', notNull: true },
+    /** deducted and not yet captured or refunded */
+    { name: 'held', type: 'int', notNull: true },
+    { name: 'updated_at', type: 'ts', notNull: true },
+    { name: 'last_commit', type: 'bigint', notNull: true },
+    { name: 'last_prepare', type: 'bigint', notNull: true },
+  ],
+};
+
+export const LEDGER_ENTRIES: TableSpec = {
+  name: 'ledger_entries',
+  key: 'event_id',
+  columns: [
+    { name: 'event_id', type: 'text', notNull: true },
+    { name: 'global_commit', type: 'bigint', notNull: true },
+    { name: 'global_prepare', type: 'bigint', notNull: true },
+    { name: 'account', type: 'text', notNull: true },
+    { name: 'account_kind', type: 'text', notNull: true },
+    { name: 'owner_id', type: 'text', notNull: true },
+    { name: 'event_type', type: 'text', notNull: true },
+    /** signed effect on the balance: grant +, revoke -, deduct -, refund +, capture 0 */
+    { name: 'amount', type: 'int', notNull: true },
+    /** the event's own (unsigned) amount, e.g. what a capture made final */
+    { name: 'credits', type: 'int', notNull: true },
+    { name: 'balance_after', type: 'int', notNull: true },
+    { name: 'held_after', type: 'int', notNull: true },
+    { name: 'generation_id', type: 'text' },
+    { name: 'reference', type: 'text' },
+    { name: 'reason', type: 'text' },
+    { name: 'occurred_at', type: 'ts', notNull: true },
+  ],
+  indexes: [['account', 'global_commit'], ['generation_id'], ['occurred_at']],
+};
+
+export const shadowOf = (t: TableSpec): TableSpec => ({ ...t, name: `rebuild_${t.name}` });
+
+const PG_TYPES: Record<string, string> = { text: 'text', int: 'integer', bigint: 'bigint', float: 'double precision', ts: 'timestamptz' };
+const SQLITE_TYPES: Record<string, string> = { text: 'TEXT', int: 'INTEGER', bigint: 'INTEGER', float: 'REAL', ts: 'TEXT' };
+export const pgArrayType = (t: string) => `${PG_TYPES[t]}[]`;
+
+export function tableDdl(d: Dialect, t: TableSpec): string[] {
+  const types = d === 'postgres' ? PG_TYPES : SQLITE_TYPES;
+  const cols = t.columns.map((c) => `${c.name} ${types[c.type]}${c.notNull ? ' NOT NULL' : ''}${c.name === t.key ? ' PRIMARY KEY' : ''}`);
+  const out = [`CREATE TABLE IF NOT EXISTS ${t.name} (\n  ${cols.join(',\n  ')}\n)`];
+  for (const idx of t.indexes ?? []) out.push(`CREATE INDEX IF NOT EXISTS ${t.name}_${idx.join('_')}_idx ON ${t.name} (${idx.join(', ')})`);
+  return out;
+}
+
+export const CHECKPOINTS_DDL = `CREATE TABLE IF NOT EXISTS projection_checkpoints (
+  projection text PRIMARY KEY,
+  commit_position bigint NOT NULL,
+  prepare_position bigint NOT NULL,
+  events bigint NOT NULL DEFAULT 0,
+  updated_at {tstype}
+)`;
+
+/**
+ * The platform tables (original-system.md §2.1, §3.1, §3.2) for databases that lack them (tests, embedded mode,
+ * a fresh Postgres). Supabase has them already, with FKs to users/stores that are deliberately not created here.
+ */
+export const PLATFORM_DDL = [
+  `CREATE TABLE IF NOT EXISTS user_credits (
+  id {uuidpk},
+  user_id {uuid} NOT NULL UNIQUE,
+  balance integer NOT NULL DEFAULT 10 CHECK (balance >= 0),
+  total_earned integer DEFAULT 10,
+  total_spent integer DEFAULT 0,
+  updated_at {tstype} DEFAULT {now}
+)`,
+  `CREATE TABLE IF NOT EXISTS store_credits (
+  id {uuidpk},
+  store_id {uuid} NOT NULL UNIQUE,
+  balance integer NOT NULL DEFAULT 0 CHECK (balance >= 0),
+  total_purchased integer NOT NULL DEFAULT 0,
+  total_spent integer NOT NULL DEFAULT 0,
+  updated_at {tstype} DEFAULT {now}
+)`,
+  `CREATE TABLE IF NOT EXISTS store_shopper_credits (
+  id {uuidpk},
+  store_id {uuid} NOT NULL,
+  shopper_email text NOT NULL,
+  balance integer NOT NULL DEFAULT 0 CHECK (balance >= 0),
+  total_purchased integer NOT NULL DEFAULT 0,
+  total_spent integer NOT NULL DEFAULT 0,
+  created_at {tstype} DEFAULT {now},
+  updated_at {tstype} DEFAULT {now},
+  UNIQUE (store_id, shopper_email)
+)`,
+  `CREATE TABLE IF NOT EXISTS generation_sessions (
+  id {uuidpk},
+  user_id {uuid} NOT NULL,
+  status text NOT NULL DEFAULT 'queued' CHECK (status IN ('queued', 'pending', 'processing', 'completed', 'failed')),
+  model_image_url text NOT NULL,
+  outfit_image_url text,
+  accessories {json} DEFAULT '[]',
+  stitched_image_url text,
+  prompt_system text NOT NULL,
+  prompt_user text,
+  generated_image_url text,
+  credits_used integer DEFAULT 1,
+  error_message text,
+  processing_time_ms integer,
+  created_at {tstype} DEFAULT {now},
+  completed_at {tstype},
+  input_tokens integer,
+  output_tokens integer,
+  estimated_cost_usd {numeric}
+)`,
+  `CREATE TABLE IF NOT EXISTS store_generation_sessions (
+  id {uuidpk},
+  store_id {uuid} NOT NULL,
+  shopper_email text,
+  status text NOT NULL DEFAULT 'queued' CHECK (status IN ('queued', 'processing', 'completed', 'failed')),
+  model_image_url text NOT NULL,
+  outfit_image_url text,
+  prompt_system text NOT NULL,
+  prompt_user text,
+  generated_image_url text,
+  credits_used integer NOT NULL DEFAULT 1,
+  error_message text,
+  processing_time_ms integer,
+  request_id text,
+  created_at {tstype} NOT NULL DEFAULT {now},
+  completed_at {tstype},
+  input_tokens integer,
+  output_tokens integer,
+  estimated_cost_usd {numeric}
+)`,
+];
+
+/** Columns the projections write that older platform schemas may lack: added when missing, nothing else is altered. */
+export const PLATFORM_COLUMNS: Record<string, [string, string][]> = {
+  generation_sessions: [
+    ['completed_at', '{tstype}'],
+    ['input_tokens', 'integer'],
+    ['output_tokens', 'integer'],
+    ['estimated_cost_usd', '{numeric}'],
+    ['processing_time_ms', 'integer'],
+  ],
+  store_generation_sessions: [
+    ['completed_at', '{tstype}'],
+    ['input_tokens', 'integer'],
+    ['output_tokens', 'integer'],
+    ['estimated_cost_usd', '{numeric}'],
+    ['processing_time_ms', 'integer'],
+    ['request_id', 'text'],
+  ],
+  // Shopper pools are keyed by (store, email hash) in the ledger; plain emails never enter it.
+  store_shopper_credits: [['shopper_hash', 'text']],
+};
+
+export const PLATFORM_INDEXES = [
+  'CREATE UNIQUE INDEX IF NOT EXISTS store_shopper_credits_store_hash_key ON store_shopper_credits (store_id, shopper_hash)',
+];
+
+/** Publishes session state into the web app's tables; only the columns the ledger decides are updated on conflict. */
+export const PUBLISH_SESSIONS = [
+  `INSERT INTO generation_sessions (id, user_id, status, model_image_url, outfit_image_url, prompt_system, credits_used,
+     generated_image_url, error_message, processing_time_ms, created_at, completed_at, input_tokens, output_tokens, estimated_cost_usd)
+   SELECT {uuid:s.session_id}, {uuid:s.owner_id}, s.status, s.model_image_url, s.outfit_image_url, s.prompt, s.cost,
+     s.generated_image_url, s.error_message, s.processing_time_ms, s.requested_at, s.completed_at, s.input_tokens, s.output_tokens, s.estimated_cost_usd
+   FROM {t:projected_sessions} s WHERE s.channel = 'b2c' AND {keys:s.session_id}
+   ON CONFLICT (id) DO UPDATE SET status = excluded.status, generated_image_url = excluded.generated_image_url,
+     error_message = excluded.error_message, processing_time_ms = excluded.processing_time_ms, completed_at = excluded.completed_at,
+     input_tokens = excluded.input_tokens, output_tokens = excluded.output_tokens, estimated_cost_usd = excluded.estimated_cost_usd`,
+  `INSERT INTO store_generation_sessions (id, store_id, shopper_email, status, model_image_url, outfit_image_url, prompt_system,
+     credits_used, generated_image_url, error_message, processing_time_ms, request_id, created_at, completed_at, input_tokens,
+     output_tokens, estimated_cost_usd)
+   SELECT {uuid:s.session_id}, {uuid:s.owner_id}, NULL, s.status, s.model_image_url, s.outfit_image_url, s.prompt,
+     s.cost, s.generated_image_url, s.error_message, s.processing_time_ms, s.request_id, s.requested_at, s.completed_at, s.input_tokens,
+     s.output_tokens, s.estimated_cost_usd
+   FROM {t:projected_sessions} s WHERE s.channel = 'b2b' AND {keys:s.session_id}
+   ON CONFLICT (id) DO UPDATE SET status = excluded.status, generated_image_url = excluded.generated_image_url,
+     error_message = excluded.error_message, processing_time_ms = excluded.processing_time_ms, completed_at = excluded.completed_at,
+     input_tokens = excluded.input_tokens, output_tokens = excluded.output_tokens, estimated_cost_usd = excluded.estimated_cost_usd,
+     request_id = excluded.request_id`,
+];
+
+/** Publishes account state: balance, earned/purchased (grants - revocations), spent (captures). */
+export const PUBLISH_ACCOUNTS = [
+  `INSERT INTO user_credits (user_id, balance, total_earned, total_spent, updated_at)
+   SELECT {uuid:a.owner_id}, a.balance, a.granted, a.spent, a.updated_at FROM {t:credit_accounts} a
+   WHERE a.kind = 'user' AND {keys:a.account}
+   ON CONFLICT (user_id) DO UPDATE SET balance = excluded.balance, total_earned = excluded.total_earned,
+     total_spent = excluded.total_spent, updated_at = excluded.updated_at`,
+  `INSERT INTO store_credits (store_id, balance, total_purchased, total_spent, updated_at)
+   SELECT {uuid:a.owner_id}, a.balance, a.granted, a.spent, a.updated_at FROM {t:credit_accounts} a
+   WHERE a.kind = 'store' AND {keys:a.account}
+   ON CONFLICT (store_id) DO UPDATE SET balance = excluded.balance, total_purchased = excluded.total_purchased,
+     total_spent = excluded.total_spent, updated_at = excluded.updated_at`,
+  // A shopper row the platform created has the plain email and, after import-balances, its hash; a pool first seen in
+  // the ledger gets the hash in shopper_email too (NOT NULL, and the plain email is unknown by design).
+  `INSERT INTO store_shopper_credits (store_id, shopper_email, shopper_hash, balance, total_purchased, total_spent, updated_at)
+   SELECT {uuid:a.owner_id}, a.shopper_hash, a.shopper_hash, a.balance, a.granted, a.spent, a.updated_at FROM {t:credit_accounts} a
+   WHERE a.kind = 'shopper' AND {keys:a.account}
+   ON CONFLICT (store_id, shopper_hash) DO UPDATE SET balance = excluded.balance, total_purchased = excluded.total_purchased,
+     total_spent = excluded.total_spent, updated_at = excluded.updated_at`,
+];
+
+export interface SqlRender {
+  keys: (col: string) => string;
+  all: string;
+  uuid: (expr: string) => string;
+  ts: (expr: string) => string;
+  now: string;
+}
+
+/** Expands the dialect tokens: `{keys:col}`, `{uuid:expr}`, `{ts:expr}`, `{now}`, `{t:table}` (shadow mapping). */
+export function renderSql(sql: string, r: SqlRender, keys: boolean, tables: Record<string, string> = {}): string {
+  return sql
+    .replace(/\{keys:([^}]+)\}/g, (_, c: string) => (keys ? r.keys(c) : r.all))
+    .replace(/\{uuid:([^}]+)\}/g, (_, e: string) => r.uuid(e))
+    .replace(/\{ts:([^}]+)\}/g, (_, e: string) => r.ts(e))
+    .replace(/\{t:([^}]+)\}/g, (_, t: string) => tables[t] ?? t)
+    .replace(/\{now\}/g, r.now);
+}
+
+export function renderDdl(sql: string, d: Dialect): string {
+  const pg = d === 'postgres';
+  return sql
+    .replace(/\{uuidpk\}/g, pg ? 'uuid PRIMARY KEY DEFAULT gen_random_uuid()' : "TEXT PRIMARY KEY DEFAULT (lower(hex(randomblob(16))))")
+    .replace(/\{uuid\}/g, pg ? 'uuid' : 'TEXT')
+    .replace(/\{tstype\}/g, pg ? 'timestamptz' : 'TEXT')
+    .replace(/\{json\}/g, pg ? 'jsonb' : 'TEXT')
+    .replace(/\{numeric\}/g, pg ? 'numeric(10,6)' : 'REAL')
+    .replace(/\{now\}/g, pg ? 'now()' : "(strftime('%Y-%m-%dT%H:%M:%fZ','now'))");
+}
