@@ -1,7 +1,7 @@
 // Helpers for the production-stack tests (tests/integration/stack-*.test.ts): find the Debian tools, render the shipped
 // nginx config for an unprivileged loopback run, start the real service, wait for things.
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -66,11 +66,13 @@ export interface NginxLayout {
  */
 export async function renderNginx(opts: { workerUpstream: string; grafanaUpstream?: string }): Promise<NginxLayout> {
   const dir = tempDir('nginx');
+  // Run as root (CI), nginx workers drop to `nobody`: they must be able to read the webroot under this dir.
+  chmodSync(dir, 0o755);
   const httpPort = await freePort();
   const httpsPort = await freePort();
   for (const sub of ['conf.d', 'snippets', 'ssl', 'acme', 'logs', 'tmp']) mkdirSync(path.join(dir, sub));
   execFileSync('openssl', [
-    'req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '1', '-subj', '/CN=localhost',
+    'req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '1', '-subj', '/CN=localhost', '-addext', 'subjectAltName=DNS:localhost',
     '-keyout', path.join(dir, 'ssl', 'privkey.pem'), '-out', path.join(dir, 'ssl', 'fullchain.pem'),
   ], { stdio: 'ignore' });
 
