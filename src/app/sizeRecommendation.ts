@@ -71,7 +71,10 @@ export interface SizeRecRequest {
   fitPreference?: FitPreference;
 }
 
-export type SizeRecommender = (req: SizeRecRequest, log?: Logger) => Promise<SizeRecommendation>;
+/** The request-scoped logger (fastify's req.log is a pino child carrying the request id). */
+export type RequestLog = Pick<Logger, 'info' | 'warn' | 'error'>;
+
+export type SizeRecommender = (req: SizeRecRequest, log?: RequestLog) => Promise<SizeRecommendation>;
 
 export interface SizeRecDeps {
   images: ImageSource;
@@ -83,7 +86,7 @@ export interface SizeRecDeps {
 export const NO_POSE_MESSAGE = 'Could not detect full body pose from image';
 
 export function createSizeRecommender({ images, pose, logger, metrics }: SizeRecDeps): SizeRecommender {
-  return async (req, log = logger) => {
+  return async (req, log: RequestLog = logger) => {
     const started = performance.now();
     let outcome = 'error';
     // The URL may carry a signed token: log only a hash of it (as the original did).
