@@ -41,8 +41,10 @@ export const DEFAULT_USAGE = {
 export interface FakeOpenAI {
   /** `http://127.0.0.1:PORT/v1`, for the SDK's baseURL / OPENAI_BASE_URL */
   baseURL: string;
-  /** Queue behaviours for the next calls; when the queue is empty every call succeeds. */
+  /** Queue behaviours for the next calls; when the queue is empty `fallback` decides (default: success). */
   script(...steps: FakeStep[]): void;
+  /** What unscripted calls do, e.g. a random mix of faults for crash tests: `(n) => n % 10 === 0 ? {kind:'server_error'} : {kind:'success'}`. */
+  setFallback(fallback: (callIndex: number) => FakeStep): void;
   requests: RecordedRequest[];
   /** The image returned by default (a small JPEG). */
   defaultImage: Buffer;
@@ -53,6 +55,7 @@ export async function startFakeOpenAI(options: { image?: Buffer } = {}): Promise
   const defaultImage =
     options.image ?? (await sharp({ create: { width: 64, height: 96, channels: 3, background: '#884422' } }).jpeg().toBuffer());
   const queue: FakeStep[] = [];
+  let fallback: (callIndex: number) => FakeStep = () => ({ kind: 'success' });
   const requests: RecordedRequest[] = [];
   const sockets = new Set<Socket>();
   const timers = new Set<NodeJS.Timeout>();
@@ -93,7 +96,7 @@ export async function startFakeOpenAI(options: { image?: Buffer } = {}): Promise
       return;
     }
     requests.push(rec);
-    const step = queue.shift() ?? { kind: 'success' };
+    const step = queue.shift() ?? fallback(requests.length - 1);
     switch (step.kind) {
       case 'success':
         return success(res, step);
@@ -145,6 +148,9 @@ export async function startFakeOpenAI(options: { image?: Buffer } = {}): Promise
   return {
     baseURL: `http://127.0.0.1:${port}/v1`,
     script: (...steps) => queue.push(...steps),
+    setFallback: (f) => {
+      fallback = f;
+    },
     requests,
     defaultImage,
     close: () =>

@@ -1,0 +1,71 @@
+// Chooses and builds the generation pipeline's adapters from config, for main.ts:
+//   generator: OpenAI when OPENAI_API_KEY is set, else the labelled `preview` composite;
+//   results:   Supabase Storage when SUPABASE_URL + SUPABASE_SERVICE_ROLE_KEY are set, else the local store
+//              (served by the /files route, which needs `localStore`).
+import type { Config } from '../config.ts';
+import type { Logger } from '../logger.ts';
+import type { Metrics } from '../metrics.ts';
+import type { ImageGenerator, InputImages, RateLimiter, ResultStore } from '../app/ports/pipeline.ts';
+import { createInputImages } from './images/prepare.ts';
+import { createOpenAIGenerator } from './imagegen/openai.ts';
+import { createPreviewGenerator } from './imagegen/preview.ts';
+import { createLocalResultStore, loadOrCreateSigningSecret, type LocalResultStore } from './storage/local.ts';
+import { createSupabaseResultStore } from './storage/supabase.ts';
+
+export interface PipelineAdapters {
+  inputImages: InputImages;
+  generator: ImageGenerator;
+  resultStore: ResultStore;
+  /** Set when results are stored locally: register `filesRoutes({ store: localStore })`. */
+  localStore: LocalResultStore | null;
+}
+
+export async function createPipelineAdapters(
+  config: Config,
+  deps: { logger: Logger; metrics: Metrics; rateLimiter?: RateLimiter },
+): Promise<PipelineAdapters> {
+  const { logger, metrics } = deps;
+  const inputImages = createInputImages({
+    allowHosts: config.IMAGE_FETCH_ALLOW_HOSTS,
+    fetchTimeoutMs: config.IMAGE_FETCH_TIMEOUT_MS,
+    maxBytes: config.IMAGE_MAX_BYTES,
+    maxPixels: config.IMAGE_MAX_PIXELS,
+    logger,
+  });
+
+  const generator = config.OPENAI_API_KEY
+    ? createOpenAIGenerator({
+        apiKey: config.OPENAI_API_KEY,
+        baseURL: config.OPENAI_BASE_URL,
+        model: config.OPENAI_MODEL,
+        quality: config.OPENAI_QUALITY,
+        size: config.OPENAI_SIZE,
+        timeoutMs: config.OPENAI_TIMEOUT_MS,
+        maxRetries: config.OPENAI_MAX_RETRIES,
+        rateLimiter: deps.rateLimiter,
+        metrics,
+        logger,
+      })
+    : createPreviewGenerator();
+  if (generator.provider === 'preview') logger.warn('OPENAI_API_KEY not set: generations use the labelled offline preview composite');
+
+  let localStore: LocalResultStore | null = null;
+  let resultStore: ResultStore;
+  if (config.SUPABASE_URL && config.SUPABASE_SERVICE_ROLE_KEY) {
+    resultStore = createSupabaseResultStore({
+      url: config.SUPABASE_URL,
+      serviceRoleKey: config.SUPABASE_SERVICE_ROLE_KEY,
+      bucket: config.STORAGE_BUCKET,
+      logger,
+    });
+  } else {
+    localStore = createLocalResultStore({
+      dataDir: config.DATA_DIR,
+      publicBaseUrl: config.PUBLIC_BASE_URL ?? `http://localhost:${config.PORT}`,
+      secret: await loadOrCreateSigningSecret(config.DATA_DIR, config.URL_SIGNING_SECRET),
+    });
+    resultStore = localStore;
+  }
+  logger.info({ generator: generator.provider, results: resultStore.kind }, 'pipeline_adapters');
+  return { inputImages, generator, resultStore, localStore };
+}
