@@ -1,7 +1,6 @@
 // The EventStoreDB adapter, with the real @eventstore/db-client, against the in-process fake server of
 // tests/support/fakeEsdb. The fake is a wire-level double of our understanding of ESDB, not the server: what it does not
-// imitate is listed at the top of tests/support/fakeEsdb/server.ts (notably: no BatchAppend, so appends take the
-// client's classic Append path; a real 21.10+ server gets BatchAppend). The same contract runs against a real server in
+// imitate is listed at the top of tests/support/fakeEsdb/server.ts. The same contract runs against a real server in
 // eventstore-esdb-real.test.ts when EVENTSTORE_TEST_URL is set.
 import { randomUUID } from 'node:crypto';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -13,17 +12,20 @@ import { describeEventStoreContract, ev } from '../support/eventStoreContract.ts
 import { describeEsdbSpecifics } from '../support/esdbSpecifics.ts';
 import { startFakeEsdb, type FakeEsdb } from '../support/fakeEsdb/index.ts';
 
-describeEventStoreContract('esdb (in-process fake server)', async () => {
-  const fake = await startFakeEsdb();
-  const store = openEsdbEventStore({ connectionString: fake.connectionString, logger: silentLogger() });
-  return {
-    store,
-    cleanup: async () => {
-      await store.close();
-      await fake.close();
-    },
-  };
-});
+// 'batch': the client appends over BatchAppend, as against a real 21.10+ server; 'classic': the Append fallback.
+for (const appendPath of ['batch', 'classic'] as const) {
+  describeEventStoreContract(`esdb (in-process fake server, ${appendPath} append)`, async () => {
+    const fake = await startFakeEsdb({ appendPath });
+    const store = openEsdbEventStore({ connectionString: fake.connectionString, logger: silentLogger() });
+    return {
+      store,
+      cleanup: async () => {
+        await store.close();
+        await fake.close();
+      },
+    };
+  });
+}
 
 describeEsdbSpecifics('esdb (in-process fake server)', async () => {
   const fake = await startFakeEsdb();
@@ -52,12 +54,12 @@ async function nextEvents(it: AsyncIterator<SubscriptionItem>, n: number, seen: 
   return out;
 }
 
-describe('esdb adapter under faults (fake server stopped and restarted)', () => {
+describe.each(['batch', 'classic'] as const)('esdb adapter under faults (fake server stopped and restarted, %s append)', (appendPath) => {
   let fake: FakeEsdb;
   let store: EsdbEventStore;
   let metrics: ReturnType<typeof createMetrics>;
   const open = async (opts: { attempts?: number } = {}) => {
-    fake = await startFakeEsdb();
+    fake = await startFakeEsdb({ appendPath });
     metrics = createMetrics({ defaults: false });
     store = openEsdbEventStore({
       connectionString: fake.connectionString,
@@ -103,9 +105,10 @@ describe('esdb adapter under faults (fake server stopped and restarted)', () => 
     expect(seen.caughtUp).toBeGreaterThanOrEqual(1);
     expect((await metrics.eventStoreResubscribes.get()).values[0]!.value).toBeGreaterThanOrEqual(3);
     expect(fake.server.activeSubscriptions()).toBe(1);
-    // The client keeps its open gRPC calls in a set: reconnects must not pile them up.
+    // The client keeps its open gRPC calls in a set: reconnects must not pile them up (the subscription, plus the
+    // long-lived BatchAppend call in batch mode).
     const calls = (store.client as unknown as { disposableStreams: Set<unknown> }).disposableStreams.size;
-    expect(calls).toBeLessThanOrEqual(1);
+    expect(calls).toBeLessThanOrEqual(appendPath === 'batch' ? 2 : 1);
     await sub.close();
     expect(await it.next()).toMatchObject({ done: true });
   });
@@ -121,7 +124,8 @@ describe('esdb adapter under faults (fake server stopped and restarted)', () => 
     expect(result.nextRevision).toBe(1);
     const read = await store.readStream(stream);
     expect(read.map((e) => e.id)).toEqual(events.map((e) => e.id));
-    expect(fake.server.calls.append).toBeGreaterThanOrEqual(2);
+    expect(fake.server.calls[appendPath === 'batch' ? 'batchAppend' : 'append']).toBeGreaterThanOrEqual(2);
+    expect(fake.server.calls[appendPath === 'batch' ? 'append' : 'batchAppend']).toBe(0);
   });
 
   it('ends appends during an outage committed once or with EventStoreUnavailableError; a retry with the same ids leaves one copy', async () => {

@@ -14,8 +14,13 @@ export interface FakeEsdb {
   server: FakeEsdbServer;
 }
 
-export async function startFakeEsdb(): Promise<FakeEsdb> {
-  const server = new FakeEsdbServer();
+export interface FakeEsdbOptions {
+  /** 'batch' (default): the client appends over BatchAppend like against a real server; 'classic': over Append. */
+  appendPath?: 'batch' | 'classic';
+}
+
+export async function startFakeEsdb(options: FakeEsdbOptions = {}): Promise<FakeEsdb> {
+  const server = new FakeEsdbServer(options.appendPath ?? 'batch');
   await server.start();
   return {
     connectionString: server.connectionString,

@@ -1,9 +1,11 @@
 // An in-process gRPC server that speaks the EventStoreDB Streams protocol (event_store.client.streams.Streams) to the
 // real @eventstore/db-client, built from the service definitions and protobuf classes that client package ships.
 //
-// What it does: classic client-streaming Append with expected-revision checks (no_stream, any, stream_exists, exact) and
-// event-id idempotency (the same ids at the same place answer success with the original result; a partial match is a
-// wrong-expected-version, like the server's "corrupted idempotency"); Read of one stream and of $all, forwards and
+// What it does: ServerFeatures advertising Read/Append/BatchAppend, so the client appends over BatchAppend as it does
+// against a real 21.10+ server (mode 'classic' leaves ServerFeatures out: the client then gets UNIMPLEMENTED and uses
+// the client-streaming Append; both paths are tested); expected-revision checks (no_stream, any, stream_exists, exact)
+// and event-id idempotency (the same ids at the same place answer success with the original result; a partial match is
+// a wrong-expected-version, like the server's "corrupted idempotency"); Read of one stream and of $all, forwards and
 // backwards, with maxCount and StreamNotFound; $all reads forwards from a position are inclusive, backwards exclusive;
 // subscriptions to $all and to one stream (from start, from an exclusive position/revision, or from end) with
 // confirmation, history, caughtUp, then live events, honouring gRPC flow control; server-side filters on stream name
@@ -12,15 +14,14 @@
 // in the log like a fresh server has; `created` as .NET ticks since the Unix epoch; stop/restart on the same port with
 // the data kept, plus a fault hook that stops the server right after an append commits and before it answers.
 //
-// What it does NOT imitate (see docs/eventstoredb.md): ServerFeatures (not registered, so the client answers
-// UNIMPLEMENTED and falls back from BatchAppend to the classic Append; a real 21.10+ server makes the client use
-// BatchAppend instead), BatchAppend itself, Delete/Tombstone and soft-deleted streams, stream metadata ($maxCount,
-// $tb, ACLs), authentication and TLS, projections and link events ($>, resolveLinkTos), persistent subscriptions,
-// Gossip/cluster discovery, NotLeader redirects, the 'fell behind' signal and the dropping of subscribers whose live
-// queue overflows (here a slow subscriber just waits under flow control), max append size, deadlines, durability
-// (data lives in memory), the idempotency cache limits of `any`/`stream_exists` appends (here the whole stream is
-// searched), multi-event transaction positions (a real server may give events of one append a shared commit position),
-// and .NET regex dialect differences (filters use JavaScript RegExp).
+// What it does NOT imitate (see docs/eventstoredb.md): the other ServerFeatures entries (persistent subscriptions,
+// projections...), Delete/Tombstone and soft-deleted streams, stream metadata ($maxCount, $tb, ACLs), authentication
+// and TLS, projections and link events ($>, resolveLinkTos), persistent subscriptions, Gossip/cluster discovery,
+// NotLeader redirects, the 'fell behind' signal and the dropping of subscribers whose live queue overflows (here a slow
+// subscriber just waits under flow control), max append size, BatchAppend deadlines and any deadline enforcement,
+// durability (data lives in memory), the idempotency cache limits of `any`/`stream_exists` appends (here the whole
+// stream is searched), multi-event transaction positions (a real server may give the events of one append a shared
+// commit position), exact checkpoint positions, and .NET regex dialect differences (filters use JavaScript RegExp).
 import { createRequire } from 'node:module';
 import { randomUUID } from 'node:crypto';
 import * as grpc from '@grpc/grpc-js';
@@ -32,6 +33,14 @@ type StreamsGrpc = typeof import('@eventstore/db-client/generated/streams_grpc_p
 const pb = require('@eventstore/db-client/generated/streams_pb.js') as StreamsPb;
 const shared = require('@eventstore/db-client/generated/shared_pb.js') as SharedPb;
 const { StreamsService } = require('@eventstore/db-client/generated/streams_grpc_pb.js') as StreamsGrpc;
+type FeaturesPb = typeof import('@eventstore/db-client/generated/serverfeatures_pb.js');
+const featuresPb = require('@eventstore/db-client/generated/serverfeatures_pb.js') as FeaturesPb;
+const { ServerFeaturesService } = require('@eventstore/db-client/generated/serverfeatures_grpc_pb.js') as typeof import('@eventstore/db-client/generated/serverfeatures_grpc_pb.js');
+const statusPb = require('@eventstore/db-client/generated/status_pb.js') as typeof import('@eventstore/db-client/generated/status_pb.js');
+// The same google-protobuf copy the generated classes use (Any/Empty instances must come from it).
+const requireFromClient = createRequire(require.resolve('@eventstore/db-client/generated/streams_pb.js'));
+const { Any } = requireFromClient('google-protobuf/google/protobuf/any_pb.js') as typeof import('google-protobuf/google/protobuf/any_pb.js');
+const { Empty } = requireFromClient('google-protobuf/google/protobuf/empty_pb.js') as typeof import('google-protobuf/google/protobuf/empty_pb.js');
 
 type ReadReq = InstanceType<StreamsPb['ReadReq']>;
 type ReadResp = InstanceType<StreamsPb['ReadResp']>;
@@ -39,6 +48,8 @@ type AppendReq = InstanceType<StreamsPb['AppendReq']>;
 type AppendResp = InstanceType<StreamsPb['AppendResp']>;
 type ReadOptions = InstanceType<StreamsPb['ReadReq']['Options']>;
 type ProposedMessage = InstanceType<StreamsPb['AppendReq']['ProposedMessage']>;
+type BatchAppendReq = InstanceType<StreamsPb['BatchAppendReq']>;
+type BatchAppendResp = InstanceType<StreamsPb['BatchAppendResp']>;
 
 export interface StoredEvent {
   stream: string;
@@ -55,6 +66,23 @@ export interface StoredEvent {
 }
 
 type Predicate = (e: StoredEvent) => boolean;
+type Proposal = Omit<StoredEvent, 'stream' | 'revision' | 'created' | 'commit' | 'prepare'>;
+type Expected = { kind: 'revision'; revision: number } | { kind: 'no_stream' } | { kind: 'stream_exists' } | { kind: 'any' };
+type Decision = { ok: true; wrote: boolean; revision: number; last: StoredEvent | undefined } | { ok: false; current: number };
+
+function proposal(m: ProposedMessage | InstanceType<StreamsPb['BatchAppendReq']['ProposedMessage']>): Proposal {
+  return {
+    id: m.getId()!.getString(),
+    type: m.getMetadataMap().get('type') ?? '',
+    contentType: m.getMetadataMap().get('content-type') ?? 'application/octet-stream',
+    data: m.getData_asU8(),
+    customMetadata: m.getCustomMetadata_asU8(),
+  };
+}
+
+function streamNameOf(id: InstanceType<SharedPb['StreamIdentifier']> | undefined): string {
+  return Buffer.from(id!.getStreamName_asU8()).toString('utf8');
+}
 
 const TICKS_PER_MS = 10_000n;
 const DEFAULT_SEARCH_WINDOW = 32;
@@ -78,9 +106,10 @@ export class FakeEsdbServer {
   private readonly subscriptions = new Set<{ closed: boolean }>();
   private crashAfterCommits = 0;
   /** calls received per method, for tests */
-  readonly calls = { append: 0, read: 0, subscribe: 0 };
+  readonly calls = { append: 0, batchAppend: 0, read: 0, subscribe: 0 };
 
-  constructor() {
+  /** 'batch': ServerFeatures advertises BatchAppend and the client uses it (like a real 21.10+ server); 'classic': Append. */
+  constructor(readonly appendPath: 'batch' | 'classic' = 'batch') {
     // A fresh server already has system events in $all; they must never reach the ledger.
     this.appendSystemEvent('$$$stats-127.0.0.1:2113', '$metadata');
     this.appendSystemEvent('$stats-127.0.0.1:2113', '$statsCollected');
@@ -102,9 +131,11 @@ export class FakeEsdbServer {
       append: (call: grpc.ServerReadableStream<AppendReq, AppendResp>, cb: grpc.sendUnaryData<AppendResp>) => this.append(call, cb),
       delete: (_call: unknown, cb: grpc.sendUnaryData<never>) => cb({ code: grpc.status.UNIMPLEMENTED, details: 'fake: delete' }),
       tombstone: (_call: unknown, cb: grpc.sendUnaryData<never>) => cb({ code: grpc.status.UNIMPLEMENTED, details: 'fake: tombstone' }),
-      batchAppend: (call: grpc.ServerDuplexStream<unknown, unknown>) =>
-        call.emit('error', { code: grpc.status.UNIMPLEMENTED, details: 'fake: batchAppend' }),
+      batchAppend: (call: grpc.ServerDuplexStream<BatchAppendReq, BatchAppendResp>) =>
+        this.appendPath === 'batch' ? this.batchAppend(call) : call.destroy(Object.assign(new Error('fake: classic mode'), { code: grpc.status.UNIMPLEMENTED })),
     });
+    // Advertising BatchAppend is what makes the client use it; without the service the client falls back to Append.
+    if (this.appendPath === 'batch') server.addService(ServerFeaturesService, { getSupportedMethods: this.getSupportedMethods.bind(this) });
     this.port = await new Promise<number>((resolve, reject) =>
       server.bindAsync(`127.0.0.1:${port}`, grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
     );
@@ -160,89 +191,152 @@ export class FakeEsdbServer {
 
   // ---------------------------------------------------------------- append
 
+  /** Classic client-streaming Append: options first, then one proposed message per request. */
   private append(call: grpc.ServerReadableStream<AppendReq, AppendResp>, cb: grpc.sendUnaryData<AppendResp>): void {
     this.calls.append++;
     let options: InstanceType<StreamsPb['AppendReq']['Options']> | undefined;
-    const proposed: ProposedMessage[] = [];
+    const proposed: Proposal[] = [];
     call.on('data', (req: AppendReq) => {
       if (req.hasOptions()) options = req.getOptions();
-      else if (req.hasProposedMessage()) proposed.push(req.getProposedMessage()!);
+      else if (req.hasProposedMessage()) proposed.push(proposal(req.getProposedMessage()!));
     });
     call.on('error', () => undefined);
     call.on('end', () => {
       if (!options) return cb({ code: grpc.status.INVALID_ARGUMENT, details: 'append without options' });
-      const resp = this.decideAppend(options, proposed);
-      if (resp.hasSuccess() && this.crashAfterCommits > 0) {
-        this.crashAfterCommits--;
-        void this.stop();
-        return;
+      const expected: Expected = options.hasRevision()
+        ? { kind: 'revision', revision: Number(options.getRevision()) }
+        : options.hasNoStream()
+          ? { kind: 'no_stream' }
+          : options.hasStreamExists()
+            ? { kind: 'stream_exists' }
+            : { kind: 'any' };
+      const decision = this.decideAppend(streamNameOf(options.getStreamIdentifier()), expected, proposed);
+      if (this.crashed(decision)) return;
+      const resp = new pb.AppendResp();
+      if (decision.ok) {
+        const ok = new pb.AppendResp.Success();
+        if (decision.revision < 0) ok.setNoStream(new shared.Empty());
+        else ok.setCurrentRevision(String(decision.revision));
+        if (decision.last) ok.setPosition(new pb.AppendResp.Position().setCommitPosition(String(decision.last.commit)).setPreparePosition(String(decision.last.prepare)));
+        else ok.setNoPosition(new shared.Empty());
+        return cb(null, resp.setSuccess(ok));
       }
-      cb(null, resp);
+      const w = new pb.AppendResp.WrongExpectedVersion();
+      if (decision.current < 0) w.setCurrentNoStream(new shared.Empty());
+      else w.setCurrentRevision(String(decision.current));
+      if (expected.kind === 'revision') w.setExpectedRevision(String(expected.revision));
+      else if (expected.kind === 'no_stream') w.setExpectedNoStream(new shared.Empty());
+      else if (expected.kind === 'stream_exists') w.setExpectedStreamExists(new shared.Empty());
+      else w.setExpectedAny(new shared.Empty());
+      cb(null, resp.setWrongExpectedVersion(w));
     });
   }
 
-  private decideAppend(options: InstanceType<StreamsPb['AppendReq']['Options']>, proposed: ProposedMessage[]): AppendResp {
-    const name = Buffer.from(options.getStreamIdentifier()!.getStreamName_asU8()).toString('utf8');
+  /**
+   * BatchAppend (what the client uses when ServerFeatures advertises it, as 21.10+ servers do): one long-lived bidi
+   * call; each append is a correlation id whose requests carry options first and end with is_final; conflicts come
+   * back as a google.rpc.Status with a packed event_store.client.WrongExpectedVersion.
+   */
+  private batchAppend(call: grpc.ServerDuplexStream<BatchAppendReq, BatchAppendResp>): void {
+    const pending = new Map<string, { options?: InstanceType<StreamsPb['BatchAppendReq']['Options']>; proposed: Proposal[] }>();
+    call.on('error', () => undefined);
+    call.on('end', () => call.end());
+    call.on('data', (req: BatchAppendReq) => {
+      const correlation = req.getCorrelationId()!;
+      const key = correlation.getString();
+      const entry = pending.get(key) ?? { proposed: [] };
+      pending.set(key, entry);
+      if (req.hasOptions()) entry.options = req.getOptions();
+      for (const m of req.getProposedMessagesList()) entry.proposed.push(proposal(m));
+      if (!req.getIsFinal()) return;
+      pending.delete(key);
+      this.calls.batchAppend++;
+      const o = entry.options;
+      if (!o) return call.destroy(new Error('batch append without options'));
+      const expected: Expected = o.hasStreamPosition()
+        ? { kind: 'revision', revision: Number(o.getStreamPosition()) }
+        : o.hasNoStream()
+          ? { kind: 'no_stream' }
+          : o.hasStreamExists()
+            ? { kind: 'stream_exists' }
+            : { kind: 'any' };
+      const decision = this.decideAppend(streamNameOf(o.getStreamIdentifier()), expected, entry.proposed);
+      if (this.crashed(decision)) return;
+      const resp = new pb.BatchAppendResp().setCorrelationId(correlation).setStreamIdentifier(o.getStreamIdentifier());
+      if (expected.kind === 'revision') resp.setStreamPosition(String(expected.revision));
+      else if (expected.kind === 'no_stream') resp.setNoStream(new Empty());
+      else if (expected.kind === 'stream_exists') resp.setStreamExists(new Empty());
+      else resp.setAny(new Empty());
+      if (decision.ok) {
+        const ok = new pb.BatchAppendResp.Success();
+        if (decision.revision < 0) ok.setNoStream(new Empty());
+        else ok.setCurrentRevision(String(decision.revision));
+        if (decision.last) ok.setPosition(new shared.AllStreamPosition().setCommitPosition(String(decision.last.commit)).setPreparePosition(String(decision.last.prepare)));
+        else ok.setNoPosition(new Empty());
+        resp.setSuccess(ok);
+      } else {
+        const w = new shared.WrongExpectedVersion();
+        if (decision.current < 0) w.setCurrentNoStream(new Empty());
+        else w.setCurrentStreamRevision(String(decision.current));
+        if (expected.kind === 'revision') w.setExpectedStreamPosition(String(expected.revision));
+        else if (expected.kind === 'no_stream') w.setExpectedNoStream(new Empty());
+        else if (expected.kind === 'stream_exists') w.setExpectedStreamExists(new Empty());
+        else w.setExpectedAny(new Empty());
+        const details = new Any();
+        details.pack(w.serializeBinary(), 'event_store.client.WrongExpectedVersion');
+        resp.setError(new statusPb.Status().setCode(grpc.status.FAILED_PRECONDITION as never).setMessage('WrongExpectedVersion').setDetails(details));
+      }
+      call.write(resp);
+    });
+  }
+
+  private getSupportedMethods(_call: unknown, cb: grpc.sendUnaryData<InstanceType<FeaturesPb['SupportedMethods']>>): void {
+    const method = (name: string) => new featuresPb.SupportedMethod().setServiceName('event_store.client.streams.Streams').setMethodName(name);
+    const methods = ['Read', 'Append', 'BatchAppend'].map(method);
+    cb(null, new featuresPb.SupportedMethods().setEventStoreServerVersion('fake-24.10.0').setMethodsList(methods));
+  }
+
+  /** The crash-after-commit fault: the append is durable, the reply never leaves. */
+  private crashed(decision: Decision): boolean {
+    if (!decision.ok || !decision.wrote || this.crashAfterCommits <= 0) return false;
+    this.crashAfterCommits--;
+    void this.stop();
+    return true;
+  }
+
+  /** Revision checks and id idempotency, independent of the wire format. */
+  private decideAppend(name: string, expected: Expected, proposed: Proposal[]): Decision {
     const existing = this.streams.get(name) ?? [];
     const current = existing.length - 1; // -1: no stream
-    const ids = proposed.map((m) => m.getId()!.getString());
-    const resp = new pb.AppendResp();
-
-    const wrong = () => {
-      const w = new pb.AppendResp.WrongExpectedVersion();
-      if (current < 0) w.setCurrentNoStream(new shared.Empty());
-      else w.setCurrentRevision(String(current));
-      if (options.hasRevision()) w.setExpectedRevision(options.getRevision());
-      else if (options.hasNoStream()) w.setExpectedNoStream(new shared.Empty());
-      else if (options.hasStreamExists()) w.setExpectedStreamExists(new shared.Empty());
-      else w.setExpectedAny(new shared.Empty());
-      return resp.setWrongExpectedVersion(w);
-    };
-    const success = (last: StoredEvent | undefined, revision: number) => {
-      const s = new pb.AppendResp.Success();
-      if (revision < 0) s.setNoStream(new shared.Empty());
-      else s.setCurrentRevision(String(revision));
-      if (last) s.setPosition(new pb.AppendResp.Position().setCommitPosition(String(last.commit)).setPreparePosition(String(last.prepare)));
-      else s.setNoPosition(new shared.Empty());
-      return resp.setSuccess(s);
-    };
+    const ids = proposed.map((m) => m.id);
+    const wrong = (): Decision => ({ ok: false, current });
     /** Already written at `from`? all ids match: idempotent; some: corrupted idempotency (a conflict); none: not a retry. */
     const idempotency = (from: number): 'all' | 'some' | 'none' => {
       let matched = 0;
       for (let i = 0; i < ids.length; i++) if (existing[from + i]?.id === ids[i]) matched++;
       return matched === 0 ? 'none' : matched === ids.length ? 'all' : 'some';
     };
-    const commitNew = () => {
-      const written = this.commit(
-        name,
-        proposed.map((m) => ({
-          id: m.getId()!.getString(),
-          type: m.getMetadataMap().get('type') ?? '',
-          contentType: m.getMetadataMap().get('content-type') ?? 'application/octet-stream',
-          data: m.getData_asU8(),
-          customMetadata: m.getCustomMetadata_asU8(),
-        })),
-      );
-      return success(written.at(-1) ?? existing.at(-1), current + written.length);
+    const already = (lastIndex: number): Decision => ({ ok: true, wrote: false, revision: lastIndex, last: existing[lastIndex] });
+    const commitNew = (): Decision => {
+      const written = this.commit(name, proposed);
+      return { ok: true, wrote: true, revision: current + written.length, last: written.at(-1) };
     };
 
-    if (ids.length === 0) return success(undefined, current);
-    if (options.hasRevision() || options.hasNoStream()) {
-      const expected = options.hasNoStream() ? -1 : Number(options.getRevision());
-      if (expected === current) return commitNew();
-      if (expected < current && idempotency(expected + 1) === 'all') {
-        return success(existing[expected + ids.length]!, expected + ids.length);
-      }
+    if (ids.length === 0) return { ok: true, wrote: false, revision: current, last: undefined };
+    if (expected.kind === 'revision' || expected.kind === 'no_stream') {
+      const at = expected.kind === 'no_stream' ? -1 : expected.revision;
+      if (at === current) return commitNew();
+      if (at < current && idempotency(at + 1) === 'all') return already(at + ids.length);
       return wrong();
     }
-    if (options.hasStreamExists() && current < 0) return wrong();
+    if (expected.kind === 'stream_exists' && current < 0) return wrong();
     // any / stream_exists: a retry is recognised by its first id anywhere in the stream
     const at = existing.findIndex((e) => e.id === ids[0]);
     if (at < 0) return commitNew();
-    return idempotency(at) === 'all' ? success(existing[at + ids.length - 1]!, at + ids.length - 1) : wrong();
+    return idempotency(at) === 'all' ? already(at + ids.length - 1) : wrong();
   }
 
-  private commit(stream: string, events: Omit<StoredEvent, 'stream' | 'revision' | 'created' | 'commit' | 'prepare'>[]): StoredEvent[] {
+  private commit(stream: string, events: Proposal[]): StoredEvent[] {
     const list = this.streams.get(stream) ?? [];
     this.streams.set(stream, list);
     const created = BigInt(Date.now()) * TICKS_PER_MS;
