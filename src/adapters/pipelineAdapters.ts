@@ -33,6 +33,10 @@ export async function createPipelineAdapters(
     logger,
   });
 
+  if (config.IMAGE_FETCH_ALLOW_HOSTS.length > 0) {
+    logger.warn({ hosts: config.IMAGE_FETCH_ALLOW_HOSTS }, 'IMAGE_FETCH_ALLOW_HOSTS set: these hosts skip the SSRF address check');
+  }
+
   const generator = config.OPENAI_API_KEY
     ? createOpenAIGenerator({
         apiKey: config.OPENAI_API_KEY,
