@@ -3,7 +3,7 @@
 // imitate is listed at the top of tests/support/fakeEsdb/server.ts. The same contract runs against a real server in
 // eventstore-esdb-real.test.ts when EVENTSTORE_TEST_URL is set.
 import { randomUUID } from 'node:crypto';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { openEsdbEventStore, type EsdbEventStore } from '../../src/adapters/eventstore/esdb/esdbEventStore.ts';
 import { EventStoreUnavailableError, type SubscriptionItem } from '../../src/app/ports/eventStore.ts';
 import { silentLogger } from '../../src/logger.ts';
@@ -128,6 +128,17 @@ describe.each(['batch', 'classic'] as const)('esdb adapter under faults (fake se
     expect(fake.server.calls[appendPath === 'batch' ? 'append' : 'batchAppend']).toBe(0);
   });
 
+  it('retries an append whose answer never comes after the deadline, and the retry is answered without a second copy', async () => {
+    fake = await startFakeEsdb({ appendPath });
+    store = openEsdbEventStore({ connectionString: fake.connectionString, logger: silentLogger(), timeoutMs: 300, attempts: 3, backoffInitialMs: 10 });
+    const stream = `generation-${randomUUID().slice(0, 8)}`;
+    fake.server.silenceAfterNextCommits(1);
+    const e = ev('A', { i: 0 });
+    expect((await store.append(stream, [e], 'no_stream')).nextRevision).toBe(0);
+    expect((await store.readStream(stream)).map((x) => x.id)).toEqual([e.id]);
+    expect(fake.server.calls[appendPath === 'batch' ? 'batchAppend' : 'append']).toBe(2);
+  });
+
   it('ends appends during an outage committed once or with EventStoreUnavailableError; a retry with the same ids leaves one copy', async () => {
     await open({ attempts: 2 });
     const ns = randomUUID().slice(0, 8);
@@ -157,5 +168,69 @@ describe.each(['batch', 'classic'] as const)('esdb adapter under faults (fake se
     await fake.restart();
     await store.ping();
     expect(await store.readStream('generation-x')).toEqual([]);
+  });
+});
+
+describe('esdb subscription lifecycle (fake server)', () => {
+  let fake: FakeEsdb;
+  let store: EsdbEventStore;
+  afterEach(async () => {
+    await store?.close();
+    await fake?.close();
+  });
+
+  it('applies backpressure: a consumer that does not pull leaves history unsent on the server', async () => {
+    fake = await startFakeEsdb();
+    store = openEsdbEventStore({ connectionString: fake.connectionString, logger: silentLogger() });
+    const stream = `generation-${randomUUID().slice(0, 8)}`;
+    const pad = 'x'.repeat(500);
+    for (let i = 0; i < 4000; i += 500) fake.server.write(stream, Array.from({ length: 500 }, (_, k) => ({ type: 'N', data: { i: i + k, pad } })));
+    const sub = store.subscribeToAll({ fromPosition: 'start', filter: { streamPrefixes: [stream] } });
+    const it = sub[Symbol.asyncIterator]();
+    const seen = { caughtUp: 0 };
+    expect(await nextEvents(it, 1, seen)).toEqual([0]);
+    await new Promise((r) => setTimeout(r, 300)); // let the server push as much as flow control allows
+    expect(fake.server.subscriptionEventsSent).toBeLessThan(4000);
+    const rest = await nextEvents(it, 3999, seen);
+    expect(rest[3998]).toBe(3999);
+    await sub.close();
+  });
+
+  it('ends a pending next() with done when closed', async () => {
+    fake = await startFakeEsdb();
+    store = openEsdbEventStore({ connectionString: fake.connectionString, logger: silentLogger() });
+    const sub = store.subscribeToAll({ fromPosition: 'start', filter: { streamPrefixes: [`generation-${randomUUID()}`] } });
+    const it = sub[Symbol.asyncIterator]();
+    expect(await it.next()).toEqual({ done: false, value: { kind: 'caughtUp' } });
+    const pending = it.next();
+    await sub.close();
+    expect(await pending).toMatchObject({ done: true });
+    // the cancellation reaches the server asynchronously (RST_STREAM)
+    await vi.waitFor(() => expect(fake.server.activeSubscriptions()).toBe(0), { timeout: 5000 });
+  });
+
+  it('starts once the server comes up, and gives up with EventStoreUnavailableError after maxResubscribeAttempts', async () => {
+    fake = await startFakeEsdb();
+    await fake.stop();
+    store = openEsdbEventStore({ connectionString: fake.connectionString, logger: silentLogger(), backoffInitialMs: 20, backoffMaxMs: 50 });
+    const stream = `generation-${randomUUID().slice(0, 8)}`;
+    fake.server.write(stream, [{ type: 'N', data: { i: 0 } }]);
+    const sub = store.subscribeToAll({ fromPosition: 'start', filter: { streamPrefixes: [stream] } });
+    const it = sub[Symbol.asyncIterator]();
+    setTimeout(() => void fake.restart(), 150);
+    expect(await nextEvents(it, 1, { caughtUp: 0 })).toEqual([0]);
+    await sub.close();
+
+    const limited = openEsdbEventStore({
+      connectionString: fake.connectionString,
+      logger: silentLogger(),
+      backoffInitialMs: 10,
+      backoffMaxMs: 20,
+      maxResubscribeAttempts: 3,
+    });
+    await fake.stop();
+    const doomed = limited.subscribeToAll({ fromPosition: 'start' })[Symbol.asyncIterator]();
+    await expect(doomed.next()).rejects.toBeInstanceOf(EventStoreUnavailableError);
+    await limited.close();
   });
 });

@@ -12,7 +12,8 @@
 // or event type (prefixes or a regex) with checkpoint messages every `checkpointIntervalMultiplier * 32` scanned
 // events; positions that grow by a pseudo record size (not dense, commit = prepare per event); a few `$`-system events
 // in the log like a fresh server has; `created` as .NET ticks since the Unix epoch; stop/restart on the same port with
-// the data kept, plus a fault hook that stops the server right after an append commits and before it answers.
+// the data kept, plus fault hooks that stop the server right after an append commits and before it answers, or leave
+// a committed append unanswered.
 //
 // What it does NOT imitate (see docs/eventstoredb.md): the other ServerFeatures entries (persistent subscriptions,
 // projections...), Delete/Tombstone and soft-deleted streams, stream metadata ($maxCount, $tb, ACLs), authentication
@@ -105,8 +106,11 @@ export class FakeEsdbServer {
   private readonly wakers = new Set<() => void>();
   private readonly subscriptions = new Set<{ closed: boolean }>();
   private crashAfterCommits = 0;
+  private silentAfterCommits = 0;
   /** calls received per method, for tests */
   readonly calls = { append: 0, batchAppend: 0, read: 0, subscribe: 0 };
+  /** events written to subscription calls (flow-control checks) */
+  subscriptionEventsSent = 0;
 
   /** 'batch': ServerFeatures advertises BatchAppend and the client uses it (like a real 21.10+ server); 'classic': Append. */
   constructor(readonly appendPath: 'batch' | 'classic' = 'batch') {
@@ -164,6 +168,11 @@ export class FakeEsdbServer {
         await new Promise((r) => setTimeout(r, 20));
       }
     }
+  }
+
+  /** The next `n` appends commit but are never answered (a server that stalls after the write). */
+  silenceAfterNextCommits(n = 1): void {
+    this.silentAfterCommits = n;
   }
 
   /** The next `n` appends commit, then the server stops before answering (restart it yourself). */
@@ -298,7 +307,12 @@ export class FakeEsdbServer {
 
   /** The crash-after-commit fault: the append is durable, the reply never leaves. */
   private crashed(decision: Decision): boolean {
-    if (!decision.ok || !decision.wrote || this.crashAfterCommits <= 0) return false;
+    if (!decision.ok || !decision.wrote) return false;
+    if (this.silentAfterCommits > 0) {
+      this.silentAfterCommits--;
+      return true;
+    }
+    if (this.crashAfterCommits <= 0) return false;
     this.crashAfterCommits--;
     void this.stop();
     return true;
@@ -456,7 +470,10 @@ export class FakeEsdbServer {
     while (!sub.closed) {
       while (cursor < this.log.length && !sub.closed) {
         const e = this.log[cursor++]!;
-        if (match(e) && !(await this.send(call, this.eventResp(e), sub))) return end();
+        if (match(e)) {
+          if (!(await this.send(call, this.eventResp(e), sub))) return end();
+          this.subscriptionEventsSent++;
+        }
         if (checkpointEvery && ++scanned % checkpointEvery === 0) {
           const cp = new pb.ReadResp.Checkpoint().setCommitPosition(String(e.commit)).setPreparePosition(String(e.prepare));
           if (!(await this.send(call, new pb.ReadResp().setCheckpoint(cp), sub))) return end();

@@ -206,6 +206,15 @@ export class EsdbEventStore implements EventStore {
     }
   }
 
+  private bounded<T>(what: string, promise: Promise<T>): Promise<T> {
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new EventStoreUnavailableError(`EventStoreDB ${what} got no answer within ${this.timeoutMs} ms`)), this.timeoutMs);
+    });
+    promise.catch(() => undefined); // a late failure after the timeout is not unhandled
+    return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+  }
+
   /** Collects a read with a deadline (the client gives streaming reads an infinite one). */
   private async collect<E>(what: string, read: () => AsyncIterable<E> & { cancel(): Promise<void>; destroy(err?: Error): unknown }): Promise<E[]> {
     return this.retrying(what, async () => {
@@ -243,8 +252,10 @@ export class EsdbEventStore implements EventStore {
     try {
       // Same event ids on every attempt: if an earlier attempt committed before the connection broke, the server
       // recognises the retry and answers with the original result instead of writing twice.
+      // The deadline travels to the server, but over BatchAppend the client itself never gives up on an answer:
+      // bound the wait here too (a late commit is then recognised by the retry).
       const r = await this.retrying('append', () =>
-        this.client.appendToStream(streamId, payload, { expectedRevision, deadline: this.timeoutMs }),
+        this.bounded('append', this.client.appendToStream(streamId, payload, { expectedRevision, deadline: this.timeoutMs })),
       );
       const nextRevision = Number(r.nextExpectedRevision);
       // The port promises the position of the last event. One event: the server's answer is it. Several: a server
