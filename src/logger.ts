@@ -31,15 +31,18 @@ export function redactUrl(url: string): string {
   return url.replace(/([?&](?:token|sig|signature|x-amz-signature|apikey|key)=)[^&#\s"]*/gi, '$1[REDACTED]');
 }
 
-export function createLogger(options: { level?: string; name?: string } = {}): Logger {
-  return pino({
+export function createLogger(options: { level?: string; name?: string; destination?: number } = {}): Logger {
+  return pino(
+    {
     level: options.level ?? process.env.LOG_LEVEL ?? 'info',
     name: options.name ?? 'wearon',
     base: { service: 'wearon-worker' },
     timestamp: pino.stdTimeFunctions.isoTime,
     formatters: { level: (label) => ({ level: label }) },
     redact: { paths: REDACT, censor: '[REDACTED]' },
-  });
+    },
+    pino.destination({ fd: options.destination ?? 1, sync: true }),
+  );
 }
 
 /** A logger that writes nothing (unit tests). */

@@ -87,8 +87,13 @@ export interface GenerationRequested {
     prompt: string;
     requestId: string;
     payloadVersion: number;
+    /** when the producer queued it (payload created_at): start of queue-to-done */
     requestedAt: string;
+    /** when this service accepted it: start of the charge window */
+    acceptedAt: string;
     cost: number;
+    /** B2B resell: the shopper's hashed email (never the plain address) */
+    shopperHash?: string;
   };
 }
 export interface GenerationCharged {
@@ -102,6 +107,11 @@ export interface GenerationStarted {
 export interface RetryScheduled {
   type: 'RetryScheduled';
   data: { attempt: number; notBefore: string; reason: string };
+}
+/** The holder gave the generation back unfinished (shutdown); it is claimable again at once. */
+export interface GenerationReleased {
+  type: 'GenerationReleased';
+  data: { attempt: number; workerId: string; reason: string };
 }
 export interface GenerationCompleted {
   type: 'GenerationCompleted';
@@ -119,16 +129,18 @@ export interface GenerationFailed {
   type: 'GenerationFailed';
   data: { code: string; message: string; userMessage: string };
 }
-export type RejectionCode = 'insufficient_credits' | 'invalid_request';
+export type RejectionCode = 'insufficient_credits' | 'invalid_request' | 'charge_window_expired';
 export interface GenerationRejected {
   type: 'GenerationRejected';
-  data: { code: RejectionCode; message: string };
+  /** channel/account only on an invalid request that never had a GenerationRequested, so read models can place it */
+  data: { code: RejectionCode; message: string; channel?: Channel; account?: string };
 }
 export type GenerationEvent =
   | GenerationRequested
   | GenerationCharged
   | GenerationStarted
   | RetryScheduled
+  | GenerationReleased
   | GenerationCompleted
   | GenerationFailed
   | GenerationRejected;
@@ -137,6 +149,7 @@ export const GENERATION_EVENT_TYPES = [
   'GenerationCharged',
   'GenerationStarted',
   'RetryScheduled',
+  'GenerationReleased',
   'GenerationCompleted',
   'GenerationFailed',
   'GenerationRejected',

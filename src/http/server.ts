@@ -1,5 +1,5 @@
 // The fastify instance: request ids, error mapping, HTTP metrics. Routes are plugins registered by main.ts.
-import Fastify, { type FastifyBaseLogger, type FastifyError, type FastifyInstance } from 'fastify';
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance } from 'fastify';
 import { randomUUID } from 'node:crypto';
 import type { Logger } from '../logger.ts';
 import type { Metrics } from '../metrics.ts';
@@ -16,9 +16,9 @@ export interface HttpServerOptions {
 export function createHttpServer({ logger, metrics, bodyLimit = 1024 * 1024 }: HttpServerOptions): FastifyInstance {
   const app = Fastify({
     loggerInstance: logger as FastifyBaseLogger,
-    disableRequestLogging: true,
+    // Request lines are logged once, in onResponse below, with the route and status.
+    logController: new LogController({ disableRequestLogging: true, requestIdLogLabel: 'request_id' }),
     bodyLimit,
-    requestIdLogLabel: 'request_id',
     // Honour the caller's X-Request-Id when it is sane, so one id follows a request through nginx, logs and events.
     genReqId: (req) => {
       const given = req.headers['x-request-id'];

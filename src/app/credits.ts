@@ -1,0 +1,194 @@
+// Credit commands (grant, revoke) and finance reads (account view, statement) over the ledger.
+import { decideAccount, type AccountCommand } from '../domain/account.ts';
+import type { AccountEvent, GrantReason } from '../domain/events.ts';
+import { accountIdOf, accountStream, deterministicEventId, parseAccountId } from '../domain/streams.ts';
+import { ACCOUNT, type AggregateRepository } from './aggregates.ts';
+import type { EventStore } from './ports/eventStore.ts';
+
+export class CreditCommandRejected extends Error {
+  override readonly name = 'CreditCommandRejected';
+  constructor(readonly code: string, message: string) {
+    super(message);
+  }
+}
+
+export interface CommandContext {
+  requestId: string;
+  workerId: string;
+  now?: number;
+}
+
+async function run(repo: AggregateRepository, account: string, command: AccountCommand, step: string, ctx: CommandContext) {
+  const ref = parseAccountId(account);
+  const stream = accountStream(ref);
+  const r = await repo.handle(
+    ACCOUNT,
+    stream,
+    ({ state }) => {
+      const d = decideAccount(state, command);
+      if (!d.ok) throw new CreditCommandRejected(d.code, d.message);
+      return { events: d.events, ids: d.events.map(() => deterministicEventId(stream, step)), result: state };
+    },
+    {
+      requestId: ctx.requestId,
+      causationId: `${command.type}:${step}`,
+      correlationId: ctx.requestId,
+      workerId: ctx.workerId,
+      occurredAt: new Date(ctx.now ?? Date.now()).toISOString(),
+    },
+  );
+  return { account: accountIdOf(ref), applied: r.appended, revision: r.revision };
+}
+
+/** Idempotent on (account, reference): a second grant with the same reference changes nothing. */
+export function grantCredits(
+  repo: AggregateRepository,
+  account: string,
+  input: { amount: number; reason: GrantReason; reference: string },
+  ctx: CommandContext,
+) {
+  return run(repo, account, { type: 'Grant', ...input }, `grant:${input.reference}`, ctx);
+}
+
+export function revokeCredits(
+  repo: AggregateRepository,
+  account: string,
+  input: { amount: number; reason: string; reference: string },
+  ctx: CommandContext,
+) {
+  return run(repo, account, { type: 'Revoke', ...input }, `revoke:${input.reference}`, ctx);
+}
+
+export interface AccountView {
+  account: string;
+  stream: string;
+  exists: boolean;
+  revision: number;
+  balance: number;
+  held: number;
+  granted: number;
+  revoked: number;
+  deducted: number;
+  captured: number;
+  refunded: number;
+  open_holds: Array<{ generation_id: string; amount: number }>;
+}
+
+export async function accountView(repo: AggregateRepository, account: string): Promise<AccountView> {
+  const ref = parseAccountId(account);
+  const stream = accountStream(ref);
+  const { state, revision } = await repo.load(ACCOUNT, stream);
+  const open = Object.entries(state.open).map(([generation_id, amount]) => ({ generation_id, amount }));
+  return {
+    account: accountIdOf(ref),
+    stream,
+    exists: revision >= 0,
+    revision,
+    balance: state.balance,
+    held: open.reduce((a, h) => a + h.amount, 0),
+    granted: state.granted,
+    revoked: state.revoked,
+    deducted: state.deducted,
+    captured: state.captured,
+    refunded: state.refunded,
+    open_holds: open,
+  };
+}
+
+export interface StatementLine {
+  revision: number;
+  occurred_at: string;
+  event_id: string;
+  type: AccountEvent['type'];
+  /** signed change of the spendable balance */
+  amount: number;
+  balance: number;
+  generation_id: string | null;
+  reason: string | null;
+  reference: string | null;
+  request_id: string;
+}
+
+/** Balance effect of one account event; captures move nothing (the hold already left the balance). */
+export function balanceDelta(e: AccountEvent): number {
+  switch (e.type) {
+    case 'CreditsGranted':
+    case 'CreditRefunded':
+      return e.data.amount;
+    case 'CreditsRevoked':
+    case 'CreditDeducted':
+      return -e.data.amount;
+    case 'CreditCaptured':
+      return 0;
+  }
+}
+
+/**
+ * Every movement of an account with its running balance, in pages. The running balance needs the balance before
+ * the page: the statement re-folds from the start once per call (finance reads, not the hot path).
+ */
+export async function statement(
+  store: EventStore,
+  account: string,
+  page: { fromRevision?: number; limit?: number } = {},
+): Promise<{ account: string; lines: StatementLine[]; next_revision: number | null }> {
+  const ref = parseAccountId(account);
+  const stream = accountStream(ref);
+  const from = page.fromRevision ?? 0;
+  const limit = page.limit ?? 1000;
+  const lines: StatementLine[] = [];
+  let balance = 0;
+  let revision = 0;
+  let next: number | null = null;
+  for (;;) {
+    const events = await store.readStream(stream, { fromRevision: revision, maxCount: 1000 });
+    for (const r of events) {
+      const e = r as unknown as AccountEvent & { metadata: { occurredAt: string; requestId: string } };
+      balance += balanceDelta(e);
+      if (r.revision < from) continue;
+      if (lines.length === limit) {
+        next = r.revision;
+        break;
+      }
+      const d = e.data as Record<string, unknown>;
+      lines.push({
+        revision: r.revision,
+        occurred_at: r.metadata.occurredAt,
+        event_id: r.id,
+        type: e.type,
+        amount: balanceDelta(e),
+        balance,
+        generation_id: (d.generationId as string | undefined) ?? null,
+        reason: (d.reason as string | undefined) ?? null,
+        reference: (d.reference as string | undefined) ?? null,
+        request_id: r.metadata.requestId,
+      });
+    }
+    if (next !== null || events.length < 1000) break;
+    revision = events[events.length - 1]!.revision + 1;
+  }
+  return { account: accountIdOf(ref), lines, next_revision: next };
+}
+
+const CSV_COLUMNS: (keyof StatementLine)[] = [
+  'revision',
+  'occurred_at',
+  'type',
+  'amount',
+  'balance',
+  'generation_id',
+  'reason',
+  'reference',
+  'request_id',
+  'event_id',
+];
+
+export function statementCsv(lines: StatementLine[]): string {
+  const cell = (v: unknown) => {
+    const s = v === null || v === undefined ? '' : String(v);
+    // Quote what needs it, and defuse spreadsheet formulas.
+    const safe = /^[=+\-@]/.test(s) && Number.isNaN(Number(s)) ? `'${s}` : s;
+    return /[",\n\r]/.test(safe) ? `"${safe.replace(/"/g, '""')}"` : safe;
+  };
+  return [CSV_COLUMNS.join(','), ...lines.map((l) => CSV_COLUMNS.map((c) => cell(l[c])).join(','))].join('\n') + '\n';
+}

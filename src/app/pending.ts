@@ -1,0 +1,115 @@
+// Which generations still need the saga: not terminal, or terminal with a hold still open. Built by folding the
+// global log (from the start, then live), so recovery finds every unfinished generation after any crash without
+// scanning streams. Memory holds only unfinished work.
+import type { LedgerEvent } from '../domain/events.ts';
+import { sessionIdFromStream } from '../domain/streams.ts';
+import { comparePositions, type EventStore, type Position, type RecordedEvent } from './ports/eventStore.ts';
+
+export interface PendingEntry {
+  status: 'requested' | 'charged' | 'started' | 'retry_scheduled' | 'completed' | 'failed' | 'rejected';
+  /** epoch ms from which the saga should look at it again */
+  dueAt: number;
+  holdOpen: boolean;
+}
+
+const TERMINAL = new Set(['completed', 'failed', 'rejected']);
+
+export class PendingIndex {
+  private readonly entries = new Map<string, PendingEntry>();
+  position: Position | null = null;
+
+  /**
+   * `settleGraceMs`: a generation that just changed state is probably being driven by the worker that changed it;
+   * recovery looks at it only after this grace.
+   */
+  constructor(private readonly settleGraceMs = 10_000) {}
+
+  apply(e: RecordedEvent): void {
+    this.position = e.position;
+    const event = e as unknown as LedgerEvent;
+    const at = Date.parse(e.metadata.occurredAt) || e.recordedAt.getTime();
+    const grace = at + this.settleGraceMs;
+    if (event.type === 'CreditDeducted' || event.type === 'CreditCaptured' || event.type === 'CreditRefunded') {
+      const id = event.data.generationId;
+      const entry = this.entries.get(id);
+      if (event.type === 'CreditDeducted') {
+        // A hold taken for a generation that is already terminal (a lost race) must be returned by settle.
+        this.entries.set(id, { status: entry?.status ?? 'requested', dueAt: Math.max(entry?.dueAt ?? 0, grace), holdOpen: true });
+      } else if (entry) {
+        entry.holdOpen = false;
+        this.dropIfDone(id, entry);
+      }
+      return;
+    }
+    const sessionId = sessionIdFromStream(e.streamId);
+    if (!sessionId) return;
+    const entry = this.entries.get(sessionId) ?? { status: 'requested' as const, dueAt: grace, holdOpen: false };
+    switch (event.type) {
+      case 'GenerationRequested':
+        entry.status = 'requested';
+        entry.dueAt = grace;
+        break;
+      case 'GenerationCharged':
+      case 'GenerationReleased':
+        entry.status = 'charged';
+        entry.dueAt = event.type === 'GenerationReleased' ? at : grace;
+        break;
+      case 'GenerationStarted':
+        entry.status = 'started';
+        entry.dueAt = Date.parse(event.data.leaseUntil);
+        break;
+      case 'RetryScheduled':
+        entry.status = 'retry_scheduled';
+        entry.dueAt = Date.parse(event.data.notBefore);
+        break;
+      case 'GenerationCompleted':
+        entry.status = 'completed';
+        entry.dueAt = grace;
+        break;
+      case 'GenerationFailed':
+        entry.status = 'failed';
+        entry.dueAt = grace;
+        break;
+      case 'GenerationRejected':
+        entry.status = 'rejected';
+        entry.dueAt = grace;
+        break;
+      default:
+        return;
+    }
+    this.entries.set(sessionId, entry);
+    this.dropIfDone(sessionId, entry);
+  }
+
+  private dropIfDone(id: string, entry: PendingEntry) {
+    if (TERMINAL.has(entry.status) && !entry.holdOpen) this.entries.delete(id);
+  }
+
+  /** Session ids the saga should drive now. */
+  due(now: number, ignoreGrace = false): string[] {
+    const out: string[] = [];
+    for (const [id, e] of this.entries) {
+      const waitsForTime = e.status === 'started' || e.status === 'retry_scheduled';
+      if (e.dueAt <= now || (ignoreGrace && !waitsForTime)) out.push(id);
+    }
+    return out;
+  }
+
+  get size(): number {
+    return this.entries.size;
+  }
+
+  /** Folds the whole log as it stands (tests, `wearon recover`). */
+  static async fromLog(store: EventStore, settleGraceMs = 0): Promise<PendingIndex> {
+    const index = new PendingIndex(settleGraceMs);
+    let from: Position | 'start' = 'start';
+    for (;;) {
+      const page = await store.readAll({ fromPosition: from, maxCount: 2000 });
+      const after: Position | 'start' = from;
+      const fresh: RecordedEvent[] = after === 'start' ? page : page.filter((e) => comparePositions(e.position, after) > 0);
+      for (const e of fresh) index.apply(e);
+      if (fresh.length === 0) return index;
+      from = fresh[fresh.length - 1]!.position;
+    }
+  }
+}

@@ -1,0 +1,246 @@
+// The worker runtime: takes tasks from the queue when a slot is free, drives generations through the saga with a
+// bounded concurrency, re-drives what is due (retries, expired leases, unsettled holds) from the pending index, and
+// shuts down by stopping intake, letting runs finish within the grace period and releasing the rest.
+import type { Logger } from '../logger.ts';
+import type { Metrics } from '../metrics.ts';
+import { recordQueuedTask, type IntakeDeps } from './intake.ts';
+import { PendingIndex } from './pending.ts';
+import { STREAM_PREFIXES } from '../domain/streams.ts';
+import type { EventStore, Position } from './ports/eventStore.ts';
+import type { TaskQueue } from './ports/queue.ts';
+import type { DriveOutcome, GenerationSaga } from './saga.ts';
+
+export interface WorkerOptions {
+  concurrency: number;
+  recoveryIntervalMs: number;
+  shutdownGraceMs: number;
+  /** how long one BLMOVE waits before the loop looks at its state again */
+  takeTimeoutMs?: number;
+}
+
+export interface WorkerDeps extends IntakeDeps {
+  store: EventStore;
+  queue?: TaskQueue;
+  options: WorkerOptions;
+}
+
+const sleep = (ms: number, signal?: AbortSignal) =>
+  new Promise<void>((resolve) => {
+    const t = setTimeout(resolve, ms);
+    signal?.addEventListener('abort', () => (clearTimeout(t), resolve()), { once: true });
+  });
+
+export class GenerationWorker {
+  readonly index = new PendingIndex();
+  private readonly driving = new Map<string, Promise<DriveOutcome | undefined>>();
+  private readonly timers = new Map<string, NodeJS.Timeout>();
+  private readonly stopIntake = new AbortController();
+  private readonly shutdown = new AbortController();
+  private readonly loops: Promise<void>[] = [];
+  private slotWaiters: Array<() => void> = [];
+  private caughtUp = false;
+  private started = false;
+  private readonly log: Logger;
+  private readonly saga: GenerationSaga;
+  private readonly metrics: Metrics | undefined;
+
+  constructor(private readonly d: WorkerDeps) {
+    this.log = d.logger.child({ component: 'worker' });
+    this.saga = d.saga;
+    this.metrics = d.metrics;
+  }
+
+  get inFlight(): number {
+    return this.driving.size;
+  }
+
+  /** True once the pending index has caught up with the log (start-up recovery can run). */
+  get ready(): boolean {
+    return this.caughtUp;
+  }
+
+  start(): void {
+    if (this.started) return;
+    this.started = true;
+    this.loops.push(this.followLog());
+    this.loops.push(this.recoveryLoop());
+    if (this.d.queue) this.loops.push(this.intakeLoop(this.d.queue));
+    else this.log.warn('redis intake is off (no REDIS_URL): tasks arrive over HTTP only');
+  }
+
+  /** Drives a generation now unless this process already is; resolves when this drive ends. */
+  submit(sessionId: string): Promise<DriveOutcome | undefined> {
+    const running = this.driving.get(sessionId);
+    if (running) return running;
+    const t = this.timers.get(sessionId);
+    if (t) {
+      clearTimeout(t);
+      this.timers.delete(sessionId);
+    }
+    const work = this.drive(sessionId);
+    this.driving.set(sessionId, work);
+    void work.finally(() => {
+      this.driving.delete(sessionId);
+      const wake = this.slotWaiters;
+      this.slotWaiters = [];
+      for (const w of wake) w();
+    });
+    return work;
+  }
+
+  private async drive(sessionId: string): Promise<DriveOutcome | undefined> {
+    try {
+      const outcome = await this.saga.drive(sessionId, this.shutdown.signal);
+      if ((outcome.kind === 'waiting' || outcome.kind === 'leased') && !this.stopIntake.signal.aborted) {
+        const delay = Math.max(0, outcome.until - this.d.clock()) + 50;
+        this.timers.set(sessionId, setTimeout(() => {
+          this.timers.delete(sessionId);
+          void this.submit(sessionId);
+        }, delay).unref());
+      }
+      return outcome;
+    } catch (err) {
+      // The ledger refused or failed: recovery will pick the generation up again from the pending index.
+      this.log.error({ err, session_id: sessionId }, 'generation_drive_failed');
+      return undefined;
+    }
+  }
+
+  private async waitForSlot(signal: AbortSignal): Promise<void> {
+    while (this.driving.size >= this.d.options.concurrency && !signal.aborted) {
+      await new Promise<void>((resolve) => {
+        this.slotWaiters.push(resolve);
+        signal.addEventListener('abort', () => resolve(), { once: true });
+      });
+    }
+  }
+
+  private async intakeLoop(queue: TaskQueue): Promise<void> {
+    const signal = this.stopIntake.signal;
+    let failures = 0;
+    const heartbeat = setInterval(() => void queue.heartbeat().catch((err) => this.log.warn({ err }, 'queue_heartbeat_failed')), 5000);
+    heartbeat.unref();
+    try {
+      await queue.heartbeat();
+      while (!signal.aborted) {
+        await this.waitForSlot(signal);
+        if (signal.aborted) break;
+        try {
+          const item = await queue.take(this.d.options.takeTimeoutMs ?? 2000);
+          if (!item) continue;
+          const result = await this.recordWithRetry(queue, item, signal);
+          if (result?.kind === 'accepted') void this.submit(result.sessionId);
+          failures = 0;
+        } catch (err) {
+          failures += 1;
+          this.log.error({ err }, 'intake_error');
+          await sleep(Math.min(5000, 100 * 2 ** failures), signal);
+        }
+      }
+    } finally {
+      clearInterval(heartbeat);
+    }
+  }
+
+  /** The task is in our processing list: keep trying to record it; on shutdown leave it there to be re-driven. */
+  private async recordWithRetry(queue: TaskQueue, item: { raw: string }, signal: AbortSignal) {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await recordQueuedTask(queue, item, this.d);
+      } catch (err) {
+        this.log.error({ err, attempt }, 'intake_record_failed');
+        if (signal.aborted) return undefined;
+        await sleep(Math.min(5000, 100 * 2 ** attempt), signal);
+      }
+    }
+  }
+
+  /** Keeps the pending index current from the global log (catch-up, then live), resubscribing after failures. */
+  private async followLog(): Promise<void> {
+    let from: Position | 'start' = 'start';
+    let failures = 0;
+    while (!this.shutdown.signal.aborted) {
+      const sub = this.d.store.subscribeToAll({ fromPosition: from, filter: { streamPrefixes: STREAM_PREFIXES } });
+      const onAbort = () => void sub.close();
+      this.shutdown.signal.addEventListener('abort', onAbort, { once: true });
+      try {
+        for await (const item of sub) {
+          if (item.kind === 'caughtUp') {
+            if (!this.caughtUp) {
+              this.caughtUp = true;
+              this.log.info({ pending: this.index.size }, 'pending_index_caught_up');
+              void this.recover(true);
+            }
+            continue;
+          }
+          this.index.apply(item.event);
+          from = item.event.position;
+          failures = 0;
+        }
+      } catch (err) {
+        failures += 1;
+        this.log.error({ err }, 'log_subscription_dropped');
+        await sleep(Math.min(10_000, 200 * 2 ** failures), this.shutdown.signal);
+      } finally {
+        this.shutdown.signal.removeEventListener('abort', onAbort);
+      }
+    }
+  }
+
+  private async recoveryLoop(): Promise<void> {
+    while (!this.stopIntake.signal.aborted) {
+      await sleep(this.d.options.recoveryIntervalMs, this.stopIntake.signal);
+      if (this.stopIntake.signal.aborted) break;
+      await this.recover(false).catch((err) => this.log.error({ err }, 'recovery_failed'));
+      if (this.d.queue) {
+        const moved = await this.d.queue.redriveOrphans().catch((err) => (this.log.warn({ err }, 'redrive_failed'), 0));
+        if (moved) this.log.warn({ moved }, 'orphaned_tasks_redriven');
+        await this.reportQueueDepth(this.d.queue);
+      }
+    }
+  }
+
+  private async reportQueueDepth(queue: TaskQueue) {
+    try {
+      const depth = await queue.depth();
+      this.metrics?.queueDepth.set({ queue: 'waiting' }, depth.waiting);
+      this.metrics?.queueDepth.set({ queue: 'processing' }, depth.processing);
+      this.metrics?.queueDepth.set({ queue: 'dead_letter' }, depth.deadLetter);
+    } catch (err) {
+      this.log.warn({ err }, 'queue_depth_failed');
+    }
+  }
+
+  /**
+   * One recovery pass: drives every generation the index says is due. Queued work is charged and run, never failed;
+   * only expired leases with no attempts left fail (worker_lost), and only terminal generations are refunded.
+   */
+  async recover(ignoreGrace: boolean): Promise<number> {
+    if (!this.caughtUp) return 0;
+    const due = this.index.due(this.d.clock(), ignoreGrace).filter((id) => !this.driving.has(id));
+    let n = 0;
+    for (const id of due) {
+      if (this.stopIntake.signal.aborted) break;
+      await this.waitForSlot(this.stopIntake.signal);
+      void this.submit(id);
+      n += 1;
+    }
+    if (n) this.log.info({ driven: n }, 'recovery_pass');
+    return n;
+  }
+
+  /** Stops intake, lets runs finish for up to the grace period, then releases what is left. */
+  async stop(): Promise<void> {
+    this.stopIntake.abort();
+    for (const t of this.timers.values()) clearTimeout(t);
+    this.timers.clear();
+    const all = () => Promise.allSettled([...this.driving.values()]);
+    const graceOver = new AbortController();
+    const graceful = await Promise.race([all().then(() => true), sleep(this.d.options.shutdownGraceMs, graceOver.signal).then(() => false)]);
+    graceOver.abort();
+    if (!graceful) this.log.warn({ in_flight: this.driving.size }, 'shutdown_grace_elapsed_releasing');
+    this.shutdown.abort();
+    await all();
+    await Promise.allSettled(this.loops);
+  }
+}

@@ -1,0 +1,173 @@
+// Finance and ops commands on the ledger: grant, revoke, balance, statement, verify, recover.
+import { GRANT_REASONS, type GrantReason } from '../../domain/events.ts';
+import { accountView, CreditCommandRejected, grantCredits, revokeCredits, statement, statementCsv } from '../../app/credits.ts';
+import { PendingIndex } from '../../app/pending.ts';
+import { verifyLedger } from '../../app/verify.ts';
+import { createRepository, openEventStore, startService, workerIdOf } from '../../main.ts';
+import { UsageError, parseArgs, type CliCommand, type CliContext } from '../command.ts';
+import type { EventStore } from '../../app/ports/eventStore.ts';
+
+async function withStore<T>(ctx: CliContext, fn: (store: EventStore) => Promise<T>): Promise<T> {
+  const store = await openEventStore(ctx.config, ctx.logger);
+  try {
+    return await fn(store);
+  } finally {
+    await store.close();
+  }
+}
+
+function positiveInt(v: string | true | undefined, name: string): number {
+  const n = Number(v);
+  if (typeof v !== 'string' || !Number.isSafeInteger(n) || n <= 0) throw new UsageError(`${name} must be a positive whole number`);
+  return n;
+}
+
+function required(v: string | true | undefined, name: string): string {
+  if (typeof v !== 'string' || !v.trim()) throw new UsageError(`--${name} is required`);
+  return v;
+}
+
+const cliContext = (ctx: CliContext) => ({ requestId: `cli_${Date.now().toString(36)}`, workerId: workerIdOf(ctx.config) });
+
+export const grantCommand: CliCommand = {
+  name: 'grant',
+  summary: 'grant credits to an account (idempotent on --reference)',
+  usage: `wearon grant <account> <amount> --reason <${GRANT_REASONS.join('|')}> --reference <REF>`,
+  run: async (args, ctx) => {
+    const { flags, positionals } = parseArgs(args);
+    const [account, amountText] = positionals;
+    if (!account || !amountText) throw new UsageError('account and amount are required');
+    const reason = required(flags.reason, 'reason');
+    if (!GRANT_REASONS.includes(reason as GrantReason)) throw new UsageError(`--reason must be one of ${GRANT_REASONS.join(', ')}`);
+    const reference = required(flags.reference, 'reference');
+    return withStore(ctx, async (store) => {
+      const repo = createRepository(store);
+      try {
+        const r = await grantCredits(repo, account, { amount: positiveInt(amountText, 'amount'), reason: reason as GrantReason, reference }, cliContext(ctx));
+        const view = await accountView(repo, r.account);
+        ctx.out(`${r.applied ? 'granted' : 'already granted (same reference)'}: ${r.account} balance ${view.balance}`);
+        return 0;
+      } catch (err) {
+        if (err instanceof CreditCommandRejected) {
+          ctx.err(`refused (${err.code}): ${err.message}`);
+          return 1;
+        }
+        throw err;
+      }
+    });
+  },
+};
+
+export const revokeCommand: CliCommand = {
+  name: 'revoke',
+  summary: 'revoke credits from an account (never below zero; idempotent on --reference)',
+  usage: 'wearon revoke <account> <amount> --reason <text> --reference <REF>',
+  run: async (args, ctx) => {
+    const { flags, positionals } = parseArgs(args);
+    const [account, amountText] = positionals;
+    if (!account || !amountText) throw new UsageError('account and amount are required');
+    return withStore(ctx, async (store) => {
+      const repo = createRepository(store);
+      try {
+        const r = await revokeCredits(
+          repo,
+          account,
+          { amount: positiveInt(amountText, 'amount'), reason: required(flags.reason, 'reason'), reference: required(flags.reference, 'reference') },
+          cliContext(ctx),
+        );
+        const view = await accountView(repo, r.account);
+        ctx.out(`${r.applied ? 'revoked' : 'already revoked (same reference)'}: ${r.account} balance ${view.balance}`);
+        return 0;
+      } catch (err) {
+        if (err instanceof CreditCommandRejected) {
+          ctx.err(`refused (${err.code}): ${err.message}`);
+          return 1;
+        }
+        throw err;
+      }
+    });
+  },
+};
+
+export const balanceCommand: CliCommand = {
+  name: 'balance',
+  summary: 'show an account: balance, totals and open holds',
+  usage: 'wearon balance <account>',
+  run: async (args, ctx) => {
+    const [account] = parseArgs(args).positionals;
+    if (!account) throw new UsageError('account is required');
+    return withStore(ctx, async (store) => {
+      ctx.out(JSON.stringify(await accountView(createRepository(store), account), null, 2));
+      return 0;
+    });
+  },
+};
+
+export const statementCommand: CliCommand = {
+  name: 'statement',
+  summary: 'every movement of an account with its running balance and generation',
+  usage: 'wearon statement <account> [--format json|csv]',
+  run: async (args, ctx) => {
+    const { flags, positionals } = parseArgs(args);
+    const [account] = positionals;
+    if (!account) throw new UsageError('account is required');
+    const format = flags.format ?? 'json';
+    if (format !== 'json' && format !== 'csv') throw new UsageError('--format must be json or csv');
+    return withStore(ctx, async (store) => {
+      const s = await statement(store, account, { limit: Number.MAX_SAFE_INTEGER });
+      if (format === 'csv') process.stdout.write(statementCsv(s.lines));
+      else ctx.out(JSON.stringify(s, null, 2));
+      return 0;
+    });
+  },
+};
+
+export const verifyCommand: CliCommand = {
+  name: 'verify',
+  summary: 're-fold every stream and check the ledger invariants; exit 1 on any violation',
+  usage: 'wearon verify [--quiescent] [--settle-grace <seconds>] [--json]',
+  run: async (args, ctx) => {
+    const { flags } = parseArgs(args, ['quiescent', 'json']);
+    const settleGraceMs = flags['settle-grace'] === undefined ? undefined : positiveInt(flags['settle-grace'], '--settle-grace') * 1000;
+    return withStore(ctx, async (store) => {
+      const started = Date.now();
+      const { violations, summary } = await verifyLedger(store, {
+        quiescent: flags.quiescent === true,
+        ...(settleGraceMs !== undefined ? { settleGraceMs } : {}),
+        onProgress: (n) => ctx.err(`verify: ${n} events read`),
+      });
+      if (flags.json) ctx.out(JSON.stringify({ ok: violations.length === 0, summary, violations }, null, 2));
+      else {
+        ctx.out(`events ${summary.events}, accounts ${summary.accounts}, generations ${summary.generations} (${Object.entries(summary.byStatus).map(([k, v]) => `${k} ${v}`).join(', ')})`);
+        ctx.out(`credits: granted ${summary.granted}, revoked ${summary.revoked}, deducted ${summary.deducted}, captured ${summary.captured}, refunded ${summary.refunded}, open holds ${summary.openHolds}`);
+        for (const v of violations) ctx.out(`VIOLATION invariant ${v.invariant} ${v.subject}: ${v.message}`);
+        ctx.out(violations.length === 0 ? `ledger OK (${Date.now() - started} ms)` : `${violations.length} violation(s)`);
+      }
+      return violations.length === 0 ? 0 : 1;
+    });
+  },
+};
+
+export const recoverCommand: CliCommand = {
+  name: 'recover',
+  summary: 'run the saga recovery pass now: drive every unfinished generation that is due',
+  usage: 'wearon recover',
+  run: async (args, ctx) => {
+    parseArgs(args);
+    const service = await startService({ ...ctx.config, POSE_ENABLED: false }, { http: false, worker: true, projections: false }, ctx.logger);
+    try {
+      const index = await PendingIndex.fromLog(service.store);
+      const due = index.due(Date.now(), true);
+      ctx.err(`recover: ${due.length} generation(s) due of ${index.size} unfinished`);
+      let done = 0;
+      for (const id of due) {
+        const outcome = await service.worker!.submit(id);
+        done += 1;
+        ctx.err(`recover: [${done}/${due.length}] ${id}: ${outcome?.kind ?? 'error'}`);
+      }
+      return 0;
+    } finally {
+      await service.stop();
+    }
+  },
+};

@@ -1,0 +1,155 @@
+// The credit account decider: a pool's balance and its open holds. Pure: decide(state, command) -> events | rejection,
+// evolve(state, event) -> state.
+//
+// Why `recentlySettled`: the saga decides to deduct after reading the generation stream, and no store gives an atomic
+// read across two streams. A worker whose read of the generation went stale could deduct again for a generation that
+// another worker already charged, ran and settled (its hold is no longer `open`). The account therefore remembers
+// settled generation ids for SETTLED_RETENTION_MS of event time, and refuses to deduct for a generation accepted more
+// than CHARGE_WINDOW_MS ago. Any deduction either happens inside the window (the settled id is still remembered, so it
+// is a no-op) or is refused. State stays bounded by the recent rate, not by history.
+import type { AccountEvent, GrantReason } from './events.ts';
+import { GRANT_REASONS } from './events.ts';
+
+export const CHARGE_WINDOW_MS = 60 * 60 * 1000;
+/** Window plus a margin for clock skew between workers. */
+export const SETTLED_RETENTION_MS = CHARGE_WINDOW_MS + 60 * 60 * 1000;
+
+export interface AccountState {
+  balance: number;
+  granted: number;
+  revoked: number;
+  deducted: number;
+  captured: number;
+  refunded: number;
+  /** generationId -> amount held */
+  open: Record<string, number>;
+  /** `g:<generationId>` -> settled at (epoch ms of the settling event), oldest first. The prefix keeps keys
+   * non-numeric so JavaScript preserves insertion order, which pruning relies on. */
+  recentlySettled: Record<string, number>;
+  /** idempotency keys of grants (`grant:<ref>`) and revocations (`revoke:<ref>`) already applied */
+  references: Record<string, 1>;
+}
+
+export const initialAccount = (): AccountState => ({
+  balance: 0,
+  granted: 0,
+  revoked: 0,
+  deducted: 0,
+  captured: 0,
+  refunded: 0,
+  open: {},
+  recentlySettled: {},
+  references: {},
+});
+
+export type AccountCommand =
+  | { type: 'Grant'; amount: number; reason: GrantReason; reference: string }
+  | { type: 'Revoke'; amount: number; reason: string; reference: string }
+  | { type: 'Deduct'; generationId: string; amount: number; requestId: string; acceptedAt: string; now: number }
+  | { type: 'Capture'; generationId: string }
+  | { type: 'Refund'; generationId: string; reason: string };
+
+export type AccountRejectionCode = 'invalid_amount' | 'invalid_reason' | 'invalid_reference' | 'insufficient_credits' | 'charge_window_expired';
+
+export type Decision<E> = { ok: true; events: E[] } | { ok: false; code: string; message: string };
+export type AccountDecision = { ok: true; events: AccountEvent[] } | { ok: false; code: AccountRejectionCode; message: string };
+
+const accept = (...events: AccountEvent[]): AccountDecision => ({ ok: true, events });
+const refuse = (code: AccountRejectionCode, message: string): AccountDecision => ({ ok: false, code, message });
+const isPositiveInt = (n: number) => Number.isSafeInteger(n) && n > 0;
+
+export function decideAccount(state: AccountState, command: AccountCommand): AccountDecision {
+  switch (command.type) {
+    case 'Grant': {
+      if (!isPositiveInt(command.amount)) return refuse('invalid_amount', 'amount must be a positive whole number of credits');
+      if (!GRANT_REASONS.includes(command.reason)) return refuse('invalid_reason', `reason must be one of ${GRANT_REASONS.join(', ')}`);
+      if (!command.reference.trim()) return refuse('invalid_reference', 'a grant needs a reference (order id, webhook id)');
+      if (`grant:${command.reference}` in state.references) return accept();
+      return accept({ type: 'CreditsGranted', data: { amount: command.amount, reason: command.reason, reference: command.reference } });
+    }
+    case 'Revoke': {
+      if (!isPositiveInt(command.amount)) return refuse('invalid_amount', 'amount must be a positive whole number of credits');
+      if (!command.reference.trim()) return refuse('invalid_reference', 'a revocation needs a reference');
+      if (`revoke:${command.reference}` in state.references) return accept();
+      if (state.balance < command.amount) {
+        return refuse('insufficient_credits', `cannot revoke ${command.amount}: balance is ${state.balance}`);
+      }
+      return accept({ type: 'CreditsRevoked', data: { amount: command.amount, reason: command.reason, reference: command.reference } });
+    }
+    case 'Deduct': {
+      if (!isPositiveInt(command.amount)) return refuse('invalid_amount', 'amount must be a positive whole number of credits');
+      if (command.generationId in state.open || `g:${command.generationId}` in state.recentlySettled) return accept();
+      if (command.now - Date.parse(command.acceptedAt) > CHARGE_WINDOW_MS) {
+        return refuse('charge_window_expired', 'the generation was accepted too long ago to be charged');
+      }
+      if (state.balance < command.amount) {
+        return refuse('insufficient_credits', `balance ${state.balance} is below the cost ${command.amount}`);
+      }
+      return accept({
+        type: 'CreditDeducted',
+        data: { generationId: command.generationId, amount: command.amount, requestId: command.requestId },
+      });
+    }
+    case 'Capture': {
+      const amount = state.open[command.generationId];
+      return amount === undefined ? accept() : accept({ type: 'CreditCaptured', data: { generationId: command.generationId, amount } });
+    }
+    case 'Refund': {
+      const amount = state.open[command.generationId];
+      return amount === undefined
+        ? accept()
+        : accept({ type: 'CreditRefunded', data: { generationId: command.generationId, amount, reason: command.reason } });
+    }
+  }
+}
+
+/**
+ * Applies one event. `at` is the event's occurredAt in epoch ms: it ages out settled ids identically on every replica.
+ * Takes ownership of `state` and updates it in place (the maps can hold thousands of ids, so copying them per event
+ * would make a replay quadratic); callers that must keep the old state clone it first (`cloneAccount`).
+ */
+export function evolveAccount(s: AccountState, event: AccountEvent, at: number): AccountState {
+  switch (event.type) {
+    case 'CreditsGranted':
+      s.balance += event.data.amount;
+      s.granted += event.data.amount;
+      s.references[`grant:${event.data.reference}`] = 1;
+      break;
+    case 'CreditsRevoked':
+      s.balance -= event.data.amount;
+      s.revoked += event.data.amount;
+      s.references[`revoke:${event.data.reference}`] = 1;
+      break;
+    case 'CreditDeducted':
+      s.balance -= event.data.amount;
+      s.deducted += event.data.amount;
+      s.open[event.data.generationId] = event.data.amount;
+      break;
+    case 'CreditCaptured':
+    case 'CreditRefunded':
+      delete s.open[event.data.generationId];
+      if (event.type === 'CreditCaptured') s.captured += event.data.amount;
+      else {
+        s.refunded += event.data.amount;
+        s.balance += event.data.amount;
+      }
+      s.recentlySettled[`g:${event.data.generationId}`] = at;
+      break;
+  }
+  // Insertion order is settlement order, so the expired ids are a prefix.
+  for (const key in s.recentlySettled) {
+    if (at - s.recentlySettled[key]! <= SETTLED_RETENTION_MS) break;
+    delete s.recentlySettled[key];
+  }
+  return s;
+}
+
+export function cloneAccount(s: AccountState): AccountState {
+  return { ...s, open: { ...s.open }, recentlySettled: { ...s.recentlySettled }, references: { ...s.references } };
+}
+
+export function foldAccount(events: Iterable<{ event: AccountEvent; at: number }>, from: AccountState = initialAccount()): AccountState {
+  let s = from;
+  for (const { event, at } of events) s = evolveAccount(s, event, at);
+  return s;
+}

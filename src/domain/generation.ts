@@ -1,0 +1,194 @@
+// The generation decider: one try-on request's lifecycle (ledger.md, "The saga"). Pure.
+import type {
+  GenerationCompleted,
+  GenerationEvent,
+  GenerationRequested,
+  RejectionCode,
+} from './events.ts';
+
+export type GenerationStatus =
+  | 'none'
+  | 'requested'
+  | 'charged'
+  | 'started'
+  | 'retry_scheduled'
+  | 'completed'
+  | 'failed'
+  | 'rejected';
+
+export const TERMINAL: ReadonlySet<GenerationStatus> = new Set(['completed', 'failed', 'rejected']);
+
+export interface GenerationState {
+  status: GenerationStatus;
+  request: GenerationRequested['data'] | null;
+  /** claims so far (GenerationStarted count) */
+  attempt: number;
+  /** RetryScheduled count (upstream 429s) */
+  rateLimitRetries: number;
+  workerId: string | null;
+  leaseUntil: string | null;
+  notBefore: string | null;
+  charged: boolean;
+}
+
+export const initialGeneration = (): GenerationState => ({
+  status: 'none',
+  request: null,
+  attempt: 0,
+  rateLimitRetries: 0,
+  workerId: null,
+  leaseUntil: null,
+  notBefore: null,
+  charged: false,
+});
+
+export type GenerationCommand =
+  | { type: 'Request'; data: GenerationRequested['data'] }
+  | { type: 'MarkCharged'; amount: number }
+  | { type: 'Reject'; code: RejectionCode; message: string; channel?: 'b2b' | 'b2c'; account?: string }
+  | { type: 'Claim'; workerId: string; now: number; leaseMs: number; maxAttempts: number }
+  | { type: 'Complete'; attempt: number; data: GenerationCompleted['data'] }
+  | { type: 'ScheduleRetry'; attempt: number; now: number; retryAfterMs: number; reason: string; max429Retries: number }
+  | { type: 'Fail'; attempt: number; code: string; message: string; userMessage: string }
+  | { type: 'Release'; attempt: number; workerId: string; reason: string }
+  | { type: 'Recover'; workerId: string; now: number; leaseMs: number; maxAttempts: number };
+
+export type GenerationRejectionCode = 'not_allowed' | 'not_due' | 'lease_active' | 'stale_attempt';
+export type GenerationDecision =
+  | { ok: true; events: GenerationEvent[] }
+  | { ok: false; code: GenerationRejectionCode; message: string };
+
+const accept = (...events: GenerationEvent[]): GenerationDecision => ({ ok: true, events });
+const refuse = (code: GenerationRejectionCode, message: string): GenerationDecision => ({ ok: false, code, message });
+
+export const isTerminal = (s: GenerationState) => TERMINAL.has(s.status);
+
+/** Whether a worker may start (or restart) it now. */
+export function isClaimable(s: GenerationState, now: number): boolean {
+  return s.status === 'charged' || (s.status === 'retry_scheduled' && now >= Date.parse(s.notBefore!));
+}
+
+export function isLeaseExpired(s: GenerationState, now: number): boolean {
+  return s.status === 'started' && now >= Date.parse(s.leaseUntil!);
+}
+
+const WORKER_LOST_MESSAGE = 'The generation did not complete in time. Your credit has been refunded.';
+
+function start(s: GenerationState, workerId: string, now: number, leaseMs: number): GenerationDecision {
+  return accept({
+    type: 'GenerationStarted',
+    data: { attempt: s.attempt + 1, workerId, leaseUntil: new Date(now + leaseMs).toISOString() },
+  });
+}
+
+export function decideGeneration(s: GenerationState, c: GenerationCommand): GenerationDecision {
+  // A terminal generation accepts nothing; a duplicate request for any existing one is a no-op.
+  if (c.type === 'Request') return s.status === 'none' ? accept({ type: 'GenerationRequested', data: c.data }) : accept();
+  if (isTerminal(s)) return accept();
+  switch (c.type) {
+    case 'MarkCharged':
+      if (s.status !== 'requested') return s.charged ? accept() : refuse('not_allowed', `cannot charge a ${s.status} generation`);
+      return accept({ type: 'GenerationCharged', data: { amount: c.amount } });
+    case 'Reject':
+      if (s.status !== 'requested' && !(s.status === 'none' && c.code === 'invalid_request')) {
+        return refuse('not_allowed', `cannot reject a ${s.status} generation`);
+      }
+      return accept({
+        type: 'GenerationRejected',
+        data: { code: c.code, message: c.message, ...(c.channel ? { channel: c.channel } : {}), ...(c.account ? { account: c.account } : {}) },
+      });
+    case 'Claim':
+      if (!isClaimable(s, c.now)) {
+        return refuse(s.status === 'retry_scheduled' ? 'not_due' : 'not_allowed', `cannot claim a ${s.status} generation`);
+      }
+      if (s.attempt >= c.maxAttempts) {
+        return accept({
+          type: 'GenerationFailed',
+          data: { code: 'worker_lost', message: `no attempts left after ${s.attempt}`, userMessage: WORKER_LOST_MESSAGE },
+        });
+      }
+      return start(s, c.workerId, c.now, c.leaseMs);
+    case 'Recover':
+      if (s.status !== 'started') return refuse('not_allowed', `nothing to recover in a ${s.status} generation`);
+      if (!isLeaseExpired(s, c.now)) return refuse('lease_active', `lease held by ${s.workerId} until ${s.leaseUntil}`);
+      if (s.attempt >= c.maxAttempts) {
+        return accept({
+          type: 'GenerationFailed',
+          data: { code: 'worker_lost', message: `lease expired on attempt ${s.attempt} of ${c.maxAttempts}`, userMessage: WORKER_LOST_MESSAGE },
+        });
+      }
+      return start(s, c.workerId, c.now, c.leaseMs);
+    case 'Complete':
+    case 'ScheduleRetry':
+    case 'Release':
+    case 'Fail': {
+      // Only the attempt that holds the generation reports its outcome; a recovered attempt's result is discarded.
+      if (s.status !== 'started' || s.attempt !== c.attempt) {
+        return refuse('stale_attempt', `attempt ${c.attempt} no longer holds the generation (${s.status}, attempt ${s.attempt})`);
+      }
+      if (c.type === 'Complete') return accept({ type: 'GenerationCompleted', data: c.data });
+      if (c.type === 'Fail') return accept({ type: 'GenerationFailed', data: { code: c.code, message: c.message, userMessage: c.userMessage } });
+      if (c.type === 'Release') return accept({ type: 'GenerationReleased', data: { attempt: c.attempt, workerId: c.workerId, reason: c.reason } });
+      if (s.rateLimitRetries >= c.max429Retries) {
+        return accept({
+          type: 'GenerationFailed',
+          data: {
+            code: 'rate_limited',
+            message: `upstream rate limited after ${s.rateLimitRetries} retries: ${c.reason}`,
+            userMessage: 'The image service is busy. Your credit has been refunded; please try again in a few minutes.',
+          },
+        });
+      }
+      return accept({
+        type: 'RetryScheduled',
+        data: { attempt: s.attempt, notBefore: new Date(c.now + c.retryAfterMs).toISOString(), reason: c.reason },
+      });
+    }
+  }
+}
+
+/** Takes ownership of `s` (updated in place), like evolveAccount. */
+export function evolveGeneration(s: GenerationState, e: GenerationEvent): GenerationState {
+  switch (e.type) {
+    case 'GenerationRequested':
+      s.status = 'requested';
+      s.request = e.data;
+      break;
+    case 'GenerationCharged':
+      s.status = 'charged';
+      s.charged = true;
+      break;
+    case 'GenerationStarted':
+      s.status = 'started';
+      s.attempt = e.data.attempt;
+      s.workerId = e.data.workerId;
+      s.leaseUntil = e.data.leaseUntil;
+      break;
+    case 'RetryScheduled':
+      s.status = 'retry_scheduled';
+      s.rateLimitRetries += 1;
+      s.notBefore = e.data.notBefore;
+      s.leaseUntil = null;
+      break;
+    case 'GenerationReleased':
+      s.status = 'charged';
+      s.leaseUntil = null;
+      break;
+    case 'GenerationCompleted':
+      s.status = 'completed';
+      break;
+    case 'GenerationFailed':
+      s.status = 'failed';
+      break;
+    case 'GenerationRejected':
+      s.status = 'rejected';
+      break;
+  }
+  return s;
+}
+
+export function foldGeneration(events: Iterable<GenerationEvent>, from: GenerationState = initialGeneration()): GenerationState {
+  let s = from;
+  for (const e of events) s = evolveGeneration(s, e);
+  return s;
+}

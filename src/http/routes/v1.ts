@@ -1,0 +1,179 @@
+// /v1: HTTP intake and reads for the producer, finance and ops. Guarded by a bearer token (API_TOKEN); without one
+// configured, only loopback clients are answered.
+import { timingSafeEqual, createHash } from 'node:crypto';
+import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
+import { z } from 'zod';
+import { accountView, CreditCommandRejected, grantCredits, statement, statementCsv } from '../../app/credits.ts';
+import type { AggregateRepository } from '../../app/aggregates.ts';
+import { requestFromTask } from '../../app/intake.ts';
+import type { EventStore } from '../../app/ports/eventStore.ts';
+import type { ResultStore } from '../../app/ports/pipeline.ts';
+import type { GenerationSaga } from '../../app/saga.ts';
+import { describeIssues, generationTaskPayloadSchema } from '../../contract.ts';
+import { GRANT_REASONS, type GenerationEvent } from '../../domain/events.ts';
+import { foldGeneration } from '../../domain/generation.ts';
+import { generationStream, InvalidAccountError } from '../../domain/streams.ts';
+import type { Metrics } from '../../metrics.ts';
+import { HttpError } from '../errors.ts';
+
+export interface V1Deps {
+  store: EventStore;
+  repo: AggregateRepository;
+  saga: GenerationSaga;
+  results: ResultStore;
+  apiToken?: string;
+  cost: number;
+  workerId: string;
+  signedUrlTtlSeconds: number;
+  clock: () => number;
+  metrics?: Metrics;
+  /** hands an accepted generation to this process's worker, when it runs one */
+  submit?: (sessionId: string) => void;
+}
+
+const LOOPBACK = /^(127\.|::1$|::ffff:127\.)/;
+
+function tokenMatches(given: string, expected: string): boolean {
+  const a = createHash('sha256').update(given).digest();
+  const b = createHash('sha256').update(expected).digest();
+  return timingSafeEqual(a, b);
+}
+
+export function authorize(req: FastifyRequest, apiToken: string | undefined): void {
+  if (!apiToken) {
+    if (LOOPBACK.test(req.socket.remoteAddress ?? '')) return;
+    throw new HttpError(401, 'unauthorized', 'no API_TOKEN is configured: /v1 answers loopback clients only');
+  }
+  const header = req.headers.authorization ?? '';
+  const m = /^Bearer\s+(.+)$/i.exec(header);
+  if (!m || !tokenMatches(m[1]!.trim(), apiToken)) {
+    throw new HttpError(401, 'unauthorized', 'a valid bearer token is required', undefined, { 'www-authenticate': 'Bearer' });
+  }
+}
+
+/** Web-app status of a generation (ledger.md, session-status projection). */
+export function sessionStatus(status: string): 'queued' | 'processing' | 'completed' | 'failed' {
+  if (status === 'started') return 'processing';
+  if (status === 'completed') return 'completed';
+  if (status === 'failed' || status === 'rejected') return 'failed';
+  return 'queued';
+}
+
+const grantBody = z.object({
+  amount: z.number().int().positive(),
+  reason: z.enum(GRANT_REASONS as [string, ...string[]]),
+  reference: z.string().trim().min(1).max(200),
+});
+
+const statementQuery = z.object({
+  format: z.enum(['json', 'csv']).default('json'),
+  from: z.coerce.number().int().min(0).optional(),
+  limit: z.coerce.number().int().min(1).max(10_000).default(1000),
+});
+
+function account(param: string): string {
+  return decodeURIComponent(param);
+}
+
+function badAccount(err: unknown): never {
+  if (err instanceof InvalidAccountError) throw new HttpError(400, 'invalid_account', err.message);
+  throw err;
+}
+
+export function v1Routes(d: V1Deps): FastifyPluginAsync {
+  return async (app) => {
+    app.addHook('onRequest', async (req) => authorize(req, d.apiToken));
+
+    app.post('/v1/generations', async (req, reply) => {
+      const body = req.body;
+      if (typeof body !== 'object' || body === null || Array.isArray(body)) {
+        throw new HttpError(400, 'invalid_request', 'the body must be a JSON object');
+      }
+      const parsed = generationTaskPayloadSchema.safeParse(body);
+      if (!parsed.success) {
+        throw new HttpError(400, 'invalid_request', describeIssues(parsed.error), {
+          fields: parsed.error.issues.map((i) => ({ path: i.path.join('.'), message: i.message })),
+        });
+      }
+      const task = parsed.data;
+      d.metrics?.tasksTaken.inc({ source: 'http' });
+      const { created } = await d.saga.request(requestFromTask(task, d.cost, d.clock()));
+      const state = await d.saga.chargeNow(task.session_id);
+      const status = sessionStatus(state.status);
+      if (state.status === 'rejected') {
+        const events = await d.store.readStream(generationStream(task.session_id), { direction: 'backwards', maxCount: 1 });
+        const rejected = events[0]?.data as { code?: string; message?: string } | undefined;
+        if (rejected?.code === 'insufficient_credits') {
+          throw new HttpError(402, 'insufficient_credits', rejected.message ?? 'insufficient credits', { session_id: task.session_id });
+        }
+      }
+      if (state.status === 'charged') d.submit?.(task.session_id);
+      return reply.code(202).send({ session_id: task.session_id, status, duplicate: !created, request_id: task.request_id });
+    });
+
+    app.get<{ Params: { sessionId: string } }>('/v1/generations/:sessionId', async (req) => {
+      const stream = generationStream(req.params.sessionId);
+      const events = await d.store.readStream(stream, { maxCount: 1000 });
+      if (events.length === 0) throw new HttpError(404, 'not_found', `no generation ${req.params.sessionId}`);
+      const state = foldGeneration(events as unknown as GenerationEvent[]);
+      const last = events[events.length - 1]!;
+      const completed = events.find((e) => e.type === 'GenerationCompleted')?.data as
+        | { resultPath: string; contentType: string; costUsd: number | null; usage: unknown; timings: { totalMs: number }; provider: string }
+        | undefined;
+      const failed = events.find((e) => e.type === 'GenerationFailed' || e.type === 'GenerationRejected')?.data as
+        | { code: string; userMessage?: string; message: string }
+        | undefined;
+      return {
+        session_id: req.params.sessionId,
+        status: sessionStatus(state.status),
+        ledger_status: state.status,
+        channel: state.request?.channel ?? null,
+        account: state.request?.account ?? null,
+        requested_at: state.request?.requestedAt ?? null,
+        updated_at: last.metadata.occurredAt,
+        attempt: state.attempt,
+        result_url: completed ? await d.results.signedUrl(completed.resultPath, d.signedUrlTtlSeconds, { requestId: req.id }) : null,
+        content_type: completed?.contentType ?? null,
+        provider: completed?.provider ?? null,
+        cost: { credits: state.request?.cost ?? null, estimated_usd: completed?.costUsd ?? null, usage: completed?.usage ?? null },
+        processing_time_ms: completed?.timings.totalMs ?? null,
+        error: failed ? { code: failed.code, message: failed.userMessage ?? failed.message } : null,
+        timeline: events.map((e) => ({ revision: e.revision, type: e.type, at: e.metadata.occurredAt, worker_id: e.metadata.workerId })),
+      };
+    });
+
+    app.get<{ Params: { account: string } }>('/v1/accounts/:account', async (req) => {
+      const view = await accountView(d.repo, account(req.params.account)).catch(badAccount);
+      if (!view.exists) throw new HttpError(404, 'not_found', `account ${view.account} has no movements`);
+      return view;
+    });
+
+    app.get<{ Params: { account: string } }>('/v1/accounts/:account/statement', async (req, reply) => {
+      const q = statementQuery.safeParse(req.query);
+      if (!q.success) throw new HttpError(400, 'invalid_request', describeIssues(q.error));
+      const s = await statement(d.store, account(req.params.account), { fromRevision: q.data.from, limit: q.data.limit }).catch(badAccount);
+      if (q.data.format === 'csv') {
+        if (s.next_revision !== null) void reply.header('x-next-revision', String(s.next_revision));
+        return reply.header('content-type', 'text/csv; charset=utf-8').send(statementCsv(s.lines));
+      }
+      return s;
+    });
+
+    app.post<{ Params: { account: string } }>('/v1/accounts/:account/grants', async (req, reply) => {
+      const body = grantBody.safeParse(req.body);
+      if (!body.success) {
+        throw new HttpError(400, 'invalid_request', describeIssues(body.error), {
+          fields: body.error.issues.map((i) => ({ path: i.path.join('.'), message: i.message })),
+        });
+      }
+      try {
+        const r = await grantCredits(d.repo, account(req.params.account), body.data as never, { requestId: req.id, workerId: d.workerId });
+        const view = await accountView(d.repo, r.account);
+        return reply.code(r.applied ? 201 : 200).send({ applied: r.applied, account: view });
+      } catch (err) {
+        if (err instanceof CreditCommandRejected) throw new HttpError(422, err.code, err.message);
+        return badAccount(err);
+      }
+    });
+  };
+}

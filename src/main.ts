@@ -1,0 +1,243 @@
+// Composition root: builds adapters from config, starts what was asked (HTTP, worker, projectors), shuts down cleanly.
+// The only place that knows every concrete adapter.
+import { hostname } from 'node:os';
+import path from 'node:path';
+import { randomBytes } from 'node:crypto';
+import type { Redis } from 'ioredis';
+import type { Config } from './config.ts';
+import type { Logger } from './logger.ts';
+import { createMetrics, type Metrics } from './metrics.ts';
+import { AggregateRepository } from './app/aggregates.ts';
+import { HealthMonitor } from './app/health.ts';
+import type { EventStore } from './app/ports/eventStore.ts';
+import type { ImageGenerator, RateLimiter, ResultStore } from './app/ports/pipeline.ts';
+import type { TaskQueue } from './app/ports/queue.ts';
+import { GenerationSaga } from './app/saga.ts';
+import { GenerationWorker } from './app/worker.ts';
+import { openSqliteEventStore } from './adapters/eventstore/sqlite/sqliteEventStore.ts';
+import { createInputImages } from './adapters/images/prepare.ts';
+import { createOpenAIGenerator } from './adapters/imagegen/openai.ts';
+import { createPreviewGenerator } from './adapters/imagegen/preview.ts';
+import { createRedis, RedisTaskQueue } from './adapters/queue/redisTaskQueue.ts';
+import { MemoryRateLimiter } from './adapters/ratelimit/memoryRateLimiter.ts';
+import { RedisRateLimiter } from './adapters/ratelimit/redisRateLimiter.ts';
+import { createLocalResultStore, loadOrCreateSigningSecret, type LocalResultStore } from './adapters/storage/local.ts';
+import { createHttpServer } from './http/server.ts';
+import { healthRoutes } from './http/routes/health.ts';
+import { v1Routes } from './http/routes/v1.ts';
+import { filesRoutes } from './http/routes/files.ts';
+
+export interface Parts {
+  http: boolean;
+  worker: boolean;
+  projections: boolean;
+}
+
+export function workerIdOf(config: Config): string {
+  return config.WORKER_ID ?? `${hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`;
+}
+
+/** The ledger: EventStoreDB when EVENTSTORE_URL is set, else the embedded SQLite file under DATA_DIR. */
+export async function openEventStore(config: Config, logger: Logger, metrics?: Metrics): Promise<EventStore> {
+  if (config.EVENTSTORE_URL) {
+    const { openEsdbEventStore } = await import('./adapters/eventstore/esdb/esdbEventStore.ts');
+    return openEsdbEventStore({ connectionString: config.EVENTSTORE_URL, logger, ...(metrics ? { metrics } : {}) });
+  }
+  return openSqliteEventStore({ path: path.join(config.DATA_DIR, 'ledger.sqlite') });
+}
+
+export function createRepository(store: EventStore, metrics?: Metrics): AggregateRepository {
+  return new AggregateRepository(store, {
+    onConflict: () => metrics?.appendConflicts.inc(),
+    onAppend: (s) => metrics?.appendSeconds.observe({ store: store.kind }, s),
+  });
+}
+
+async function createResultStore(config: Config, logger: Logger): Promise<{ results: ResultStore; local?: LocalResultStore }> {
+  if (config.SUPABASE_URL && config.SUPABASE_SERVICE_ROLE_KEY) {
+    const { createSupabaseResultStore } = await import('./adapters/storage/supabase.ts');
+    return {
+      results: createSupabaseResultStore({
+        url: config.SUPABASE_URL,
+        serviceRoleKey: config.SUPABASE_SERVICE_ROLE_KEY,
+        bucket: config.STORAGE_BUCKET,
+        logger,
+      }),
+    };
+  }
+  const secret = await loadOrCreateSigningSecret(config.DATA_DIR, config.URL_SIGNING_SECRET);
+  const local = createLocalResultStore({
+    dataDir: config.DATA_DIR,
+    publicBaseUrl: config.PUBLIC_BASE_URL ?? `http://127.0.0.1:${config.PORT}`,
+    secret,
+  });
+  return { results: local, local };
+}
+
+function createGenerator(config: Config, logger: Logger, metrics: Metrics, rateLimiter: RateLimiter): ImageGenerator {
+  if (!config.OPENAI_API_KEY) {
+    logger.warn('no OPENAI_API_KEY: using the offline PREVIEW generator (a labelled composite of the inputs, not a try-on)');
+    return createPreviewGenerator();
+  }
+  return createOpenAIGenerator({
+    apiKey: config.OPENAI_API_KEY,
+    ...(config.OPENAI_BASE_URL ? { baseURL: config.OPENAI_BASE_URL } : {}),
+    model: config.OPENAI_MODEL,
+    quality: config.OPENAI_QUALITY,
+    size: config.OPENAI_SIZE,
+    timeoutMs: config.OPENAI_TIMEOUT_MS,
+    maxRetries: config.OPENAI_MAX_RETRIES,
+    rateLimiter,
+    metrics,
+    logger,
+  });
+}
+
+export interface Service {
+  workerId: string;
+  store: EventStore;
+  metrics: Metrics;
+  worker?: GenerationWorker;
+  address?: string;
+  stop(): Promise<void>;
+}
+
+/** Starts the requested parts of the service; `stop()` shuts them down in reverse order. */
+export async function startService(config: Config, parts: Parts, logger: Logger): Promise<Service> {
+  const metrics = createMetrics();
+  const workerId = workerIdOf(config);
+  const log = logger.child({ worker_id: workerId });
+  const closers: Array<() => Promise<unknown> | unknown> = [];
+  const stop = async () => {
+    for (const close of closers.reverse()) {
+      try {
+        await close();
+      } catch (err) {
+        log.error({ err }, 'shutdown_step_failed');
+      }
+    }
+  };
+
+  try {
+    const store = await openEventStore(config, log, metrics);
+    closers.push(() => store.close());
+    const repo = createRepository(store, metrics);
+    const health = new HealthMonitor({ metrics });
+    health.add({ name: 'ledger', check: async () => (await store.ping(), { store: store.kind }) });
+
+    let redis: Redis | undefined;
+    if (config.REDIS_URL) {
+      redis = createRedis(config.REDIS_URL, log, { name: 'commands' });
+      const r = redis;
+      closers.push(() => r.quit().catch(() => r.disconnect()));
+      health.add({ name: 'redis', check: async () => void (await r.ping()) });
+    } else {
+      log.warn('no REDIS_URL: the Redis intake is off and the upstream budget is per process');
+    }
+
+    const clock = () => Date.now();
+    const rateLimiter: RateLimiter = redis
+      ? new RedisRateLimiter({ redis, logger: log, limit: config.OPENAI_RATE_LIMIT_PER_MIN })
+      : new MemoryRateLimiter(config.OPENAI_RATE_LIMIT_PER_MIN);
+    const { results, local } = await createResultStore(config, log);
+    const generator = createGenerator(config, log, metrics, rateLimiter);
+    const saga = new GenerationSaga({
+      repo,
+      images: createInputImages({
+        allowHosts: config.IMAGE_FETCH_ALLOW_HOSTS,
+        fetchTimeoutMs: config.IMAGE_FETCH_TIMEOUT_MS,
+        maxBytes: config.IMAGE_MAX_BYTES,
+        maxPixels: config.IMAGE_MAX_PIXELS,
+        logger: log,
+      }),
+      generator,
+      results,
+      workerId,
+      clock,
+      logger: log,
+      metrics,
+      options: {
+        leaseMs: config.LEASE_MS,
+        maxAttempts: config.MAX_ATTEMPTS,
+        max429Retries: config.OPENAI_MAX_429_RETRIES,
+        signedUrlTtlSeconds: config.SIGNED_URL_TTL_SECONDS,
+      },
+    });
+
+    let worker: GenerationWorker | undefined;
+    if (parts.worker) {
+      let queue: TaskQueue | undefined;
+      if (config.REDIS_URL) {
+        queue = await RedisTaskQueue.connect(config.REDIS_URL, { workerId, logger: log, queueKey: config.QUEUE_KEY });
+        const q = queue;
+        closers.push(() => q.close());
+      }
+      worker = new GenerationWorker({
+        saga,
+        store,
+        ...(queue ? { queue } : {}),
+        cost: config.GENERATION_COST,
+        clock,
+        logger: log,
+        metrics,
+        options: {
+          concurrency: config.WORKER_CONCURRENCY,
+          recoveryIntervalMs: config.RECOVERY_INTERVAL_MS,
+          shutdownGraceMs: config.SHUTDOWN_GRACE_MS,
+        },
+      });
+      const w = worker;
+      health.add({ name: 'worker', check: async () => {
+        if (!w.ready) throw new Error('pending index still catching up with the log');
+        return { in_flight: w.inFlight, pending: w.index.size };
+      } });
+      w.start();
+      closers.push(() => w.stop());
+      log.info({ concurrency: config.WORKER_CONCURRENCY, generator: generator.provider, intake: queue ? 'redis+http' : 'http' }, 'worker_started');
+    }
+
+    let address: string | undefined;
+    if (parts.http) {
+      const app = createHttpServer({ logger: log, metrics });
+      await app.register(healthRoutes({ health, metrics, startedAt: Date.now() }));
+      await app.register(
+        v1Routes({
+          store,
+          repo,
+          saga,
+          results,
+          ...(config.API_TOKEN ? { apiToken: config.API_TOKEN } : {}),
+          cost: config.GENERATION_COST,
+          workerId,
+          signedUrlTtlSeconds: config.SIGNED_URL_TTL_SECONDS,
+          clock,
+          metrics,
+          ...(worker ? { submit: (id: string) => void worker!.submit(id) } : {}),
+        }),
+      );
+      if (local) await app.register(filesRoutes({ store: local }));
+      if (config.POSE_ENABLED) {
+        const { createSizeRecStack } = await import('./adapters/pose/stack.ts');
+        const { estimateBodyRoutes } = await import('./http/routes/estimateBody.ts');
+        const stack = createSizeRecStack(config, log, metrics);
+        health.add({ name: 'pose', check: async () => {
+          if (!stack.pose.ready()) throw new Error('pose model not loaded');
+          return { model: config.POSE_MODEL };
+        } });
+        void stack.pose.load().catch((err: unknown) => log.error({ err }, 'pose_model_load_failed'));
+        closers.push(() => stack.pose.close());
+        await app.register(estimateBodyRoutes({ recommend: stack.recommend }));
+      }
+      address = await app.listen({ host: config.HOST, port: config.PORT });
+      // Closed first on shutdown: no new requests while the worker drains.
+      closers.push(() => app.close());
+      log.info({ address }, 'http_listening');
+    }
+    health.start();
+    closers.push(() => health.stop());
+    return { workerId, store, metrics, ...(worker ? { worker } : {}), ...(address ? { address } : {}), stop };
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+}
