@@ -160,14 +160,15 @@ export class Projector {
   private readonly ac = new AbortController();
   private done: Promise<void> | null = null;
   private _active = false;
+  private lease: { held: boolean } | null = null;
 
   constructor(private readonly o: ProjectorOptions) {
     this.name = o.projection.name;
   }
 
-  /** true while this instance holds the lock and applies events */
+  /** true while this instance believes it holds the lock (its writes are fenced by the lock either way) */
   get active(): boolean {
-    return this._active;
+    return this._active && (this.lease?.held ?? false);
   }
 
   start(): void {
@@ -199,6 +200,7 @@ export class Projector {
         continue;
       }
       this._active = true;
+      this.lease = lease;
       logger.info({ projection: this.name }, 'projection_lock_acquired');
       try {
         while (!signal.aborted && lease.held) {
@@ -224,6 +226,7 @@ export class Projector {
         await sleep(Math.min((backoff *= 2), 10_000), undefined, { signal }).catch(() => undefined);
       } finally {
         this._active = false;
+        this.lease = null;
         await lease.release().catch(() => undefined);
       }
     }

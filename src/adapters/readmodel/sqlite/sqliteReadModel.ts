@@ -1,6 +1,6 @@
 // Read models in SQLite (embedded mode): a separate file, DATA_DIR/readmodels.sqlite, so projector writes never
 // contend with ledger appends for the single SQLite write lock. One connection per ReadModel; transactions on it are
-// serialised in-process (BEGIN IMMEDIATE across processes, with busy_timeout). The projection lock is a row in
+// serialised in-process (BEGIN IMMEDIATE across processes, waiting asynchronously). The projection lock is a row in
 // `projection_locks` with an owner token and a heartbeat; every transaction of a lease re-checks the owner (fencing),
 // so a holder that lost the lock cannot commit.
 import Database from 'better-sqlite3';
@@ -37,6 +37,7 @@ export interface SqliteReadModelOptions {
   logger?: Logger;
   /** a lock whose heartbeat is older than this is taken over */
   lockStaleMs?: number;
+  /** how long a transaction waits for another connection's write lock (default 30 s) */
   busyTimeoutMs?: number;
 }
 
@@ -123,11 +124,15 @@ export class SqliteReadModel implements ReadModel {
     this.db.pragma('journal_mode = WAL');
     // Read models can be rebuilt from the ledger: NORMAL is durable enough (a lost tail is re-projected).
     this.db.pragma('synchronous = NORMAL');
-    this.db.pragma(`busy_timeout = ${o.busyTimeoutMs ?? 5000}`);
+    this.db.pragma('busy_timeout = 0'); // waits are asynchronous (begin)
     this.tx = new SqliteTx(this.db);
   }
 
   async migrate(): Promise<void> {
+    await this.run(async () => this.migrateSync());
+  }
+
+  private migrateSync(): void {
     this.db.exec(renderDdl(CHECKPOINTS_DDL, 'sqlite'));
     this.db.exec(`CREATE TABLE IF NOT EXISTS projection_locks (
       projection TEXT PRIMARY KEY, owner TEXT NOT NULL, pid INTEGER NOT NULL, heartbeat_ms INTEGER NOT NULL)`);
@@ -143,7 +148,7 @@ export class SqliteReadModel implements ReadModel {
   /** Serialises transactions on the one connection; each is BEGIN IMMEDIATE ... COMMIT. */
   private run<T>(fn: (tx: ReadModelTx) => Promise<T>, fence?: () => void): Promise<T> {
     const go = async () => {
-      this.db.exec('BEGIN IMMEDIATE');
+      await this.begin();
       try {
         fence?.();
         const out = await fn(this.tx);
@@ -157,6 +162,23 @@ export class SqliteReadModel implements ReadModel {
     const p = this.queue.then(go, go);
     this.queue = p.catch(() => undefined);
     return p;
+  }
+
+  /**
+   * BEGIN IMMEDIATE, waiting for another connection's write lock asynchronously: SQLite's own busy_timeout would block
+   * the event loop, and with it the very transaction (same process, other connection) we are waiting for.
+   */
+  private async begin(): Promise<void> {
+    const until = Date.now() + (this.o.busyTimeoutMs ?? 30_000);
+    for (let delay = 2; ; delay = Math.min(delay * 2, 50)) {
+      try {
+        this.db.exec('BEGIN IMMEDIATE');
+        return;
+      } catch (err) {
+        if ((err as { code?: string }).code !== 'SQLITE_BUSY' || Date.now() > until) throw err;
+        await sleep(delay);
+      }
+    }
   }
 
   transaction<T>(fn: (tx: ReadModelTx) => Promise<T>): Promise<T> {
@@ -235,16 +257,18 @@ export class SqliteReadModel implements ReadModel {
   async query(sql: string, params: readonly Value[] = []): Promise<Row[]> {
     const s = this.db.prepare(sql);
     if (s.reader) return s.all(...params) as Row[];
-    s.run(...params);
+    await this.run(async () => s.run(...params));
     return [];
   }
 
   async createTable(t: TableSpec): Promise<void> {
-    for (const s of tableDdl('sqlite', t)) this.db.exec(s);
+    await this.run(async () => {
+      for (const s of tableDdl('sqlite', t)) this.db.exec(s);
+    });
   }
 
   async dropTable(name: string): Promise<void> {
-    this.db.exec(`DROP TABLE IF EXISTS ${name}`);
+    await this.run(async () => void this.db.exec(`DROP TABLE IF EXISTS ${name}`));
   }
 
   async close(): Promise<void> {
