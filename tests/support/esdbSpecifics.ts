@@ -5,7 +5,7 @@ import { randomUUID } from 'node:crypto';
 import { EventStoreDBClient, jsonEvent } from '@eventstore/db-client';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { openEsdbEventStore, type EsdbEventStore } from '../../src/adapters/eventstore/esdb/esdbEventStore.ts';
-import type { SubscriptionItem } from '../../src/app/ports/eventStore.ts';
+import { START, type SubscriptionItem } from '../../src/app/ports/eventStore.ts';
 import { silentLogger } from '../../src/logger.ts';
 import { deterministicEventId } from '../../src/domain/streams.ts';
 import { ev } from './eventStoreContract.ts';
@@ -64,6 +64,18 @@ export function describeEsdbSpecifics(name: string, factory: () => Promise<EsdbU
       const items: SubscriptionItem[] = [];
       while (!items.some((x) => x.kind === 'event' && x.event.streamId === own)) items.push((await it.next()).value as SubscriptionItem);
       expect(items.filter((x) => x.kind === 'event').every((x) => x.kind === 'event' && !x.event.streamId.startsWith('$') && !x.event.type.startsWith('$'))).toBe(true);
+      await sub.close();
+    });
+
+    it('treats the port START position ({-1,-1}, a fresh checkpoint) as the beginning of $all', async () => {
+      const own = `generation-${ns}`;
+      await store.append(own, [ev('A', { i: 1 })], 'no_stream');
+      const read = await store.readAll({ fromPosition: START, filter: { streamPrefixes: [own] }, maxCount: 100_000 });
+      expect(read.map((e) => e.data)).toEqual([{ i: 1 }]);
+      expect(await store.readAll({ fromPosition: START, direction: 'backwards' })).toEqual([]);
+      const sub = store.subscribeToAll({ fromPosition: START, filter: { streamPrefixes: [own] } });
+      const it = sub[Symbol.asyncIterator]();
+      expect((await it.next()).value).toMatchObject({ kind: 'event', event: { data: { i: 1 } } });
       await sub.close();
     });
 

@@ -135,6 +135,11 @@ function keep(e: ClientRecorded, filter: EventFilter | undefined): boolean {
   return !isSystem(e) && matchesFilter(e.streamId, e.type, filter);
 }
 
+/** The port's START ({-1,-1}, the checkpoint of a fresh projection) is the beginning of `$all`: ESDB positions are unsigned. */
+function fromStart<T extends Position | 'start' | 'end'>(p: T): T | 'start' {
+  return typeof p === 'object' && (p.commit < 0n || p.prepare < 0n) ? 'start' : p;
+}
+
 function positionOf(e: ClientRecorded): Position {
   if (!e.position) throw new Error(`event ${e.id} in ${e.streamId} came without a $all position`);
   return { commit: e.position.commit, prepare: e.position.prepare };
@@ -322,7 +327,8 @@ export class EsdbEventStore implements EventStore {
     const backwards = options.direction === 'backwards';
     const pageSize = Math.max(1, Math.min(this.options.readPageSize ?? DEFAULT_PAGE, Math.max(want, 100)));
     const out: RecordedEvent[] = [];
-    let from: Position | 'start' | 'end' = options.fromPosition ?? (backwards ? 'end' : 'start');
+    let from: Position | 'start' | 'end' = fromStart(options.fromPosition ?? (backwards ? 'end' : 'start'));
+    if (backwards && from === 'start') return [];
     let bound: Position | undefined;
 
     if (backwards && typeof from === 'object') {
@@ -408,7 +414,7 @@ class EsdbSubscription implements Subscription {
     private readonly log: Logger,
     private readonly onClose: () => void,
   ) {
-    this.last = options.fromPosition;
+    this.last = fromStart(options.fromPosition);
   }
 
   [Symbol.asyncIterator](): AsyncIterator<SubscriptionItem> {
