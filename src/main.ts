@@ -10,18 +10,15 @@ import { createMetrics, type Metrics } from './metrics.ts';
 import { AggregateRepository } from './app/aggregates.ts';
 import { HealthMonitor } from './app/health.ts';
 import type { EventStore } from './app/ports/eventStore.ts';
-import type { ImageGenerator, RateLimiter, ResultStore } from './app/ports/pipeline.ts';
 import type { TaskQueue } from './app/ports/queue.ts';
 import { GenerationSaga } from './app/saga.ts';
 import { GenerationWorker } from './app/worker.ts';
 import { openSqliteEventStore } from './adapters/eventstore/sqlite/sqliteEventStore.ts';
-import { createInputImages } from './adapters/images/prepare.ts';
-import { createOpenAIGenerator } from './adapters/imagegen/openai.ts';
-import { createPreviewGenerator } from './adapters/imagegen/preview.ts';
 import { createRedis, RedisTaskQueue } from './adapters/queue/redisTaskQueue.ts';
+import type { RateLimiter } from './app/ports/pipeline.ts';
+import { createPipelineAdapters } from './adapters/pipelineAdapters.ts';
 import { MemoryRateLimiter } from './adapters/ratelimit/memoryRateLimiter.ts';
 import { RedisRateLimiter } from './adapters/ratelimit/redisRateLimiter.ts';
-import { createLocalResultStore, loadOrCreateSigningSecret, type LocalResultStore } from './adapters/storage/local.ts';
 import { createHttpServer } from './http/server.ts';
 import { healthRoutes } from './http/routes/health.ts';
 import { v1Routes } from './http/routes/v1.ts';
@@ -50,46 +47,6 @@ export function createRepository(store: EventStore, metrics?: Metrics): Aggregat
   return new AggregateRepository(store, {
     onConflict: () => metrics?.appendConflicts.inc(),
     onAppend: (s) => metrics?.appendSeconds.observe({ store: store.kind }, s),
-  });
-}
-
-async function createResultStore(config: Config, logger: Logger): Promise<{ results: ResultStore; local?: LocalResultStore }> {
-  if (config.SUPABASE_URL && config.SUPABASE_SERVICE_ROLE_KEY) {
-    const { createSupabaseResultStore } = await import('./adapters/storage/supabase.ts');
-    return {
-      results: createSupabaseResultStore({
-        url: config.SUPABASE_URL,
-        serviceRoleKey: config.SUPABASE_SERVICE_ROLE_KEY,
-        bucket: config.STORAGE_BUCKET,
-        logger,
-      }),
-    };
-  }
-  const secret = await loadOrCreateSigningSecret(config.DATA_DIR, config.URL_SIGNING_SECRET);
-  const local = createLocalResultStore({
-    dataDir: config.DATA_DIR,
-    publicBaseUrl: config.PUBLIC_BASE_URL ?? `http://127.0.0.1:${config.PORT}`,
-    secret,
-  });
-  return { results: local, local };
-}
-
-function createGenerator(config: Config, logger: Logger, metrics: Metrics, rateLimiter: RateLimiter): ImageGenerator {
-  if (!config.OPENAI_API_KEY) {
-    logger.warn('no OPENAI_API_KEY: using the offline PREVIEW generator (a labelled composite of the inputs, not a try-on)');
-    return createPreviewGenerator();
-  }
-  return createOpenAIGenerator({
-    apiKey: config.OPENAI_API_KEY,
-    ...(config.OPENAI_BASE_URL ? { baseURL: config.OPENAI_BASE_URL } : {}),
-    model: config.OPENAI_MODEL,
-    quality: config.OPENAI_QUALITY,
-    size: config.OPENAI_SIZE,
-    timeoutMs: config.OPENAI_TIMEOUT_MS,
-    maxRetries: config.OPENAI_MAX_RETRIES,
-    rateLimiter,
-    metrics,
-    logger,
   });
 }
 
@@ -139,17 +96,11 @@ export async function startService(config: Config, parts: Parts, logger: Logger)
     const rateLimiter: RateLimiter = redis
       ? new RedisRateLimiter({ redis, logger: log, limit: config.OPENAI_RATE_LIMIT_PER_MIN })
       : new MemoryRateLimiter(config.OPENAI_RATE_LIMIT_PER_MIN);
-    const { results, local } = await createResultStore(config, log);
-    const generator = createGenerator(config, log, metrics, rateLimiter);
+    const pipeline = await createPipelineAdapters(config, { logger: log, metrics, rateLimiter });
+    const { generator, resultStore: results, localStore: local } = pipeline;
     const saga = new GenerationSaga({
       repo,
-      images: createInputImages({
-        allowHosts: config.IMAGE_FETCH_ALLOW_HOSTS,
-        fetchTimeoutMs: config.IMAGE_FETCH_TIMEOUT_MS,
-        maxBytes: config.IMAGE_MAX_BYTES,
-        maxPixels: config.IMAGE_MAX_PIXELS,
-        logger: log,
-      }),
+      images: pipeline.inputImages,
       generator,
       results,
       workerId,

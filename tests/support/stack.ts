@@ -154,10 +154,13 @@ export function serveCommandPresent(): boolean {
   return existsSync(path.join(ROOT, 'src', 'cli', 'main.ts')) && existsSync(path.join(ROOT, 'src', 'cli', 'commands', 'serve.ts'));
 }
 
-/** Starts `node bin/wearon.mjs serve` on a free loopback port with a temp DATA_DIR, pose off, no Redis. */
-export async function startService(extraEnv: Record<string, string> = {}): Promise<RunningService> {
-  const port = await freePort();
-  const dataDir = tempDir('svc');
+/**
+ * Starts `node bin/wearon.mjs serve` on a free loopback port with a temp DATA_DIR (or the given one, to restart on the
+ * same ledger), pose off, no Redis unless given.
+ */
+export async function startService(extraEnv: Record<string, string> = {}, options: { dataDir?: string; port?: number } = {}): Promise<RunningService & { dataDir: string }> {
+  const port = options.port ?? (await freePort());
+  const dataDir = options.dataDir ?? tempDir('svc');
   let out = '';
   const child = spawn(process.execPath, [path.join(ROOT, 'bin', 'wearon.mjs'), 'serve'], {
     cwd: ROOT,
@@ -195,7 +198,7 @@ export async function startService(extraEnv: Record<string, string> = {}): Promi
     await stop();
     throw err;
   }
-  return { port, child, output: () => out, stop };
+  return { port, child, output: () => out, stop, dataDir };
 }
 
 /** Runs a child to completion, returning its exit code and combined output. */
