@@ -135,6 +135,36 @@ describe.skipIf(!compose)('docker-compose.prod.yml', () => {
   });
 });
 
+// Python's yaml module comes with Debian's docker-compose (python3-yaml); the Grafana, Loki and workflow files have no
+// other parser here.
+const python = which('python3');
+const pyYaml = python ? (await run(python, ['-c', 'import yaml'])).code === 0 : false;
+if (!pyYaml) {
+  const reason = 'python3 with the yaml module (Debian package python3-yaml) is not available';
+  if (process.env.CI === 'true') throw new Error(`${reason}; CI=true requires it`);
+  console.warn(`SKIP: ${reason}; YAML syntax of the stack files is not checked`);
+}
+
+describe.skipIf(!pyYaml)('YAML files of the stack', () => {
+  it('all parse', async () => {
+    const files = [
+      '.github/workflows/deploy.yml',
+      'docker-compose.prod.yml',
+      'monitoring/loki/loki.yml',
+      'monitoring/prometheus/prometheus.yml',
+      'monitoring/grafana/provisioning/datasources/datasources.yml',
+      'monitoring/grafana/provisioning/dashboards/dashboards.yml',
+      'monitoring/grafana/provisioning/alerting/contact-points.yml',
+      'monitoring/grafana/provisioning/alerting/policies.yml',
+      'monitoring/grafana/provisioning/alerting/rules.yml',
+    ].map((f) => path.join(ROOT, f));
+    const script = 'import sys, yaml\nfor f in sys.argv[1:]:\n    yaml.safe_load(open(f))\nprint("parsed", len(sys.argv) - 1)';
+    const { code, out } = await run(python!, ['-c', script, ...files]);
+    expect(out.trim()).toBe(`parsed ${files.length}`);
+    expect(code).toBe(0);
+  });
+});
+
 describe('image and log pipeline files', () => {
   it('Dockerfile: pinned Node LTS slim, multi-stage, production deps, pose model, non-root, init, node healthcheck', () => {
     const df = read('Dockerfile');
