@@ -196,6 +196,32 @@ describe('esdb subscription lifecycle (fake server)', () => {
     await sub.close();
   });
 
+  it('resumes a subscription the server ended cleanly, and ends with the error when the server refuses for good', async () => {
+    fake = await startFakeEsdb();
+    store = openEsdbEventStore({ connectionString: fake.connectionString, logger: silentLogger(), backoffInitialMs: 10, backoffMaxMs: 20 });
+    const stream = `generation-${randomUUID().slice(0, 8)}`;
+    fake.server.write(stream, [{ type: 'N', data: { i: 0 } }]);
+    const sub = store.subscribeToAll({ fromPosition: 'start', filter: { streamPrefixes: [stream] } });
+    const it = sub[Symbol.asyncIterator]();
+    const seen = { caughtUp: 0 };
+    expect(await nextEvents(it, 1, seen)).toEqual([0]);
+    fake.server.endSubscriptions();
+    fake.server.write(stream, [{ type: 'N', data: { i: 1 } }]);
+    expect(await nextEvents(it, 1, seen)).toEqual([1]);
+    expect(fake.server.calls.subscribe).toBe(2);
+
+    fake.server.refuseSubscriptionsWith({ code: 7 /* PERMISSION_DENIED */, exception: 'access-denied' });
+    fake.server.endSubscriptions();
+    let err: unknown;
+    for (let i = 0; i < 5 && !err; i++) {
+      const r = await it.next().catch((e: unknown) => ({ thrown: e }));
+      if ('thrown' in r) err = r.thrown;
+      else expect(r.value).toEqual({ kind: 'caughtUp' }); // the resumed subscription's own caughtUp
+    }
+    expect(err).toMatchObject({ type: 'access-denied' });
+    expect(fake.server.calls.subscribe).toBe(3); // no retry loop against a permanent refusal
+  });
+
   it('ends a pending next() with done when closed', async () => {
     fake = await startFakeEsdb();
     store = openEsdbEventStore({ connectionString: fake.connectionString, logger: silentLogger() });

@@ -104,7 +104,8 @@ export class FakeEsdbServer {
   private server: grpc.Server | undefined;
   private port = 0;
   private readonly wakers = new Set<() => void>();
-  private readonly subscriptions = new Set<{ closed: boolean }>();
+  private readonly subscriptions = new Set<{ closed: boolean; call?: grpc.ServerWritableStream<ReadReq, ReadResp> }>();
+  private refuseSubscriptions: { code: grpc.status; exception: string } | undefined;
   private crashAfterCommits = 0;
   private silentAfterCommits = 0;
   /** calls received per method, for tests */
@@ -168,6 +169,21 @@ export class FakeEsdbServer {
         await new Promise((r) => setTimeout(r, 20));
       }
     }
+  }
+
+  /** Ends every open subscription call cleanly (status OK), as a server may when it shuts down gracefully. */
+  endSubscriptions(): void {
+    for (const s of [...this.subscriptions]) {
+      s.closed = true;
+      s.call?.end();
+    }
+    this.subscriptions.clear();
+    this.wake();
+  }
+
+  /** Refuses new subscriptions with this gRPC status and ESDB `exception` trailer (undefined: accept again). */
+  refuseSubscriptionsWith(error: { code: grpc.status; exception: string } | undefined): void {
+    this.refuseSubscriptions = error;
   }
 
   /** The next `n` appends commit but are never answered (a server that stalls after the write). */
@@ -432,7 +448,14 @@ export class FakeEsdbServer {
 
   private async subscribe(call: grpc.ServerWritableStream<ReadReq, ReadResp>, options: ReadOptions, predicate: Predicate): Promise<void> {
     this.calls.subscribe++;
-    const sub = { closed: false };
+    if (this.refuseSubscriptions) {
+      // the server's error shape: a status code plus the `exception` trailer the client maps to its error classes
+      const metadata = new grpc.Metadata();
+      metadata.set('exception', this.refuseSubscriptions.exception);
+      call.emit('error', { code: this.refuseSubscriptions.code, details: this.refuseSubscriptions.exception, metadata });
+      return;
+    }
+    const sub: { closed: boolean; call?: grpc.ServerWritableStream<ReadReq, ReadResp> } = { closed: false, call };
     this.subscriptions.add(sub);
     const end = () => {
       sub.closed = true;
