@@ -1,0 +1,214 @@
+// The credit account decider, given/when/then (ledger.md: account events, charge window, never below zero).
+import { describe, expect, it } from 'vitest';
+import {
+  CHARGE_WINDOW_MS,
+  SETTLED_RETENTION_MS,
+  decideAccount,
+  evolveAccount,
+  initialAccount,
+  type AccountCommand,
+} from '../../src/domain/account.ts';
+import type { AccountEvent, GrantReason } from '../../src/domain/events.ts';
+import { decider } from '../support/decider.ts';
+
+const account = decider<ReturnType<typeof initialAccount>, AccountEvent, AccountCommand>({
+  initial: initialAccount,
+  evolve: evolveAccount,
+  decide: decideAccount,
+});
+
+const T0 = Date.parse('2026-01-01T00:00:00.000Z');
+const granted = (amount: number, reference = `order-${amount}`): AccountEvent => ({
+  type: 'CreditsGranted',
+  data: { amount, reason: 'purchase', reference },
+});
+const deducted = (generationId: string, amount = 1): AccountEvent => ({
+  type: 'CreditDeducted',
+  data: { generationId, amount, requestId: `req-${generationId}` },
+});
+const captured = (generationId: string, amount = 1): AccountEvent => ({ type: 'CreditCaptured', data: { generationId, amount } });
+const refunded = (generationId: string, amount = 1): AccountEvent => ({
+  type: 'CreditRefunded',
+  data: { generationId, amount, reason: 'generation_failed' },
+});
+const deduct = (generationId: string, amount = 1, now = T0, acceptedAt = T0): AccountCommand => ({
+  type: 'Deduct',
+  generationId,
+  amount,
+  requestId: `req-${generationId}`,
+  acceptedAt: new Date(acceptedAt).toISOString(),
+  now,
+});
+
+describe('Grant', () => {
+  it('grants a positive amount with a reason and a reference', () => {
+    account.given().when({ type: 'Grant', amount: 5, reason: 'signup_bonus', reference: 'welcome' }).then({
+      type: 'CreditsGranted',
+      data: { amount: 5, reason: 'signup_bonus', reference: 'welcome' },
+    });
+  });
+
+  it('is idempotent on the reference, whatever the amount of the repeat', () => {
+    account.given(granted(5, 'order-1')).when({ type: 'Grant', amount: 5, reason: 'purchase', reference: 'order-1' }).thenNothing();
+    account.given(granted(5, 'order-1')).when({ type: 'Grant', amount: 9, reason: 'purchase', reference: 'order-1' }).thenNothing();
+  });
+
+  it('applies a grant with another reference', () => {
+    account
+      .given(granted(5, 'order-1'))
+      .when({ type: 'Grant', amount: 2, reason: 'purchase', reference: 'order-2' })
+      .then({ type: 'CreditsGranted', data: { amount: 2, reason: 'purchase', reference: 'order-2' } });
+  });
+
+  it.each([0, -1, 1.5, Number.NaN, Number.MAX_SAFE_INTEGER + 1])('rejects the amount %s', (amount) => {
+    account.given().when({ type: 'Grant', amount, reason: 'purchase', reference: 'r' }).thenRejects('invalid_amount');
+  });
+
+  it('rejects an unknown reason and a blank reference', () => {
+    account.given().when({ type: 'Grant', amount: 1, reason: 'gift' as GrantReason, reference: 'r' }).thenRejects('invalid_reason');
+    account.given().when({ type: 'Grant', amount: 1, reason: 'purchase', reference: '  ' }).thenRejects('invalid_reference');
+  });
+
+  it('a grant reference does not block a revocation with the same reference', () => {
+    account
+      .given(granted(5, 'x'))
+      .when({ type: 'Revoke', amount: 1, reason: 'correction', reference: 'x' })
+      .then({ type: 'CreditsRevoked', data: { amount: 1, reason: 'correction', reference: 'x' } });
+  });
+});
+
+describe('Revoke', () => {
+  it('revokes up to the whole balance', () => {
+    account
+      .given(granted(5))
+      .when({ type: 'Revoke', amount: 5, reason: 'chargeback', reference: 'cb-1' })
+      .then({ type: 'CreditsRevoked', data: { amount: 5, reason: 'chargeback', reference: 'cb-1' } });
+  });
+
+  it('never goes below zero', () => {
+    account.given(granted(5)).when({ type: 'Revoke', amount: 6, reason: 'chargeback', reference: 'cb-1' }).thenRejects('insufficient_credits');
+    account.given().when({ type: 'Revoke', amount: 1, reason: 'chargeback', reference: 'cb-1' }).thenRejects('insufficient_credits');
+  });
+
+  it('cannot take credits that are held for a generation', () => {
+    account.given(granted(3), deducted('g1', 2)).when({ type: 'Revoke', amount: 2, reason: 'x', reference: 'cb' }).thenRejects('insufficient_credits');
+    account
+      .given(granted(3), deducted('g1', 2))
+      .when({ type: 'Revoke', amount: 1, reason: 'x', reference: 'cb' })
+      .then({ type: 'CreditsRevoked', data: { amount: 1, reason: 'x', reference: 'cb' } });
+  });
+
+  it('is idempotent on the reference, even when the balance no longer covers it', () => {
+    const revoked: AccountEvent = { type: 'CreditsRevoked', data: { amount: 5, reason: 'cb', reference: 'cb-1' } };
+    account.given(granted(5), revoked).when({ type: 'Revoke', amount: 5, reason: 'cb', reference: 'cb-1' }).thenNothing();
+  });
+
+  it('rejects a bad amount and a blank reference', () => {
+    account.given(granted(5)).when({ type: 'Revoke', amount: 0, reason: 'x', reference: 'r' }).thenRejects('invalid_amount');
+    account.given(granted(5)).when({ type: 'Revoke', amount: 1, reason: 'x', reference: '' }).thenRejects('invalid_reference');
+  });
+});
+
+describe('Deduct', () => {
+  it('holds the cost when the balance covers it', () => {
+    account.given(granted(2)).when(deduct('g1', 2)).then(deducted('g1', 2));
+  });
+
+  it('refuses when the balance is below the cost', () => {
+    account.given(granted(1)).when(deduct('g1', 2)).thenRejects('insufficient_credits');
+    account.given().when(deduct('g1', 1)).thenRejects('insufficient_credits');
+  });
+
+  it('rejects a non-positive cost', () => {
+    account.given(granted(2)).when(deduct('g1', 0)).thenRejects('invalid_amount');
+  });
+
+  it('does nothing when the generation is already held (a re-driven charge)', () => {
+    // Even with no balance left: the hold is the charge.
+    account.given(granted(1), deducted('g1', 1)).when(deduct('g1', 1)).thenNothing();
+  });
+
+  it('does nothing for a generation settled recently: a worker with a stale read cannot charge twice', () => {
+    for (const settle of [captured, refunded]) {
+      account
+        .given({ event: granted(5), at: T0 }, { event: deducted('g1'), at: T0 }, { event: settle('g1'), at: T0 + 1000 })
+        .when(deduct('g1', 1, T0 + 2000))
+        .thenNothing();
+    }
+  });
+
+  it('refuses a generation accepted longer ago than the charge window', () => {
+    account.given(granted(5)).when(deduct('g1', 1, T0 + CHARGE_WINDOW_MS + 1, T0)).thenRejects('charge_window_expired');
+  });
+
+  it('accepts a generation accepted exactly at the edge of the window', () => {
+    account.given(granted(5)).when(deduct('g1', 1, T0 + CHARGE_WINDOW_MS, T0)).then(deducted('g1', 1));
+  });
+
+  it('remembers settled ids for longer than the window, so a late stale deduction is refused by one or the other', () => {
+    const history = [
+      { event: granted(5), at: T0 },
+      { event: deducted('g1'), at: T0 },
+      { event: captured('g1'), at: T0 + 10 },
+    ];
+    // Inside the retention the id is remembered ...
+    account.given(...history, { event: granted(1, 'late'), at: T0 + SETTLED_RETENTION_MS }).when(deduct('g1', 1, T0 + 20)).thenNothing();
+    // ... after it the id is pruned, and by then the window has long closed.
+    const pruned = account.given(...history, { event: granted(1, 'later'), at: T0 + 10 + SETTLED_RETENTION_MS + 1 });
+    expect(pruned.state().recentlySettled).toEqual({});
+    pruned.when(deduct('g1', 1, T0 + 10 + SETTLED_RETENTION_MS + 1)).thenRejects('charge_window_expired');
+  });
+});
+
+describe('Capture and Refund', () => {
+  it('captures the held amount', () => {
+    account.given(granted(5), deducted('g1', 3)).when({ type: 'Capture', generationId: 'g1' }).then(captured('g1', 3));
+  });
+
+  it('refunds the held amount', () => {
+    account
+      .given(granted(5), deducted('g1', 3))
+      .when({ type: 'Refund', generationId: 'g1', reason: 'generation_failed' })
+      .then(refunded('g1', 3));
+  });
+
+  it('does nothing without a hold: never deducted, or already settled', () => {
+    account.given(granted(5)).when({ type: 'Capture', generationId: 'g1' }).thenNothing();
+    account.given(granted(5)).when({ type: 'Refund', generationId: 'g1', reason: 'x' }).thenNothing();
+    account.given(granted(5), deducted('g1'), captured('g1')).when({ type: 'Capture', generationId: 'g1' }).thenNothing();
+    account.given(granted(5), deducted('g1'), captured('g1')).when({ type: 'Refund', generationId: 'g1', reason: 'x' }).thenNothing();
+    account.given(granted(5), deducted('g1'), refunded('g1')).when({ type: 'Capture', generationId: 'g1' }).thenNothing();
+  });
+});
+
+describe('evolve', () => {
+  it('keeps balance = granted - revoked - deducted + refunded, with captures moving nothing', () => {
+    const s = account
+      .given(
+        granted(10),
+        { type: 'CreditsRevoked', data: { amount: 2, reason: 'x', reference: 'r' } },
+        deducted('g1', 3),
+        deducted('g2', 1),
+        captured('g1', 3),
+        refunded('g2', 1),
+        deducted('g3', 2),
+      )
+      .state();
+    expect(s).toMatchObject({ balance: 3, granted: 10, revoked: 2, deducted: 6, captured: 3, refunded: 1, open: { g3: 2 } });
+    expect(s.balance).toBe(s.granted - s.revoked - s.deducted + s.refunded);
+  });
+
+  it('keeps settled ids only for the retention period (bounded state)', () => {
+    const s = account
+      .given(
+        { event: granted(10), at: T0 },
+        { event: deducted('old'), at: T0 },
+        { event: captured('old'), at: T0 },
+        { event: deducted('new'), at: T0 + SETTLED_RETENTION_MS },
+        { event: refunded('new'), at: T0 + SETTLED_RETENTION_MS + 1 },
+      )
+      .state();
+    expect(Object.keys(s.recentlySettled)).toEqual(['g:new']);
+    expect(s.open).toEqual({});
+  });
+});

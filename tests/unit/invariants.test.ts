@@ -1,0 +1,140 @@
+// The LedgerAuditor: every kind of violation of invariants 1-3 is detected, and a clean history has none.
+import { describe, expect, it } from 'vitest';
+import type { LedgerEvent } from '../../src/domain/events.ts';
+import { LedgerAuditor, type Violation } from '../../src/domain/invariants.ts';
+import { accountStream, generationStream } from '../../src/domain/streams.ts';
+
+const A = 'user:alice';
+const B = 'user:bob';
+const acc = (account: string) => accountStream(account);
+const gen = (id: string) => generationStream(id);
+
+type Entry = [stream: string, event: LedgerEvent, at?: number];
+
+const requested = (id: string, account = A): Entry => [
+  gen(id),
+  {
+    type: 'GenerationRequested',
+    data: {
+      sessionId: id, taskId: id, channel: 'b2c', account, imageUrls: [], prompt: 'p', requestId: `r-${id}`,
+      payloadVersion: 1, requestedAt: '2026-01-01T00:00:00Z', acceptedAt: '2026-01-01T00:00:00Z', cost: 1,
+    },
+  },
+];
+const grant = (account: string, amount: number): Entry => [acc(account), { type: 'CreditsGranted', data: { amount, reason: 'purchase', reference: `o-${amount}` } }];
+const revoke = (account: string, amount: number): Entry => [acc(account), { type: 'CreditsRevoked', data: { amount, reason: 'x', reference: `r-${amount}` } }];
+const deduct = (id: string, account = A): Entry => [acc(account), { type: 'CreditDeducted', data: { generationId: id, amount: 1, requestId: `r-${id}` } }];
+const capture = (id: string, account = A): Entry => [acc(account), { type: 'CreditCaptured', data: { generationId: id, amount: 1 } }];
+const refund = (id: string, account = A): Entry => [acc(account), { type: 'CreditRefunded', data: { generationId: id, amount: 1, reason: 'x' } }];
+const charged = (id: string): Entry => [gen(id), { type: 'GenerationCharged', data: { amount: 1 } }];
+const started = (id: string): Entry => [gen(id), { type: 'GenerationStarted', data: { attempt: 1, workerId: 'w', leaseUntil: '2026-01-01T00:01:00Z' } }];
+const completed = (id: string): Entry => [
+  gen(id),
+  {
+    type: 'GenerationCompleted',
+    data: { resultPath: 'p', contentType: 'image/jpeg', provider: 't', usage: null, costUsd: null, timings: { downloadMs: 0, resizeMs: 0, generateMs: 0, uploadMs: 0, totalMs: 0 } },
+  },
+];
+const failed = (id: string): Entry => [gen(id), { type: 'GenerationFailed', data: { code: 'upstream_error', message: 'x', userMessage: 'x' } }];
+const rejected = (id: string): Entry => [gen(id), { type: 'GenerationRejected', data: { code: 'insufficient_credits', message: 'x' } }];
+
+function audit(entries: Entry[], quiescent = false, settledBefore?: number): Violation[] {
+  const a = new LedgerAuditor();
+  for (const [stream, event, at] of entries) a.add(stream, event, at ?? 0);
+  return a.report(quiescent, settledBefore).violations;
+}
+
+const expectOne = (violations: Violation[], invariant: number, message: RegExp) => {
+  expect(violations, JSON.stringify(violations)).toEqual(expect.arrayContaining([expect.objectContaining({ invariant, message: expect.stringMatching(message) })]));
+};
+
+const completedCycle = (id: string) => [requested(id), deduct(id), charged(id), started(id), completed(id), capture(id)];
+const failedCycle = (id: string) => [requested(id), deduct(id), charged(id), started(id), failed(id), refund(id)];
+
+describe('LedgerAuditor', () => {
+  it('finds nothing wrong in a clean, settled history', () => {
+    const entries = [grant(A, 3), ...completedCycle('g1'), ...failedCycle('g2'), requested('g3'), rejected('g3'), revoke(A, 1)];
+    expect(audit(entries, true)).toEqual([]);
+    const a = new LedgerAuditor();
+    for (const [s, e] of entries) a.add(s, e);
+    expect(a.report(true).summary).toMatchObject({ granted: 3, revoked: 1, deducted: 2, captured: 1, refunded: 1, openHolds: 0, generations: 3 });
+  });
+
+  describe('invariant 1: balance never below zero', () => {
+    it('detects a revocation or a deduction below zero', () => {
+      expectOne(audit([grant(A, 1), revoke(A, 2)]), 1, /balance -1 after CreditsRevoked/);
+      expectOne(audit([requested('g1'), deduct('g1')]), 1, /balance -1 after CreditDeducted/);
+    });
+
+    it('detects an account event outside an account stream', () => {
+      expectOne(audit([[gen('g1'), { type: 'CreditsGranted', data: { amount: 1, reason: 'purchase', reference: 'x' } }]]), 1, /outside a credit-account stream/);
+    });
+  });
+
+  describe('invariant 2: one deduction, at most one settlement, after it and after the end', () => {
+    it('detects a second deduction for one generation', () => {
+      expectOne(audit([grant(A, 2), requested('g1'), deduct('g1'), deduct('g1')]), 2, /deducted 2 times/);
+    });
+
+    it('detects deductions from two accounts, and from an account the generation does not belong to', () => {
+      const v = audit([grant(A, 1), grant(B, 1), requested('g1', A), deduct('g1', A), deduct('g1', B)]);
+      expectOne(v, 2, /deducted from user:bob and user:alice/);
+      expectOne(v, 2, /belongs to user:alice/);
+    });
+
+    it('detects a settlement without a deduction', () => {
+      expectOne(audit([requested('g1'), completed('g1'), capture('g1')]), 2, /CreditCaptured without a deduction/);
+      expectOne(audit([requested('g1'), failed('g1'), refund('g1')]), 2, /CreditRefunded without a deduction/);
+    });
+
+    it('detects a second settlement', () => {
+      expectOne(audit([grant(A, 1), ...completedCycle('g1'), capture('g1')]), 2, /settled 2 times/);
+      expectOne(audit([grant(A, 1), ...failedCycle('g1'), capture('g1')]), 2, /settled 2 times/);
+    });
+
+    it('detects a settlement before the generation is terminal (the broken-saga case)', () => {
+      expectOne(audit([grant(A, 1), requested('g1'), deduct('g1'), charged('g1'), capture('g1')]), 2, /before the generation was terminal/);
+      expectOne(audit([grant(A, 1), requested('g1'), deduct('g1'), charged('g1'), started('g1'), refund('g1')]), 2, /before the generation was terminal/);
+    });
+
+    it('detects the settlement of the wrong kind', () => {
+      expectOne(audit([grant(A, 1), requested('g1'), deduct('g1'), charged('g1'), started('g1'), failed('g1'), capture('g1')]), 2, /captured although the generation failed/);
+      expectOne(audit([grant(A, 1), requested('g1'), deduct('g1'), charged('g1'), started('g1'), completed('g1'), refund('g1')]), 2, /refunded although the generation completed/);
+    });
+
+    it('detects a settlement on another account than the hold', () => {
+      expectOne(audit([grant(A, 1), grant(B, 1), requested('g1'), deduct('g1'), charged('g1'), started('g1'), failed('g1'), refund('g1', B)]), 2, /on user:bob, held on user:alice/);
+    });
+
+    it('detects an event after the generation was terminal', () => {
+      expectOne(audit([requested('g1'), rejected('g1'), charged('g1')]), 2, /GenerationCharged after the generation was rejected/);
+    });
+  });
+
+  describe('invariant 3: after recovery nothing is held and every outcome is settled', () => {
+    it('detects an open hold', () => {
+      expectOne(audit([grant(A, 1), requested('g1'), deduct('g1'), charged('g1')], true), 3, /hold of user:alice still open/);
+      // a hold left by a worker that lost the race to a rejection
+      expectOne(audit([grant(A, 1), requested('g1'), rejected('g1'), deduct('g1')], true), 3, /still open \(generation rejected\)/);
+    });
+
+    it('detects a completion that was not captured', () => {
+      expectOne(audit([requested('g1'), completed('g1')], true), 3, /completed but not captured/);
+    });
+
+    it('detects a failure or rejection that kept a charge', () => {
+      expectOne(audit([grant(A, 1), requested('g1'), deduct('g1'), failed('g1'), capture('g1')], true), 3, /failed but a charge was kept/);
+    });
+
+    it('detects deducted != captured + refunded', () => {
+      expectOne(audit([grant(A, 1), requested('g1'), deduct('g1')], true), 3, /deducted 1 != captured 0 \+ refunded 0/);
+    });
+
+    it('on a live ledger applies only to generations idle since before the cut-off, and not without quiescence', () => {
+      const entries: Entry[] = [grant(A, 2), [...requested('old'), 100] as Entry, [...deduct('old'), 100] as Entry, [...requested('new'), 5000] as Entry, [...deduct('new'), 5000] as Entry];
+      const v = audit(entries, false, 1000);
+      expect(v.map((x) => x.subject)).toEqual(['old']);
+      expect(audit(entries, false)).toEqual([]);
+    });
+  });
+});
