@@ -131,7 +131,8 @@ describe('LedgerAuditor', () => {
     });
 
     it('on a live ledger applies only to generations idle since before the cut-off, and not without quiescence', () => {
-      const entries: Entry[] = [grant(A, 2), [...requested('old'), 100] as Entry, [...deduct('old'), 100] as Entry, [...requested('new'), 5000] as Entry, [...deduct('new'), 5000] as Entry];
+      const at = ([stream, event]: Entry, t: number): Entry => [stream, event, t];
+      const entries: Entry[] = [grant(A, 2), at(requested('old'), 100), at(deduct('old'), 100), at(requested('new'), 5000), at(deduct('new'), 5000)];
       const v = audit(entries, false, 1000);
       expect(v.map((x) => x.subject)).toEqual(['old']);
       expect(audit(entries, false)).toEqual([]);
