@@ -21,7 +21,7 @@ compose pull --quiet
 compose up -d --wait --wait-timeout "${DEPLOY_WAIT_SECONDS:-300}" --remove-orphans
 
 # Readiness through the public path (nginx, TLS), resolved to this host.
-for attempt in 1 2 3 4 5 6; do
+for _ in 1 2 3 4 5 6; do
   if body="$(curl -fsS --max-time 5 --resolve "$domain:443:127.0.0.1" "https://$domain/health")"; then
     log "ready: $body"
     exit 0

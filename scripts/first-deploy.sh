@@ -3,7 +3,7 @@
 # Idempotent: re-running it keeps an existing .env and certificate and only fills what is missing.
 set -euo pipefail
 src_dir="$(cd "$(dirname "$0")/.." && pwd)"
-. "$src_dir/scripts/lib-compose.sh"
+. "$(dirname "$0")/lib-compose.sh"
 
 domain="${1:?usage: scripts/first-deploy.sh <domain>}"
 

@@ -15,7 +15,8 @@ set_env_value() { # set_env_value NAME VALUE: replace or append in .env, keeping
   local name="$1" value="$2" tmp
   tmp="$(mktemp)"
   if grep -q "^$name=" "$WEARON_DIR/.env"; then
-    awk -v n="$name" -v v="$value" 'BEGIN{FS=OFS="="} $1==n{print n "=" v; next} {print}' "$WEARON_DIR/.env" > "$tmp"
+    # Value through the environment: awk -v would interpret backslash escapes in it.
+    WEARON_SET_VALUE="$value" awk -v n="$name" 'BEGIN{FS="="} $1==n{print n "=" ENVIRON["WEARON_SET_VALUE"]; next} {print}' "$WEARON_DIR/.env" > "$tmp"
   else
     cat "$WEARON_DIR/.env" > "$tmp"
     printf '%s=%s\n' "$name" "$value" >> "$tmp"
