@@ -84,6 +84,8 @@ export const configSchema = z.object({
   POSE_ENABLED: bool.default('true'),
   POSE_QUEUE_MAX: int(16, 1),
   POSE_TIMEOUT_MS: int(10_000, 100),
+  /** Pose worker threads (one model each, ~100 MB each); 0 = one per CPU, at most 2. */
+  POSE_WORKERS: int(0, 0, 16),
 });
 
 export type Config = z.infer<typeof configSchema>;

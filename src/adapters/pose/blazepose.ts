@@ -182,35 +182,87 @@ export interface BlazePose {
   estimate(rgb: Uint8Array, width: number, height: number): Promise<PoseCore>;
 }
 
-export function createBlazePose(detector: ModelRunner, landmarker: ModelRunner): BlazePose {
+/** Left/right landmark pairs among the 39 outputs (the helper points 33-38 are central). */
+const LR_PAIRS: ReadonlyArray<readonly [number, number]> = [
+  [1, 4], [2, 5], [3, 6], [7, 8], [9, 10], [11, 12], [13, 14], [15, 16], [17, 18], [19, 20], [21, 22],
+  [23, 24], [25, 26], [27, 28], [29, 30], [31, 32],
+];
+const MIRROR_INDEX: number[] = (() => {
+  const m = Array.from({ length: NUM_LM }, (_, i) => i);
+  for (const [l, r] of LR_PAIRS) [m[l], m[r]] = [r, l];
+  return m;
+})();
+
+export interface BlazePoseOptions {
+  /**
+   * Also run the final landmark pass on the horizontally mirrored crop and average the two (left/right swapped
+   * back). The network is not mirror-symmetric; averaging halves that bias, so a photo and its mirror image give
+   * nearly the same measurements. Costs one more landmark inference.
+   */
+  mirrorAverage?: boolean;
+}
+
+export function createBlazePose(detector: ModelRunner, landmarker: ModelRunner, options: BlazePoseOptions = {}): BlazePose {
   const detInput = new Float32Array(DET_SIZE * DET_SIZE * 3);
   const lmInput = new Float32Array(LM_SIZE * LM_SIZE * 3);
+  const lmMirror = new Float32Array(LM_SIZE * LM_SIZE * 3);
 
-  async function landmarkPass(rgb: Uint8Array, width: number, height: number, roi: Rect): Promise<LandmarkPass> {
-    sampleCrop(rgb, width, height, roi, LM_SIZE, lmInput, 1 / 255, 0);
-    const [raw, flag, world] = await landmarker.run(lmInput, [0, 1, 4]);
-    const cos = Math.cos(roi.rotation);
-    const sin = Math.sin(roi.rotation);
-    const image: Landmark[] = [];
-    const worldLm: Landmark[] = [];
-    for (let i = 0; i < NUM_LM; i++) {
-      const o = i * 5;
-      const nx = raw![o]! / LM_SIZE - 0.5;
-      const ny = raw![o + 1]! / LM_SIZE - 0.5;
+  /** Raw landmark model outputs -> landmarks in crop-normalised units (x,y in [-0.5,0.5]) and world metres. */
+  async function runLandmarks(input: Float32Array, mirrored: boolean) {
+    const [raw, flag, world] = await landmarker.run(input, [0, 1, 4]);
+    const sign = mirrored ? -1 : 1;
+    const crop: Landmark[] = new Array(NUM_LM);
+    const wld: Landmark[] = new Array(NUM_LM);
+    for (let j = 0; j < NUM_LM; j++) {
+      const i = mirrored ? MIRROR_INDEX[j]! : j; // a mirrored crop's "left shoulder" is the real right shoulder
+      const o = j * 5;
       const visibility = sigmoid(raw![o + 3]!);
       const presence = sigmoid(raw![o + 4]!);
-      image.push({
-        x: roi.cx + roi.side * (cos * nx - sin * ny),
-        y: roi.cy + roi.side * (sin * nx + cos * ny),
-        z: (raw![o + 2]! / LM_SIZE) * roi.side,
-        visibility,
-        presence,
-      });
-      const wx = world![i * 3]!;
-      const wy = world![i * 3 + 1]!;
-      worldLm.push({ x: cos * wx - sin * wy, y: sin * wx + cos * wy, z: world![i * 3 + 2]!, visibility, presence });
+      crop[i] = { x: sign * (raw![o]! / LM_SIZE - 0.5), y: raw![o + 1]! / LM_SIZE - 0.5, z: raw![o + 2]! / LM_SIZE, visibility, presence };
+      wld[i] = { x: sign * world![j * 3]!, y: world![j * 3 + 1]!, z: world![j * 3 + 2]!, visibility, presence };
     }
-    return { presence: flag![0]!, image, world: worldLm };
+    return { presence: flag![0]!, crop, world: wld };
+  }
+
+  async function landmarkPass(rgb: Uint8Array, width: number, height: number, roi: Rect, mirror: boolean): Promise<LandmarkPass> {
+    sampleCrop(rgb, width, height, roi, LM_SIZE, lmInput, 1 / 255, 0);
+    let out = await runLandmarks(lmInput, false);
+    if (mirror) {
+      const row = LM_SIZE * 3;
+      for (let y = 0; y < LM_SIZE; y++)
+        for (let x = 0; x < LM_SIZE; x++) {
+          const a = y * row + x * 3;
+          const b = y * row + (LM_SIZE - 1 - x) * 3;
+          lmMirror[b] = lmInput[a]!;
+          lmMirror[b + 1] = lmInput[a + 1]!;
+          lmMirror[b + 2] = lmInput[a + 2]!;
+        }
+      const m = await runLandmarks(lmMirror, true);
+      const avg = (p: Landmark, q: Landmark): Landmark => ({
+        x: (p.x + q.x) / 2,
+        y: (p.y + q.y) / 2,
+        z: (p.z + q.z) / 2,
+        visibility: (p.visibility + q.visibility) / 2,
+        presence: (p.presence + q.presence) / 2,
+      });
+      out = {
+        presence: (out.presence + m.presence) / 2,
+        crop: out.crop.map((p, i) => avg(p, m.crop[i]!)),
+        world: out.world.map((p, i) => avg(p, m.world[i]!)),
+      };
+    }
+    const cos = Math.cos(roi.rotation);
+    const sin = Math.sin(roi.rotation);
+    return {
+      presence: out.presence,
+      image: out.crop.map((l) => ({
+        ...l,
+        x: roi.cx + roi.side * (cos * l.x - sin * l.y),
+        y: roi.cy + roi.side * (sin * l.x + cos * l.y),
+        z: l.z * roi.side,
+      })),
+      world: out.world.map((l) => ({ ...l, x: cos * l.x - sin * l.y, y: sin * l.x + cos * l.y })),
+    };
   }
 
   return {
@@ -227,12 +279,12 @@ export function createBlazePose(detector: ModelRunner, landmarker: ModelRunner):
       const px = (v: number) => letterbox.cx + side * (v - 0.5);
       const py = (v: number) => letterbox.cy + side * (v - 0.5);
       const roi1 = roiFromPoints(px(det.kps[0]!), py(det.kps[1]!), px(det.kps[2]!), py(det.kps[3]!));
-      const first = await landmarkPass(rgb, width, height, roi1);
+      const first = await landmarkPass(rgb, width, height, roi1, false);
       let final = first;
       if (first.presence >= PRESENCE_MIN) {
         const hc = first.image[33]!;
         const top = first.image[34]!;
-        final = await landmarkPass(rgb, width, height, roiFromPoints(hc.x, hc.y, top.x, top.y));
+        final = await landmarkPass(rgb, width, height, roiFromPoints(hc.x, hc.y, top.x, top.y), options.mirrorAverage ?? false);
       }
       const t2 = performance.now();
       if (final.presence < PRESENCE_MIN) {

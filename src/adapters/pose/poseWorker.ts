@@ -8,12 +8,12 @@ import type { FromWorker, PoseModelName, ToWorker } from './types.ts';
 
 const port = parentPort!;
 const send = (m: FromWorker) => port.postMessage(m);
-const { model } = workerData as { model: PoseModelName };
+const { model, mirrorAverage } = workerData as { model: PoseModelName; mirrorAverage: boolean };
 
 const t0 = performance.now();
 try {
   const models = await loadPoseModels(model);
-  const pose = createBlazePose(models.detector, models.landmarker);
+  const pose = createBlazePose(models.detector, models.landmarker, { mirrorAverage });
   let chain = Promise.resolve();
   port.on('message', (msg: ToWorker) => {
     if (msg.type !== 'estimate') return;

@@ -35,7 +35,8 @@ export interface SizeRecStack {
 type StackConfig = Pick<
   Config,
   'POSE_MODEL' | 'POSE_QUEUE_MAX' | 'POSE_TIMEOUT_MS' | 'IMAGE_FETCH_ALLOW_HOSTS' | 'IMAGE_FETCH_TIMEOUT_MS' | 'IMAGE_MAX_BYTES' | 'IMAGE_MAX_PIXELS'
-> & { POSE_WORKERS?: number };
+> &
+  Partial<Pick<Config, 'POSE_WORKERS'>>;
 
 /** Builds everything `/estimate-body` needs. Call `pose.load()` at start (when POSE_ENABLED) and `pose.close()` on shutdown. */
 export function createSizeRecStack(config: StackConfig, logger: Logger, metrics?: Metrics): SizeRecStack {
