@@ -13,9 +13,15 @@ import { describeEsdbSpecifics } from '../support/esdbSpecifics.ts';
 import { startFakeEsdb, type FakeEsdb } from '../support/fakeEsdb/index.ts';
 
 // 'batch': the client appends over BatchAppend, as against a real 21.10+ server; 'classic': the Append fallback.
-for (const appendPath of ['batch', 'classic'] as const) {
-  describeEventStoreContract(`esdb (in-process fake server, ${appendPath} append)`, async () => {
-    const fake = await startFakeEsdb({ appendPath });
+// 'transaction' positions: the events of one append share a commit position and the append reports the transaction's.
+const variants = [
+  { appendPath: 'batch', positions: 'event' },
+  { appendPath: 'classic', positions: 'event' },
+  { appendPath: 'batch', positions: 'transaction' },
+] as const;
+for (const { appendPath, positions } of variants) {
+  describeEventStoreContract(`esdb (in-process fake server, ${appendPath} append, ${positions} positions)`, async () => {
+    const fake = await startFakeEsdb({ appendPath, positions });
     const store = openEsdbEventStore({ connectionString: fake.connectionString, logger: silentLogger() });
     return {
       store,

@@ -19,10 +19,12 @@ export interface FakeEsdb {
 export interface FakeEsdbOptions {
   /** 'batch' (default): the client appends over BatchAppend like against a real server; 'classic': over Append. */
   appendPath?: 'batch' | 'classic';
+  /** 'event' (default): commit = prepare per event; 'transaction': one append's events share a commit position. */
+  positions?: 'event' | 'transaction';
 }
 
 export async function startFakeEsdb(options: FakeEsdbOptions = {}): Promise<FakeEsdb> {
-  const server = new FakeEsdbServer(options.appendPath ?? 'batch');
+  const server = new FakeEsdbServer(options.appendPath ?? 'batch', options.positions ?? 'event');
   await server.start();
   return {
     connectionString: server.connectionString,

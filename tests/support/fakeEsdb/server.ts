@@ -10,10 +10,10 @@
 // subscriptions to $all and to one stream (from start, from an exclusive position/revision, or from end) with
 // confirmation, history, caughtUp, then live events, honouring gRPC flow control; server-side filters on stream name
 // or event type (prefixes or a regex) with checkpoint messages every `checkpointIntervalMultiplier * 32` scanned
-// events; positions that grow by a pseudo record size (not dense, commit = prepare per event); a few `$`-system events
-// in the log like a fresh server has; `created` as .NET ticks since the Unix epoch; stop/restart on the same port with
-// the data kept, plus fault hooks that stop the server right after an append commits and before it answers, or leave
-// a committed append unanswered.
+// events; positions that grow by a pseudo record size (not dense; per event or per transaction, see `positions`); a
+// few `$`-system events in the log like a fresh server has; `created` as .NET ticks since the Unix epoch; stop/restart
+// on the same port with the data kept; fault hooks: stop right after an append commits and before it answers, leave a
+// committed append unanswered, end subscriptions cleanly, refuse subscriptions with a given error.
 //
 // What it does NOT imitate (see docs/eventstoredb.md): the other ServerFeatures entries (persistent subscriptions,
 // projections...), Delete/Tombstone and soft-deleted streams, stream metadata ($maxCount, $tb, ACLs), authentication
@@ -21,8 +21,8 @@
 // NotLeader redirects, the 'fell behind' signal and the dropping of subscribers whose live queue overflows (here a slow
 // subscriber just waits under flow control), max append size, BatchAppend deadlines and any deadline enforcement,
 // durability (data lives in memory), the idempotency cache limits of `any`/`stream_exists` appends (here the whole
-// stream is searched), multi-event transaction positions (a real server may give the events of one append a shared
-// commit position), exact checkpoint positions, and .NET regex dialect differences (filters use JavaScript RegExp).
+// stream is searched), exact checkpoint positions, and .NET regex dialect differences (filters use JavaScript RegExp).
+// Positions exist in two variants (constructor `positions`) since which one a server version uses is not pinned down.
 import { createRequire } from 'node:module';
 import { randomUUID } from 'node:crypto';
 import * as grpc from '@grpc/grpc-js';
@@ -69,7 +69,9 @@ export interface StoredEvent {
 type Predicate = (e: StoredEvent) => boolean;
 type Proposal = Omit<StoredEvent, 'stream' | 'revision' | 'created' | 'commit' | 'prepare'>;
 type Expected = { kind: 'revision'; revision: number } | { kind: 'no_stream' } | { kind: 'stream_exists' } | { kind: 'any' };
-type Decision = { ok: true; wrote: boolean; revision: number; last: StoredEvent | undefined } | { ok: false; current: number };
+type Pos = { commit: bigint; prepare: bigint };
+/** `report`: the position the server answers with (see `positions`) */
+type Decision = { ok: true; wrote: boolean; revision: number; report: Pos | undefined } | { ok: false; current: number };
 
 function proposal(m: ProposedMessage | InstanceType<StreamsPb['BatchAppendReq']['ProposedMessage']>): Proposal {
   return {
@@ -114,7 +116,17 @@ export class FakeEsdbServer {
   subscriptionEventsSent = 0;
 
   /** 'batch': ServerFeatures advertises BatchAppend and the client uses it (like a real 21.10+ server); 'classic': Append. */
-  constructor(readonly appendPath: 'batch' | 'classic' = 'batch') {
+  /**
+   * positions 'event': each event its own commit = prepare, appends answered with the last event's position.
+   * 'transaction': like a classic ESDB transaction, the events of one append share the commit position of a commit
+   * record written after them (prepare positions differ), and appends are answered with (commit, first prepare), the
+   * transaction's position rather than the last event's. Which one a given server version does is not pinned down here;
+   * the adapter must be right under both.
+   */
+  constructor(
+    readonly appendPath: 'batch' | 'classic' = 'batch',
+    readonly positions: 'event' | 'transaction' = 'event',
+  ) {
     // A fresh server already has system events in $all; they must never reach the ledger.
     this.appendSystemEvent('$$$stats-127.0.0.1:2113', '$metadata');
     this.appendSystemEvent('$stats-127.0.0.1:2113', '$statsCollected');
@@ -242,7 +254,7 @@ export class FakeEsdbServer {
         const ok = new pb.AppendResp.Success();
         if (decision.revision < 0) ok.setNoStream(new shared.Empty());
         else ok.setCurrentRevision(String(decision.revision));
-        if (decision.last) ok.setPosition(new pb.AppendResp.Position().setCommitPosition(String(decision.last.commit)).setPreparePosition(String(decision.last.prepare)));
+        if (decision.report) ok.setPosition(new pb.AppendResp.Position().setCommitPosition(String(decision.report.commit)).setPreparePosition(String(decision.report.prepare)));
         else ok.setNoPosition(new shared.Empty());
         return cb(null, resp.setSuccess(ok));
       }
@@ -296,7 +308,7 @@ export class FakeEsdbServer {
         const ok = new pb.BatchAppendResp.Success();
         if (decision.revision < 0) ok.setNoStream(new Empty());
         else ok.setCurrentRevision(String(decision.revision));
-        if (decision.last) ok.setPosition(new shared.AllStreamPosition().setCommitPosition(String(decision.last.commit)).setPreparePosition(String(decision.last.prepare)));
+        if (decision.report) ok.setPosition(new shared.AllStreamPosition().setCommitPosition(String(decision.report.commit)).setPreparePosition(String(decision.report.prepare)));
         else ok.setNoPosition(new Empty());
         resp.setSuccess(ok);
       } else {
@@ -346,13 +358,20 @@ export class FakeEsdbServer {
       for (let i = 0; i < ids.length; i++) if (existing[from + i]?.id === ids[i]) matched++;
       return matched === 0 ? 'none' : matched === ids.length ? 'all' : 'some';
     };
-    const already = (lastIndex: number): Decision => ({ ok: true, wrote: false, revision: lastIndex, last: existing[lastIndex] });
+    const report = (events: StoredEvent[]): Pos | undefined =>
+      events.length === 0 ? undefined : this.positions === 'transaction' ? { commit: events[0]!.commit, prepare: events[0]!.prepare } : posOf(events.at(-1)!);
+    const already = (lastIndex: number): Decision => ({
+      ok: true,
+      wrote: false,
+      revision: lastIndex,
+      report: report(existing.slice(lastIndex - ids.length + 1, lastIndex + 1)),
+    });
     const commitNew = (): Decision => {
       const written = this.commit(name, proposed);
-      return { ok: true, wrote: true, revision: current + written.length, last: written.at(-1) };
+      return { ok: true, wrote: true, revision: current + written.length, report: report(written) };
     };
 
-    if (ids.length === 0) return { ok: true, wrote: false, revision: current, last: undefined };
+    if (ids.length === 0) return { ok: true, wrote: false, revision: current, report: undefined };
     if (expected.kind === 'revision' || expected.kind === 'no_stream') {
       const at = expected.kind === 'no_stream' ? -1 : expected.revision;
       if (at === current) return commitNew();
@@ -370,11 +389,18 @@ export class FakeEsdbServer {
     const list = this.streams.get(stream) ?? [];
     this.streams.set(stream, list);
     const created = BigInt(Date.now()) * TICKS_PER_MS;
-    const written = events.map((e) => {
+    // Records take room in the transaction file: positions are byte offsets, not a dense sequence.
+    const prepares = events.map((e) => {
       const position = this.nextPosition;
-      // Records take room in the transaction file: positions are byte offsets, not a dense sequence.
       this.nextPosition += 96n + BigInt(e.data.length + e.customMetadata.length + stream.length + e.type.length);
-      const stored: StoredEvent = { ...e, stream, revision: list.length, created, commit: position, prepare: position };
+      return position;
+    });
+    const commitRecord = this.nextPosition;
+    if (this.positions === 'transaction') this.nextPosition += 40n;
+    const written = events.map((e, i) => {
+      const prepare = prepares[i]!;
+      const commit = this.positions === 'transaction' ? commitRecord : prepare;
+      const stored: StoredEvent = { ...e, stream, revision: list.length, created, commit, prepare };
       list.push(stored);
       this.log.push(stored);
       return stored;
