@@ -381,6 +381,7 @@ export class EsdbEventStore implements EventStore {
       throw err instanceof EventStoreUnavailableError ? err : unavailable('ping', err);
     } finally {
       clearTimeout(timer);
+      void read.cancel().catch(() => undefined); // a stalled call must not linger on the channel
       read.destroy();
     }
   }
