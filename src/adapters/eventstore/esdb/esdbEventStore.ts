@@ -163,8 +163,10 @@ function toRecorded(e: ClientRecorded): RecordedEvent {
 const CAUGHT_UP = Object.freeze({ caughtUp: true as const });
 
 /**
- * The client reports caughtUp as an 'caughtUp' event on the stream object, outside the data it buffers; passing it on
- * from there could overtake events still in the buffer. This puts a marker into the data, in order, instead.
+ * The client reports caughtUp as a 'caughtUp' event on the stream object, outside the data it buffers; passing it on
+ * from there could overtake events still in the buffer. This puts a marker into the data, in order, instead. It relies
+ * on the client's Subscription being a Transform over the gRPC responses (db-client 6.x); the contract test that expects
+ * caughtUp right after the history fails if an upgrade changes that.
  */
 function caughtUpInBand(sub: AllStreamSubscription): void {
   const t = sub as unknown as { _transform: (resp: { hasCaughtUp?: () => boolean }, enc: BufferEncoding, next: (e?: Error | null, v?: unknown) => void) => void };
