@@ -25,6 +25,8 @@ function installShims(wasmDir: string): void {
 export interface PoseModels {
   detector: ModelRunner;
   landmarker: ModelRunner;
+  /** the lite landmark model for the crop-placing first pass (absent when `model` is lite) */
+  roiLandmarker?: ModelRunner;
 }
 
 export async function loadPoseModels(model: PoseModelName): Promise<PoseModels> {
@@ -34,9 +36,10 @@ export async function loadPoseModels(model: PoseModelName): Promise<PoseModels> 
   const litert = await import('@litertjs/core');
   await litert.loadLiteRt(wasmDir);
   // pose_solution_packed_assets.data is byte-for-byte pose_detection.tflite
-  const [detBytes, lmBytes] = await Promise.all([
+  const [detBytes, lmBytes, liteBytes] = await Promise.all([
     readFile(path.join(poseDir, 'pose_solution_packed_assets.data')),
     readFile(path.join(poseDir, `pose_landmark_${model}.tflite`)),
+    model === 'lite' ? null : readFile(path.join(poseDir, 'pose_landmark_lite.tflite')),
   ]);
   const compile = async (bytes: Buffer): Promise<ModelRunner> => {
     const compiled = await litert.loadAndCompile(new Uint8Array(bytes), { accelerator: 'wasm' });
@@ -56,5 +59,9 @@ export async function loadPoseModels(model: PoseModelName): Promise<PoseModels> 
       },
     };
   };
-  return { detector: await compile(detBytes), landmarker: await compile(lmBytes) };
+  return {
+    detector: await compile(detBytes),
+    landmarker: await compile(lmBytes),
+    roiLandmarker: liteBytes ? await compile(liteBytes) : undefined,
+  };
 }

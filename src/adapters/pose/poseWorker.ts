@@ -13,7 +13,7 @@ const { model, mirrorAverage } = workerData as { model: PoseModelName; mirrorAve
 const t0 = performance.now();
 try {
   const models = await loadPoseModels(model);
-  const pose = createBlazePose(models.detector, models.landmarker, { mirrorAverage });
+  const pose = createBlazePose(models.detector, models.landmarker, { mirrorAverage, roiLandmarker: models.roiLandmarker });
   let chain = Promise.resolve();
   port.on('message', (msg: ToWorker) => {
     if (msg.type !== 'estimate') return;
