@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Deploy (or roll back to) one image tag on the server: scripts/deploy.sh <tag>.
 # Records the tag it replaces in .env (WEARON_PREVIOUS_TAG), rolls the worker without dropping queued work, brings
-# every other service to its declared state with `docker compose up -d --wait`, then checks readiness through nginx.
+# every other service to its declared state with `docker compose up -d --wait`, applies changed nginx/monitoring
+# config (reload or restart), then checks readiness through nginx.
 set -euo pipefail
 . "$(dirname "$0")/lib-compose.sh"
 
@@ -19,6 +20,7 @@ log "deploying tag $tag (previous: ${current:-none})"
 compose pull --quiet
 "$(dirname "$0")/roll-worker.sh"
 compose up -d --wait --wait-timeout "${DEPLOY_WAIT_SECONDS:-300}" --remove-orphans
+apply_changed_config apply
 
 # Readiness through the public path (nginx, TLS), resolved to this host.
 for _ in 1 2 3 4 5 6; do

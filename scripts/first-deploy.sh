@@ -45,6 +45,7 @@ log "[5/7] TLS certificate"
 
 log "[6/7] starting the stack"
 compose up -d --wait --wait-timeout 300
+apply_changed_config record_only
 
 log "[7/7] certificate renewal cron and readiness"
 cron_line="17 3 * * * $WEARON_DIR/scripts/renew-certs.sh >> /var/log/wearon-cert-renewal.log 2>&1"

@@ -1,7 +1,7 @@
 // The deploy scripts: shellcheck, and the rolling-update logic of scripts/roll-worker.sh run for real against a
 // stand-in docker CLI (tests/support/fake-docker; there is no Docker daemon here): new workers start beside the old
 // ones, the old ones are stopped only after the new ones are healthy, and a failed roll leaves the old ones running.
-import { chmodSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { ROOT, requireTool, run, tempDir } from '../support/stack.ts';
@@ -96,5 +96,38 @@ describe.skipIf(!bash)('scripts/lib-compose.sh .env helpers', () => {
     expect(code).toBe(0);
     expect(out.trim()).toBe('[a/b=c&d\\\\n]');
     expect(s.env()).toBe('# comment\nDOMAIN=new.example\nOTHER=keep=me\nTOKEN=a/b=c&d\\\\n\n');
+  });
+});
+
+describe.skipIf(!bash)('scripts/lib-compose.sh apply_changed_config', () => {
+  it('applies each changed config once (nginx reload, Prometheus SIGHUP, restarts), then nothing until a file changes', async () => {
+    const s = stack([]);
+    for (const d of ['nginx/templates', 'monitoring/prometheus/rules', 'monitoring/grafana', 'monitoring/loki', 'monitoring/alloy']) mkdirSync(path.join(s.dir, d), { recursive: true });
+    writeFileSync(path.join(s.dir, 'nginx/templates/wearon.conf.template'), 'a');
+    writeFileSync(path.join(s.dir, 'monitoring/prometheus/rules/wearon.yml'), 'a');
+    writeFileSync(path.join(s.dir, 'monitoring/grafana/x.yml'), 'a');
+    writeFileSync(path.join(s.dir, 'monitoring/loki/loki.yml'), 'a');
+    writeFileSync(path.join(s.dir, 'monitoring/alloy/config.alloy'), 'a');
+    const apply = (mode: string) =>
+      run(bash!, ['-c', `. "${path.join(SCRIPTS, 'lib-compose.sh')}"; apply_changed_config ${mode}`], {
+        env: { ...process.env, PATH: `${path.join(ROOT, 'tests', 'support', 'fake-docker')}:${process.env.PATH}`, WEARON_DIR: s.dir, FAKE_DOCKER_STATE: s.dir },
+      });
+    const applied = () => (existsSync(path.join(s.dir, 'calls')) ? s.calls() : []).filter((c) => / (exec|kill|restart) /.test(c)).map((c) => c.replace(/^.* (exec|kill|restart) /, '$1 '));
+
+    expect((await apply('record_only')).code).toBe(0);
+    expect(applied()).toEqual([]);
+    expect((await apply('apply')).code).toBe(0);
+    expect(applied()).toEqual([]);
+
+    writeFileSync(path.join(s.dir, 'monitoring/prometheus/rules/wearon.yml'), 'b');
+    writeFileSync(path.join(s.dir, 'nginx/templates/wearon.conf.template'), 'b');
+    expect((await apply('apply')).code).toBe(0);
+    expect(applied()).toEqual([
+      "exec -T nginx sh -c /docker-entrypoint.d/20-envsubst-on-templates.sh >/dev/null && nginx -t -q && nginx -s reload",
+      'kill -s SIGHUP prometheus',
+    ]);
+    writeFileSync(path.join(s.dir, 'monitoring/grafana/x.yml'), 'b');
+    expect((await apply('apply')).code).toBe(0);
+    expect(applied().slice(2)).toEqual(['restart grafana']);
   });
 });
