@@ -34,6 +34,7 @@ missing=""
 for name in DOMAIN CERTBOT_EMAIL OPENAI_API_KEY SMTP_HOST SMTP_FROM ALERT_EMAIL_TO WEARON_IMAGE; do
   [ -n "$(env_value "$name")" ] || missing="$missing $name"
 done
+case "$(env_value WEARON_IMAGE)" in *OWNER*) missing="$missing WEARON_IMAGE(still the placeholder)" ;; esac
 [ -z "$missing" ] || die "fill these in $WEARON_DIR/.env, then re-run:$missing"
 compose config -q || die "docker-compose.prod.yml does not validate with this .env"
 
