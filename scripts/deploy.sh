@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# shellcheck source-path=SCRIPTDIR
 # Deploy (or roll back to) one image tag on the server: scripts/deploy.sh <tag>.
 # Records the tag it replaces in .env (WEARON_PREVIOUS_TAG), rolls the worker without dropping queued work, brings
 # every other service to its declared state with `docker compose up -d --wait`, applies changed nginx/monitoring

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# shellcheck source-path=SCRIPTDIR
 # First deployment on a fresh VPS (Debian/Ubuntu with Docker Engine + compose plugin): scripts/first-deploy.sh <domain>
 # Idempotent: re-running it keeps an existing .env and certificate and only fills what is missing.
 set -euo pipefail

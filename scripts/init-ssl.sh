@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# shellcheck source-path=SCRIPTDIR
 # First Let's Encrypt certificate for DOMAIN, before nginx can start (its config needs the files). Uses certbot in
 # standalone mode on port 80, so nothing else may listen there yet. Renewals afterwards go through nginx's ACME
 # webroot (certbot service + scripts/renew-certs.sh).

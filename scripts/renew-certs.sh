@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# shellcheck source-path=SCRIPTDIR
 # Daily from cron (installed by first-deploy.sh). Renews certificates due within 30 days through nginx's ACME webroot
 # and reloads nginx so renewed certificates are served. Safe to run any time: renew is a no-op when nothing is due.
 set -euo pipefail

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# shellcheck source-path=SCRIPTDIR
 # Rolling update of the worker: start new containers beside the old ones, wait until they are healthy, then stop the
 # old ones with SIGTERM (they drain in-flight generations within SHUTDOWN_GRACE_MS, compose's stop_grace_period is
 # longer). Queued work is never dropped: it waits in Redis, and anything a stopped worker held is re-driven from its
