@@ -66,6 +66,7 @@ const dashboards = {
     ts('Projection lag (events)', [['max by (projection) (wearon_projection_lag_events)', '{{projection}}']], { unit: 'short', thresholds: green(0, 500) }),
     ts('Projection throughput (events/s)', [['sum by (projection) (rate(wearon_projection_events_total[5m]))', '{{projection}}']], { unit: 'short' }),
     ts('Verify violations', [['max(wearon_ledger_verify_violations)', 'violations']], { unit: 'short' }),
+    ts('Event store subscription drops (resumed, per hour)', [['sum by (instance) (increase(wearon_eventstore_resubscribes_total[1h]))', '{{instance}}']], { unit: 'short', description: 'KurrentDB catch-up subscriptions resumed after a drop; a steady rate means an unstable connection to the event store.' }),
   ]),
   'wearon-http': dashboard('wearon-http', 'WearOn / HTTP', 'Requests, errors and latency of the service API (behind nginx), readiness and process health.', [
     stat('Workers up', 'sum(up{job="wearon"})', { thresholds: [{ color: 'red', value: null }, { color: 'green', value: 1 }] }),
