@@ -2,6 +2,8 @@
 // Edit the queries here, regenerate, commit both. Every metric name must exist in src/metrics.ts (checked by
 // tests/integration/monitoring-metrics.test.ts).
 import { writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 const PROM = { type: 'prometheus', uid: 'prometheus' };
 const LOKI = { type: 'loki', uid: 'loki' };
 let id = 0;
@@ -110,4 +112,6 @@ const dashboards = {
     ts('Scrape targets up', [['up', '{{job}} {{instance}}']], { unit: 'short' }),
   ], '1m'),
 };
-for (const [name, d] of Object.entries(dashboards)) writeFileSync(new URL(`./dashboards/${name}.json`, import.meta.url), JSON.stringify(d, null, 2) + '\n');
+// DASHBOARDS_OUT: write elsewhere (the test compares a fresh run with the committed files).
+const outDir = process.env.DASHBOARDS_OUT ?? fileURLToPath(new URL('./dashboards/', import.meta.url));
+for (const [name, d] of Object.entries(dashboards)) writeFileSync(path.join(outDir, `${name}.json`), JSON.stringify(d, null, 2) + '\n');

@@ -1,8 +1,11 @@
 // Every metric name a dashboard or an alert rule queries exists in the service's metric catalogue (src/metrics.ts),
 // or is declared external (Prometheus' `up`/`ALERTS`, node-exporter). Dashboards that query nothing and rules on
 // metrics nobody exports were the original's failure (reference §8.3).
+import { readFileSync, readdirSync } from 'node:fs';
+import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { createMetrics } from '../../src/metrics.ts';
+import { ROOT, run, tempDir } from '../support/stack.ts';
 import { EXTERNAL_METRICS, exportedTypes, metricNamesIn, monitoringUsage, unknownNames } from '../support/monitoring.ts';
 
 describe('metric names used by monitoring/', () => {
@@ -56,5 +59,19 @@ describe('metric names used by monitoring/', () => {
     const unshown = [...types.keys()].filter((n) => !used.has(n));
     if (unshown.length > 0) console.warn(`service metrics on no dashboard: ${unshown.join(', ')}`);
     expect(types.size).toBeGreaterThan(20);
+  });
+});
+
+describe('dashboards are generated', () => {
+  it('the committed JSON is what monitoring/grafana/generate-dashboards.mjs produces', async () => {
+    const out = tempDir('dash');
+    const { code, out: log } = await run(process.execPath, [path.join(ROOT, 'monitoring', 'grafana', 'generate-dashboards.mjs')], {
+      env: { ...process.env, DASHBOARDS_OUT: out },
+    });
+    expect(log).toBe('');
+    expect(code).toBe(0);
+    const committed = path.join(ROOT, 'monitoring', 'grafana', 'dashboards');
+    expect(readdirSync(out).sort()).toEqual(readdirSync(committed).sort());
+    for (const f of readdirSync(out)) expect(readFileSync(path.join(out, f), 'utf8'), f).toBe(readFileSync(path.join(committed, f), 'utf8'));
   });
 });
