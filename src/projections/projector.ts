@@ -24,6 +24,8 @@ export interface Target {
   state: TableSpec;
   entries?: TableSpec;
   publish: boolean;
+  /** a platform table refused a row (constraint violation); it was skipped */
+  onRefused?: (key: string, reason: string) => void;
 }
 
 export function liveTarget(p: Projection): Target {
@@ -73,7 +75,20 @@ export async function applyEvents(tx: ReadModelTx, t: Target, events: readonly R
   if (changed.size === 0) return;
   await tx.upsert(t.state, [...changed].map((k) => rows.get(k)!));
   if (t.entries && entries.length) await tx.insertIgnore(t.entries, entries);
-  if (t.publish) for (const sql of p.publish) await tx.exec(sql, [...changed]);
+  if (t.publish) for (const sql of p.publish) await publish(tx, t, sql, [...changed]);
+}
+
+/**
+ * Copies state rows into a platform table. A row the platform refuses (Supabase FKs to users/stores: the owner was
+ * deleted) must not stall the projection: on a constraint violation the batch's rows are published one by one and
+ * the refused ones skipped (logged through the error; `wearon verify` reports them as drift).
+ */
+export async function publish(tx: ReadModelTx, t: Target, sql: string, keys: string[] | null): Promise<void> {
+  if ((await tx.execGuarded(sql, keys)) === null) return;
+  for (const k of keys ?? (await tx.keys(t.projection.state))) {
+    const refused = await tx.execGuarded(sql, [k]);
+    if (refused) t.onRefused?.(k, refused);
+  }
 }
 
 /**
@@ -185,7 +200,10 @@ export class Projector {
   private async loop(): Promise<void> {
     const { store, readModel, logger } = this.o;
     const signal = this.ac.signal;
-    const t = liveTarget(this.o.projection);
+    const t: Target = {
+      ...liveTarget(this.o.projection),
+      onRefused: (key, reason) => logger.error({ projection: this.name, key, reason }, 'projection_row_refused'),
+    };
     const batchSize = this.o.batchSize ?? 500;
     const pollMs = this.o.pollMs ?? 200;
     let backoff = 100;
@@ -203,8 +221,9 @@ export class Projector {
       this.lease = lease;
       logger.info({ projection: this.name }, 'projection_lock_acquired');
       try {
+        let cp: Position | null = null; // known checkpoint; re-read after a conflict
         while (!signal.aborted && lease.held) {
-          const cp = (await lease.transaction((tx) => tx.lockCheckpoint(this.name))).position;
+          cp ??= (await lease.transaction((tx) => tx.lockCheckpoint(this.name))).position;
           const events = await readAfter(store, cp, batchSize);
           await this.reportLag(cp);
           if (events.length === 0) {
@@ -212,11 +231,14 @@ export class Projector {
             continue;
           }
           try {
-            const n = await lease.transaction((tx) => commitBatch(tx, t, cp, events));
+            const expected = cp;
+            const n = await lease.transaction((tx) => commitBatch(tx, t, expected, events));
+            cp = events[events.length - 1]!.position;
             this.o.metrics?.projectionEvents.inc({ projection: this.name }, n);
           } catch (err) {
             if (!(err instanceof CheckpointConflictError)) throw err;
-            logger.info({ projection: this.name, msg2: err.message }, 'projection_checkpoint_moved'); // e.g. a rebuild swapped in
+            cp = null;
+            logger.info({ projection: this.name, reason: err.message }, 'projection_checkpoint_moved'); // e.g. a rebuild swapped in
           }
           backoff = 100;
         }

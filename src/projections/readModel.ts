@@ -30,6 +30,8 @@ export interface ReadModelTx {
   lockCheckpoint(projection: string): Promise<Checkpoint>;
   setCheckpoint(projection: string, position: Position, events: number): Promise<void>;
   load(table: TableSpec, keys: readonly string[]): Promise<Row[]>;
+  /** every key of the table */
+  keys(table: TableSpec): Promise<string[]>;
   /** Insert, or replace every non-key column on key conflict. */
   upsert(table: TableSpec, rows: readonly Row[]): Promise<void>;
   /** Insert; rows whose key exists are left alone (re-applying is a no-op). */
@@ -39,6 +41,8 @@ export interface ReadModelTx {
    * (null = every row), `{uuid:x}`, `{ts:x}`, `{now}`.
    */
   exec(sql: string, keys: readonly string[] | null, tables?: Record<string, string>): Promise<number>;
+  /** `exec` inside a savepoint: a constraint violation is rolled back and returned as its message (else null). */
+  execGuarded(sql: string, keys: readonly string[] | null): Promise<string | null>;
 }
 
 /** The right to write one projection: at most one holder at a time across processes. */

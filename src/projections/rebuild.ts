@@ -5,7 +5,7 @@
 // the live projector then finds its checkpoint moved (compare-and-set fails) and continues from the new one.
 import { START, comparePositions, formatPosition, type EventStore, type Position } from '../app/ports/eventStore.ts';
 import type { Logger } from '../logger.ts';
-import { applyEvents, catchUp, readAfter, shadowTarget, type Target } from './projector.ts';
+import { applyEvents, catchUp, liveTarget, publish, readAfter, shadowTarget, type Target } from './projector.ts';
 import type { Projection } from './projections.ts';
 import type { ReadModel, ReadModelTx } from './readModel.ts';
 
@@ -109,7 +109,8 @@ export async function rebuildProjection(o: RebuildOptions): Promise<RebuildResul
         await tx.exec(`DELETE FROM ${live_.name}`, null);
         await tx.exec(`INSERT INTO ${live_.name} SELECT * FROM ${shadow_.name}`, null);
       }
-      for (const sql of p.publish) await tx.exec(sql, null);
+      const liveT = { ...liveTarget(p), onRefused: (key: string, reason: string) => logger.error({ projection: p.name, key, reason }, 'projection_row_refused') };
+      for (const sql of p.publish) await publish(tx, liveT, sql, null);
       await tx.setCheckpoint(p.name, cp, events);
       await tx.exec(`DELETE FROM projection_checkpoints WHERE projection = '${t.checkpoint}'`, null);
       return { cp, events };

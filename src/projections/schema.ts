@@ -78,7 +78,8 @@ export const LEDGER_ENTRIES: TableSpec = {
   indexes: [['account', 'global_commit'], ['generation_id'], ['occurred_at']],
 };
 
-export const shadowOf = (t: TableSpec): TableSpec => ({ ...t, name: `rebuild_${t.name}` });
+/** A rebuild's shadow table: same columns and key, no secondary indexes (only the rebuild writes it, by key). */
+export const shadowOf = (t: TableSpec): TableSpec => ({ ...t, name: `rebuild_${t.name}`, indexes: [] });
 
 const PG_TYPES: Record<string, string> = { text: 'text', int: 'integer', bigint: 'bigint', float: 'double precision', ts: 'timestamptz' };
 const SQLITE_TYPES: Record<string, string> = { text: 'TEXT', int: 'INTEGER', bigint: 'INTEGER', float: 'REAL', ts: 'TEXT' };

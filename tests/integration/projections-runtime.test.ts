@@ -233,3 +233,43 @@ function suite(kind: 'postgres' | 'sqlite', make: () => Promise<TestReadModel>) 
 
 describe.skipIf(!pgOk)('projector runtime (Postgres)', () => suite('postgres', () => pgReadModel('prt')));
 describe('projector runtime (SQLite)', () => suite('sqlite', () => sqliteReadModel()));
+
+describe.skipIf(!pgOk)('platform constraints (Postgres, Supabase-like FKs)', () => {
+  it('a row the platform refuses (owner deleted) is skipped, the projection advances, verify reports it', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'wearon-fk-'));
+    const store = openSqliteEventStore({ path: join(dir, 'ledger.sqlite') });
+    const t = await pgReadModel('prfk');
+    try {
+      // The platform's shape: user_credits.user_id references users(id).
+      await t.rm.query('CREATE TABLE users (id uuid PRIMARY KEY)');
+      await t.rm.query(`CREATE TABLE user_credits (id uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+        user_id uuid NOT NULL UNIQUE REFERENCES users(id) ON DELETE CASCADE, balance integer NOT NULL DEFAULT 10 CHECK (balance >= 0),
+        total_earned integer DEFAULT 10, total_spent integer DEFAULT 0, updated_at timestamptz DEFAULT now())`);
+      await t.rm.migrate();
+      const known = '44444444-4444-4444-8444-444444444444';
+      const gone = '55555555-5555-4555-8555-555555555555';
+      await t.rm.query('INSERT INTO users (id) VALUES (?)', [known]);
+      await appendHistory(store, [
+        { stream: `credit-account-user-${known}`, type: 'CreditsGranted', data: { amount: 3, reason: 'purchase', reference: 'o1' } },
+        { stream: `credit-account-user-${gone}`, type: 'CreditsGranted', data: { amount: 5, reason: 'purchase', reference: 'o2' } },
+      ]);
+      const refused: string[] = [];
+      const target = { ...liveTarget(PROJECTIONS['credit-balances']), onRefused: (k: string) => refused.push(k) };
+      const cp = (await t.rm.transaction((tx) => tx.lockCheckpoint('credit-balances'))).position;
+      const batch = await readAfter(store, cp, 10);
+      expect(await t.rm.transaction((tx) => commitBatch(tx, target, cp, batch))).toBe(2);
+      expect(refused).toEqual([`user:${gone}`]);
+      expect(await t.rm.query('SELECT user_id, balance FROM user_credits')).toEqual([{ user_id: known, balance: 3 }]);
+      const drifts = await verifyReadModels(store, t.rm, logger);
+      expect(drifts).toEqual([expect.objectContaining({ table: 'user_credits', kind: 'missing', account: `user:${gone}` })]);
+      // the rebuild's swap publishes every row: the refused one must not abort it
+      await rebuildProjection({ store, readModel: t.rm, projection: PROJECTIONS['credit-balances'], logger });
+      expect(await t.rm.query('SELECT user_id, balance FROM user_credits')).toEqual([{ user_id: known, balance: 3 }]);
+      expect(await verifyReadModels(store, t.rm, logger)).toHaveLength(1);
+    } finally {
+      await store.close();
+      await t.cleanup();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});

@@ -108,6 +108,11 @@ class PgTx implements ReadModelTx {
     return r.rows.map((x) => normalize(t, x));
   }
 
+  async keys(t: TableSpec): Promise<string[]> {
+    const r = await this.c.query(`SELECT ${t.key} AS k FROM ${t.name}`);
+    return r.rows.map((x) => x.k as string);
+  }
+
   private async bulk(t: TableSpec, rows: readonly Row[], conflict: string): Promise<void> {
     if (rows.length === 0) return;
     const cols = t.columns.map((c) => c.name);
@@ -129,6 +134,21 @@ class PgTx implements ReadModelTx {
     const text = renderSql(sql, RENDER, keys !== null, tables);
     const r = await this.c.query(text, keys !== null ? [keys] : []);
     return r.rowCount ?? 0;
+  }
+
+  async execGuarded(sql: string, keys: readonly string[] | null): Promise<string | null> {
+    await this.c.query('SAVEPOINT publish');
+    try {
+      await this.exec(sql, keys);
+      await this.c.query('RELEASE SAVEPOINT publish');
+      return null;
+    } catch (err) {
+      // class 23: integrity constraint violation (FK, check, not null, unique)
+      if (!String((err as { code?: string }).code ?? '').startsWith('23')) throw err;
+      await this.c.query('ROLLBACK TO SAVEPOINT publish');
+      await this.c.query('RELEASE SAVEPOINT publish');
+      return (err as Error).message;
+    }
   }
 }
 
@@ -177,7 +197,13 @@ export class PgReadModel implements ReadModel {
       for (const t of [SESSIONS, ACCOUNTS, LEDGER_ENTRIES]) for (const s of tableDdl('postgres', t)) await c.query(s);
       for (const s of PLATFORM_DDL) await c.query(renderDdl(s, 'postgres'));
       for (const [table, cols] of Object.entries(PLATFORM_COLUMNS)) {
-        for (const [col, type] of cols) await c.query(`ALTER TABLE ${table} ADD COLUMN IF NOT EXISTS ${col} ${renderDdl(type, 'postgres')}`);
+        const have = await c.query(
+          'SELECT column_name FROM information_schema.columns WHERE table_schema = current_schema() AND table_name = $1',
+          [table],
+        );
+        const names = new Set(have.rows.map((r) => r.column_name as string));
+        // ALTER takes an exclusive lock even as a no-op: only run it when a column is really missing
+        for (const [col, type] of cols) if (!names.has(col)) await c.query(`ALTER TABLE ${table} ADD COLUMN IF NOT EXISTS ${col} ${renderDdl(type, 'postgres')}`);
       }
       for (const s of PLATFORM_INDEXES) await c.query(s);
       await c.query('COMMIT');

@@ -86,6 +86,10 @@ class SqliteTx implements ReadModelTx {
     return this.stmt(`SELECT * FROM ${t.name} WHERE ${t.key} IN (SELECT value FROM json_each(?))`).all(JSON.stringify(keys)) as Row[];
   }
 
+  async keys(t: TableSpec): Promise<string[]> {
+    return (this.stmt(`SELECT ${t.key} AS k FROM ${t.name}`).all() as { k: string }[]).map((x) => x.k);
+  }
+
   private write(t: TableSpec, rows: readonly Row[], conflict: string): void {
     if (rows.length === 0) return;
     const cols = t.columns.map((c) => c.name);
@@ -109,6 +113,20 @@ class SqliteTx implements ReadModelTx {
   async exec(sql: string, keys: readonly string[] | null, tables?: Record<string, string>): Promise<number> {
     const s = this.stmt(renderSql(sql, RENDER, keys !== null, tables));
     return s.run(...(keys !== null ? [JSON.stringify(keys)] : [])).changes;
+  }
+
+  async execGuarded(sql: string, keys: readonly string[] | null): Promise<string | null> {
+    this.db.exec('SAVEPOINT publish');
+    try {
+      await this.exec(sql, keys);
+      this.db.exec('RELEASE publish');
+      return null;
+    } catch (err) {
+      if (!String((err as { code?: string }).code ?? '').startsWith('SQLITE_CONSTRAINT')) throw err;
+      this.db.exec('ROLLBACK TO publish');
+      this.db.exec('RELEASE publish');
+      return (err as Error).message;
+    }
   }
 }
 
