@@ -1,6 +1,7 @@
 // The offline stand-in generator used when no OPENAI_API_KEY is set: NOT a try-on. It composes the person image
 // (letterboxed into 1024x1536) with the garment image inset bottom-right and a banner that says so, so the whole
 // pipeline (ledger, storage, reads) works without the upstream service. Provider `preview`, no usage, cost 0.
+import { withImageSlot } from '../images/cpuGate.ts';
 import sharp, { type Sharp } from 'sharp';
 import type { CallContext, GeneratedImage, ImageGenerator, PreparedImage } from '../../app/ports/pipeline.ts';
 
@@ -61,20 +62,22 @@ export function createPreviewGenerator(): ImageGenerator {
 
   return {
     provider: 'preview',
-    async generate(input: { images: PreparedImage[]; prompt: string }, ctx: CallContext): Promise<GeneratedImage> {
-      ctx.signal?.throwIfAborted();
-      const [person, garment] = input.images;
-      const base = person
-        ? // `contain` (letterbox) rather than `cover`: no upscaling of a 1024-wide input, several times faster
-          sharp(person.bytes).resize(PREVIEW_WIDTH, PREVIEW_HEIGHT, { fit: 'contain', background: '#e8e8e8' })
-        : sharp({ create: { width: PREVIEW_WIDTH, height: PREVIEW_HEIGHT, channels: 3, background: '#e8e8e8' } });
-      const [canvas, top, insetLayer] = await Promise.all([rawRgb(base), bannerLayer(), garment ? inset(garment) : undefined]);
-      if (insetLayer) paste(canvas.data, canvas.width, insetLayer);
-      paste(canvas.data, canvas.width, top);
-      const bytes = await sharp(canvas.data, { raw: { width: canvas.width, height: canvas.height, channels: 3 } })
-        .jpeg({ quality: 80, optimiseCoding: false })
-        .toBuffer();
-      return { bytes, contentType: 'image/jpeg', provider: 'preview', usage: null, costUsd: 0 };
-    },
+    generate: (input, ctx) => withImageSlot(() => composite(input, ctx)),
   };
+
+  async function composite(input: { images: PreparedImage[]; prompt: string }, ctx: CallContext): Promise<GeneratedImage> {
+    ctx.signal?.throwIfAborted();
+    const [person, garment] = input.images;
+    const base = person
+      ? // `contain` (letterbox) rather than `cover`: no upscaling of a 1024-wide input, several times faster
+        sharp(person.bytes).resize(PREVIEW_WIDTH, PREVIEW_HEIGHT, { fit: 'contain', background: '#e8e8e8' })
+      : sharp({ create: { width: PREVIEW_WIDTH, height: PREVIEW_HEIGHT, channels: 3, background: '#e8e8e8' } });
+    const [canvas, top, insetLayer] = await Promise.all([rawRgb(base), bannerLayer(), garment ? inset(garment) : undefined]);
+    if (insetLayer) paste(canvas.data, canvas.width, insetLayer);
+    paste(canvas.data, canvas.width, top);
+    const bytes = await sharp(canvas.data, { raw: { width: canvas.width, height: canvas.height, channels: 3 } })
+      .jpeg({ quality: 80, optimiseCoding: false })
+      .toBuffer();
+    return { bytes, contentType: 'image/jpeg', provider: 'preview', usage: null, costUsd: 0 };
+  }
 }

@@ -6,6 +6,7 @@ import type { Logger } from '../../logger.ts';
 import { redactUrl } from '../../logger.ts';
 import { PipelineError, type CallContext, type InputImages, type PreparedImage } from '../../app/ports/pipeline.ts';
 import { ImageFetchError, safeFetch } from './safeFetch.ts';
+import { withImageSlot } from './cpuGate.ts';
 
 export const MAX_SIDE = 1024;
 export const JPEG_QUALITY = 85;
@@ -22,12 +23,14 @@ export interface PrepareOptions {
 export async function prepareImage(bytes: Buffer, opts: PrepareOptions): Promise<Buffer> {
   const side = opts.maxSide ?? MAX_SIDE;
   try {
-    return await sharp(bytes, { limitInputPixels: opts.maxPixels, failOn: 'error', animated: false })
-      .rotate() // applies the EXIF orientation, then the output carries none
-      .resize(side, side, { fit: 'inside', withoutEnlargement: true })
-      .flatten({ background: { r: 255, g: 255, b: 255 } })
-      .jpeg({ quality: opts.quality ?? JPEG_QUALITY })
-      .toBuffer();
+    return await withImageSlot(() =>
+      sharp(bytes, { limitInputPixels: opts.maxPixels, failOn: 'error', animated: false })
+        .rotate() // applies the EXIF orientation, then the output carries none
+        .resize(side, side, { fit: 'inside', withoutEnlargement: true })
+        .flatten({ background: { r: 255, g: 255, b: 255 } })
+        .jpeg({ quality: opts.quality ?? JPEG_QUALITY })
+        .toBuffer(),
+    );
   } catch (err) {
     const pixels = /pixel limit/i.test(String((err as Error)?.message));
     throw new PipelineError('image_invalid', pixels ? 'image exceeds the pixel limit' : 'image cannot be decoded', { cause: err });

@@ -1,14 +1,11 @@
 // The embedded event store: one SQLite file, WAL with synchronous=FULL so an append is acknowledged only after fsync.
-// Appends arriving in the same tick are group-committed: one transaction (one fsync), one savepoint per append so a
-// revision conflict fails only its own append. SQLite's single writer makes the global position gap-free and
-// commit-ordered, so a catch-up reader using `position > last` never skips an event.
-import Database from 'better-sqlite3';
-import { mkdirSync } from 'node:fs';
-import path from 'node:path';
+// Writes go to a writer thread that owns the write connection (fsync never blocks the event loop, and appends that
+// arrive during a commit are group-committed together); reads use this thread's own connection, which WAL lets run
+// beside the writer. ':memory:' databases cannot be shared between threads and write inline. SQLite's single writer
+// makes the global position gap-free and commit-ordered, so a catch-up reader using `position > last` never skips.
+import type Database from 'better-sqlite3';
+import type { Worker } from 'node:worker_threads';
 import {
-  DuplicateEventIdError,
-  WrongExpectedRevisionError,
-  matchesFilter,
   type AppendResult,
   type EventFilter,
   type EventStore,
@@ -22,50 +19,19 @@ import {
   type Subscription,
   type SubscriptionItem,
 } from '../../../app/ports/eventStore.ts';
+import { spawnModuleWorker } from '../../workerThread.ts';
+import { AppendWriter, fromWire, openDatabase, positionOf, type AppendRequest, type EventRow } from './writeBatch.ts';
+import type { FromWriter, ToWriter } from './writerThread.ts';
 
-const SCHEMA = `
-CREATE TABLE IF NOT EXISTS events (
-  global_position INTEGER PRIMARY KEY,
-  event_id TEXT NOT NULL UNIQUE,
-  stream_id TEXT NOT NULL,
-  revision INTEGER NOT NULL,
-  type TEXT NOT NULL,
-  data TEXT NOT NULL,
-  metadata TEXT NOT NULL,
-  recorded_at INTEGER NOT NULL,
-  UNIQUE (stream_id, revision)
-);
-CREATE TABLE IF NOT EXISTS streams (
-  stream_id TEXT PRIMARY KEY,
-  revision INTEGER NOT NULL
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS snapshots (
-  stream_id TEXT PRIMARY KEY,
-  revision INTEGER NOT NULL,
-  state TEXT NOT NULL
-) WITHOUT ROWID;
-`;
-
-interface Row {
-  global_position: number;
-  event_id: string;
-  stream_id: string;
-  revision: number;
-  type: string;
-  data: string;
-  metadata: string;
-  recorded_at: number;
-}
+type Row = EventRow;
 
 interface PendingAppend {
-  streamId: string;
-  events: readonly NewEvent[];
-  expected: ExpectedRevision;
+  request: AppendRequest;
   resolve: (r: AppendResult) => void;
   reject: (e: unknown) => void;
 }
 
-const pos = (n: number): Position => ({ commit: BigInt(n), prepare: BigInt(n) });
+const pos = positionOf;
 
 function toRecorded(r: Row): RecordedEvent {
   return {
@@ -100,36 +66,38 @@ export interface SqliteEventStoreOptions {
   path: string;
   /** how often a live subscription looks for appends made by other processes on the same file */
   pollIntervalMs?: number;
+  /** 'thread' (default for files) or 'inline' (always for ':memory:') */
+  writer?: 'thread' | 'inline';
 }
 
 export class SqliteEventStore implements EventStore {
   readonly kind = 'sqlite';
+  /** this thread's connection: every read, and the writes when the writer is inline */
   readonly db: Database.Database;
-  private pending: PendingAppend[] = [];
-  private flushScheduled = false;
   private closed = false;
   private readonly waiters = new Set<() => void>();
   private readonly pollIntervalMs: number;
   private readonly readAllStatements = new Map<string, Database.Statement>();
   private readonly stmt;
+  // inline writer
+  private inline: AppendWriter | null = null;
+  private queued: PendingAppend[] = [];
+  private queuedSnapshots: Array<{ streamId: string; revision: number; state: string }> = [];
+  private flushScheduled = false;
+  // writer thread
+  private worker: Worker | null = null;
+  private readonly inFlight = new Map<number, PendingAppend>();
+  private nextId = 1;
+  private workerClosed: Promise<void> | null = null;
 
   constructor(options: SqliteEventStoreOptions) {
-    if (options.path !== ':memory:') mkdirSync(path.dirname(path.resolve(options.path)), { recursive: true });
-    this.db = new Database(options.path);
-    this.db.pragma('journal_mode = WAL');
-    this.db.pragma('synchronous = FULL');
-    this.db.pragma('busy_timeout = 5000');
-    this.db.exec(SCHEMA);
+    this.db = openDatabase(options.path);
     this.pollIntervalMs = options.pollIntervalMs ?? 200;
+    if (options.path === ':memory:' || options.writer === 'inline') this.inline = new AppendWriter(this.db);
+    else this.startWriter(options.path);
     this.stmt = {
       streamRevision: this.db.prepare<[string], { revision: number }>('SELECT revision FROM streams WHERE stream_id = ?'),
-      upsertStream: this.db.prepare('INSERT INTO streams (stream_id, revision) VALUES (?, ?) ON CONFLICT(stream_id) DO UPDATE SET revision = excluded.revision'),
       maxPosition: this.db.prepare<[], { p: number | null }>('SELECT MAX(global_position) AS p FROM events'),
-      insert: this.db.prepare(
-        'INSERT INTO events (global_position, event_id, stream_id, revision, type, data, metadata, recorded_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)',
-      ),
-      byEventId: this.db.prepare<[string], Row>('SELECT * FROM events WHERE event_id = ?'),
-      byStreamRevision: this.db.prepare<[string, number], Row>('SELECT * FROM events WHERE stream_id = ? AND revision = ?'),
       forwards: this.db.prepare<[string, number, number], Row>(
         'SELECT * FROM events WHERE stream_id = ? AND revision >= ? ORDER BY revision ASC LIMIT ?',
       ),
@@ -137,48 +105,74 @@ export class SqliteEventStore implements EventStore {
         'SELECT * FROM events WHERE stream_id = ? AND revision <= ? ORDER BY revision DESC LIMIT ?',
       ),
       getSnapshot: this.db.prepare<[string], { revision: number; state: string }>('SELECT revision, state FROM snapshots WHERE stream_id = ?'),
-      putSnapshot: this.db.prepare(
-        'INSERT INTO snapshots (stream_id, revision, state) VALUES (?, ?, ?) ON CONFLICT(stream_id) DO UPDATE SET revision = excluded.revision, state = excluded.state WHERE excluded.revision > snapshots.revision',
-      ),
     };
+  }
+
+  private startWriter(path: string) {
+    const worker = spawnModuleWorker(import.meta.url, 'writerThread', { workerData: { path } });
+    this.worker = worker;
+    worker.unref();
+    this.workerClosed = new Promise((resolve) => worker.once('exit', () => resolve()));
+    worker.on('message', (msg: FromWriter) => {
+      if (msg.kind === 'results') {
+        for (const r of msg.results) {
+          const p = this.inFlight.get(r.id);
+          this.inFlight.delete(r.id);
+          if (!p) continue;
+          if (r.ok) p.resolve({ nextRevision: r.nextRevision, position: pos(r.position) });
+          else p.reject(fromWire(r.error));
+        }
+        this.notify();
+      } else if (msg.kind === 'fatal') {
+        for (const id of msg.ids) {
+          this.inFlight.get(id)?.reject(new Error(`event store write failed: ${msg.message}`));
+          this.inFlight.delete(id);
+        }
+      }
+      if (this.inFlight.size === 0) worker.unref();
+    });
+    worker.on('error', (err) => this.failInFlight(err));
+    worker.on('exit', (code) => this.failInFlight(new Error(`event store writer exited (${code})`)));
+  }
+
+  private failInFlight(err: Error) {
+    for (const p of this.inFlight.values()) p.reject(err);
+    this.inFlight.clear();
   }
 
   append(streamId: string, events: readonly NewEvent[], expected: ExpectedRevision): Promise<AppendResult> {
     if (this.closed) return Promise.reject(new Error('event store is closed'));
     if (events.length === 0) return Promise.reject(new Error('append needs at least one event'));
     return new Promise((resolve, reject) => {
-      this.pending.push({ streamId, events, expected, resolve, reject });
-      if (!this.flushScheduled) {
-        this.flushScheduled = true;
-        setImmediate(() => this.flush());
+      const request: AppendRequest = { streamId, events, expected };
+      if (this.worker) {
+        const id = this.nextId++;
+        this.inFlight.set(id, { request, resolve, reject });
+        if (this.inFlight.size === 1) this.worker.ref();
+        this.worker.postMessage({ kind: 'append', id, request } satisfies ToWriter);
+        return;
       }
+      this.queued.push({ request, resolve, reject });
+      this.scheduleInlineFlush();
     });
   }
 
-  /** One transaction for every append queued this tick; each append in its own savepoint. */
-  private flush(): void {
+  private scheduleInlineFlush() {
+    if (this.flushScheduled) return;
+    this.flushScheduled = true;
+    setImmediate(() => this.flushInline());
+  }
+
+  private flushInline(): void {
     this.flushScheduled = false;
-    const batch = this.pending;
-    this.pending = [];
-    if (batch.length === 0) return;
-    const outcomes: Array<{ ok: true; result: AppendResult } | { ok: false; error: unknown }> = [];
+    const batch = this.queued;
+    const snaps = this.queuedSnapshots;
+    this.queued = [];
+    this.queuedSnapshots = [];
+    if (batch.length === 0 && snaps.length === 0) return;
+    let outcomes;
     try {
-      this.db.transaction(() => {
-        let next = (this.stmt.maxPosition.get()?.p ?? -1) + 1;
-        for (const a of batch) {
-          this.db.exec('SAVEPOINT append_one');
-          try {
-            const result = this.appendOne(a, next);
-            next = Math.max(next, Number(result.position.commit) + 1);
-            this.db.exec('RELEASE append_one');
-            outcomes.push({ ok: true, result });
-          } catch (error) {
-            this.db.exec('ROLLBACK TO append_one');
-            this.db.exec('RELEASE append_one');
-            outcomes.push({ ok: false, error });
-          }
-        }
-      }).immediate();
+      outcomes = this.inline!.appendBatch(batch.map((b) => b.request), snaps);
     } catch (error) {
       for (const a of batch) a.reject(error);
       return;
@@ -189,58 +183,6 @@ export class SqliteEventStore implements EventStore {
       else a.reject(o.error);
     });
     this.notify();
-  }
-
-  private appendOne(a: PendingAppend, nextPosition: number): AppendResult {
-    const current = this.stmt.streamRevision.get(a.streamId)?.revision ?? null;
-    const replay = this.idempotentReplay(a, current);
-    if (replay) return replay;
-    const e = a.expected;
-    const ok =
-      e === 'any' ||
-      (e === 'no_stream' && current === null) ||
-      (e === 'stream_exists' && current !== null) ||
-      (typeof e === 'number' && current === e);
-    if (!ok) throw new WrongExpectedRevisionError(a.streamId, e, current ?? 'no_stream');
-    let revision = current ?? -1;
-    let position = nextPosition - 1;
-    const now = Date.now();
-    for (const ev of a.events) {
-      revision += 1;
-      position += 1;
-      try {
-        this.stmt.insert.run(position, ev.id, a.streamId, revision, ev.type, JSON.stringify(ev.data), JSON.stringify(ev.metadata), now);
-      } catch (err) {
-        if ((err as { code?: string }).code === 'SQLITE_CONSTRAINT_UNIQUE') throw new DuplicateEventIdError(ev.id, a.streamId);
-        throw err;
-      }
-    }
-    this.stmt.upsertStream.run(a.streamId, revision);
-    return { nextRevision: revision, position: pos(position) };
-  }
-
-  /**
-   * A retried append whose event ids already stand, in order, in this stream at the revision the caller expected
-   * (or anywhere for `any`/`stream_exists`) succeeds with the original result instead of writing twice.
-   */
-  private idempotentReplay(a: PendingAppend, current: number | null): AppendResult | null {
-    const first = this.stmt.byEventId.get(a.events[0]!.id);
-    if (!first) return null;
-    const e = a.expected;
-    const placeOk =
-      first.stream_id === a.streamId &&
-      (e === 'any' || e === 'stream_exists' || (e === 'no_stream' && first.revision === 0) || (typeof e === 'number' && first.revision === e + 1));
-    if (!placeOk) {
-      if (first.stream_id === a.streamId && current !== null) throw new WrongExpectedRevisionError(a.streamId, e, current);
-      throw new DuplicateEventIdError(first.event_id, a.streamId);
-    }
-    let last = first;
-    for (let i = 1; i < a.events.length; i++) {
-      const row = this.stmt.byStreamRevision.get(a.streamId, first.revision + i);
-      if (!row || row.event_id !== a.events[i]!.id) throw new DuplicateEventIdError(a.events[i]!.id, a.streamId);
-      last = row;
-    }
-    return { nextRevision: last.revision, position: pos(last.global_position) };
   }
 
   async readStream(streamId: string, options: ReadStreamOptions = {}): Promise<RecordedEvent[]> {
@@ -347,8 +289,15 @@ export class SqliteEventStore implements EventStore {
     return row ? { revision: row.revision, state: JSON.parse(row.state) } : null;
   }
 
+  /** Written with the next commit (no fsync of its own). */
   writeSnapshot(streamId: string, revision: number, state: unknown): void {
-    this.stmt.putSnapshot.run(streamId, revision, JSON.stringify(state));
+    if (this.closed) return;
+    const snap = { streamId, revision, state: JSON.stringify(state) };
+    if (this.worker) this.worker.postMessage({ kind: 'snapshot', ...snap } satisfies ToWriter);
+    else {
+      this.queuedSnapshots.push(snap);
+      this.scheduleInlineFlush();
+    }
   }
 
   private notify(): void {
@@ -357,9 +306,13 @@ export class SqliteEventStore implements EventStore {
 
   async close(): Promise<void> {
     if (this.closed) return;
-    // Let queued appends finish before closing the file.
-    if (this.pending.length) this.flush();
     this.closed = true;
+    // Queued appends finish before the file closes: the writer flushes on 'close' and answers first.
+    if (this.worker) {
+      this.worker.ref();
+      this.worker.postMessage({ kind: 'close' } satisfies ToWriter);
+      await this.workerClosed;
+    } else this.flushInline();
     this.notify();
     this.db.close();
   }
@@ -369,4 +322,3 @@ export function openSqliteEventStore(options: SqliteEventStoreOptions): SqliteEv
   return new SqliteEventStore(options);
 }
 
-export { matchesFilter };

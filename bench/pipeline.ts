@@ -1,0 +1,197 @@
+// Generation pipeline throughput: one service process (Redis intake, SQLite ledger, local storage, the real OpenAI
+// adapter against an instant stand-in), two 2-megapixel inputs per task. Baseline in the same run: the image work
+// alone (download + prepare of the same inputs, no ledger, no queue), and /health latency while idle.
+// Inputs: two fixture photographs scaled to 2 megapixels (noise images when the fixtures are absent: slower to code).
+import { randomUUID } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import path from 'node:path';
+import sharp from 'sharp';
+import { Redis } from 'ioredis';
+import { loadConfig } from '../src/config.ts';
+import { silentLogger } from '../src/logger.ts';
+import { startService } from '../src/main.ts';
+import { createInputImages } from '../src/adapters/images/prepare.ts';
+import { buildProducerTask, serializeProducerTask } from '../src/contract.ts';
+import type { GenerationCompleted } from '../src/domain/events.ts';
+import { startFakeOpenAI } from '../tests/support/fakeOpenAI.ts';
+import { startImageServer } from '../tests/support/imageServer.ts';
+import { noisyJpeg } from '../tests/support/images.ts';
+import { fixturesDir, REDIS_URL, redisAvailable } from '../tests/support/services.ts';
+import { freePort } from '../tests/support/stack.ts';
+import type { BenchSuite, Figure } from './types.ts';
+
+/** A photo scaled to about 2 megapixels (JPEG, quality 90), or a noise image of that size. */
+async function twoMegapixel(file: string, seed: number): Promise<Buffer> {
+  const dir = fixturesDir();
+  const src = dir ? path.join(dir, file) : '';
+  if (!src || !existsSync(src)) return noisyJpeg(1600, 1250, seed);
+  const meta = await sharp(src).metadata();
+  const scale = Math.sqrt(2_000_000 / (meta.width! * meta.height!));
+  return sharp(src).resize(Math.round(meta.width! * scale)).jpeg({ quality: 90 }).toBuffer();
+}
+
+const pct = (xs: number[], p: number) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length ? s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))]! : NaN;
+};
+
+async function healthLatencies(url: string, stop: () => boolean): Promise<number[]> {
+  const out: number[] = [];
+  while (!stop()) {
+    const t = performance.now();
+    const r = await fetch(url);
+    await r.arrayBuffer();
+    out.push(performance.now() - t);
+    await new Promise((r) => setTimeout(r, 5));
+  }
+  return out;
+}
+
+export const pipelineBench: BenchSuite = async (ctx) => {
+  if (!(await redisAvailable())) {
+    ctx.log('pipeline: skipped (Redis not reachable)');
+    return [];
+  }
+  const tasks = ctx.quick ? 120 : 400;
+  const fake = await startFakeOpenAI();
+  const images = await startImageServer();
+  images.serve('/model.jpg', await twoMegapixel('yogait-man-armsdown-office.jpg', 11), 'image/jpeg');
+  images.serve('/outfit.jpg', await twoMegapixel('tfjs-yoga-warrior-beach.jpg', 12), 'image/jpeg');
+  const urls = [images.url('/model.jpg'), images.url('/outfit.jpg')];
+  const queueKey = `bench:${randomUUID().slice(0, 8)}:tasks`;
+  const port = await freePort();
+  const config = loadConfig({
+    DATA_DIR: `${ctx.tmpDir}/pipeline`,
+    HOST: '127.0.0.1',
+    PORT: String(port),
+    REDIS_URL,
+    QUEUE_KEY: queueKey,
+    OPENAI_API_KEY: 'sk-bench',
+    OPENAI_BASE_URL: fake.baseURL,
+    OPENAI_RATE_LIMIT_PER_MIN: '100000',
+    IMAGE_FETCH_ALLOW_HOSTS: '127.0.0.1',
+    WORKER_CONCURRENCY: process.env.BENCH_CONCURRENCY ?? '12',
+    POSE_ENABLED: 'false',
+  });
+  const redis = new Redis(REDIS_URL);
+  const service = await startService(config, { http: true, worker: true, projections: false }, silentLogger());
+  const base = `http://127.0.0.1:${port}`;
+  try {
+    // Baseline 1: the image work alone, same inputs, same concurrency.
+    const prepare = createInputImages({ allowHosts: ['127.0.0.1'], maxPixels: 40_000_000 });
+    const baseN = ctx.quick ? 30 : 90;
+    const t0 = performance.now();
+    for (let i = 0; i < baseN; i += 6) {
+      await Promise.all(Array.from({ length: Math.min(6, baseN - i) }, () => prepare.prepare(urls, { requestId: 'bench' })));
+    }
+    const prepareOnlyPerS = baseN / ((performance.now() - t0) / 1000);
+
+    // Baseline 2: /health while idle.
+    let idleDone = false;
+    setTimeout(() => (idleDone = true), 1500);
+    const idle = await healthLatencies(`${base}/health`, () => idleDone);
+
+    await fetch(`${base}/v1/accounts/user:bench/grants`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ amount: tasks + 100, reason: 'purchase', reference: 'bench' }),
+    });
+    const completed = () => service.metrics.generations.get().then((m) => m.values.filter((v) => v.labels.outcome === 'completed').reduce((a, v) => a + v.value, 0));
+    // Warm up (JIT, sharp, SDK) before the clock starts.
+    for (let i = 0; i < 12; i++) await redis.lpush(queueKey, serializeProducerTask(buildProducerTask({ userId: 'bench', imageUrls: urls })));
+    while ((await completed()) < 12) await new Promise((r) => setTimeout(r, 50));
+
+    ctx.log(`pipeline: ${tasks} tasks, 2 x 2 MP inputs each`);
+    const raws = Array.from({ length: tasks }, () => serializeProducerTask(buildProducerTask({ userId: 'bench', imageUrls: urls })));
+    let loadDone = false;
+    const healthUnderLoad = healthLatencies(`${base}/health`, () => loadDone);
+    const start = performance.now();
+    for (let i = 0; i < raws.length; i += 100) await redis.lpush(queueKey, ...raws.slice(i, i + 100));
+    let last = 0;
+    for (;;) {
+      const n = (await completed()) - 12;
+      if (n >= tasks) break;
+      if (n - last >= 100) {
+        ctx.log(`pipeline: ${n}/${tasks} done`);
+        last = n;
+      }
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    const seconds = (performance.now() - start) / 1000;
+    loadDone = true;
+    const loaded = await healthUnderLoad;
+
+    // Overhead at nominal load: one generation at a time (at saturation every stage also waits for the CPU).
+    const seqN = ctx.quick ? 20 : 40;
+    const before = await completed();
+    const sequentialIds = new Set<string>();
+    for (let i = 0; i < seqN; i++) {
+      const t = buildProducerTask({ userId: 'bench', imageUrls: urls });
+      sequentialIds.add(`generation-${t.sessionId}`);
+      await redis.lpush(queueKey, serializeProducerTask(t));
+      while ((await completed()) < before + i + 1) await new Promise((r) => setTimeout(r, 5));
+    }
+
+    // Per-stage figures and overhead from the ledger itself.
+    const events = [];
+    for (let from: Parameters<typeof service.store.readAll>[0] = { maxCount: 5000 }; ; ) {
+      const page = await service.store.readAll(from);
+      events.push(...page);
+      if (page.length < 5000) break;
+      from = { fromPosition: { commit: page.at(-1)!.position.commit + 1n, prepare: page.at(-1)!.position.prepare + 1n }, maxCount: 5000 };
+    }
+    const requestedAt = new Map<string, number>();
+    const stages: Record<string, number[]> = { download: [], resize: [], generate: [], upload: [], overhead: [] };
+    for (const e of events) {
+      if (e.type === 'GenerationRequested') requestedAt.set(e.streamId, Date.parse(e.metadata.occurredAt));
+      if (e.type !== 'GenerationCompleted') continue;
+      const t = (e.data as GenerationCompleted['data']).timings;
+      stages.download!.push(t.downloadMs);
+      stages.resize!.push(t.resizeMs);
+      stages.generate!.push(t.generateMs);
+      stages.upload!.push(t.uploadMs);
+      // Everything from intake to completion except the upstream call (the task waits in Redis, not in the pipeline).
+      if (sequentialIds.has(e.streamId)) stages.overhead!.push(Date.parse(e.metadata.occurredAt) - requestedAt.get(e.streamId)! - t.generateMs);
+    }
+    const perS = tasks / seconds;
+    const figures: Figure[] = [
+      { name: 'pipeline.image_work_only.per_s', value: prepareOnlyPerS, unit: 'tasks/s' },
+      {
+        name: 'pipeline.generations.per_s',
+        value: perS,
+        unit: 'gen/s',
+        baseline: 'pipeline.image_work_only.per_s',
+        ratio: perS / prepareOnlyPerS,
+        target: '>= 20 gen/s',
+        met: perS >= 20,
+      },
+    ];
+    for (const stage of ['download', 'resize', 'generate', 'upload'] as const) {
+      figures.push({ name: `pipeline.stage.${stage}.p50_ms`, value: pct(stages[stage]!, 50), unit: 'ms' });
+      figures.push({ name: `pipeline.stage.${stage}.p95_ms`, value: pct(stages[stage]!, 95), unit: 'ms' });
+    }
+    const overheadP95 = pct(stages.overhead!, 95);
+    figures.push({ name: 'pipeline.overhead.p50_ms', value: pct(stages.overhead!, 50), unit: 'ms' });
+    figures.push({ name: 'pipeline.overhead.p95_ms', value: overheadP95, unit: 'ms', target: '<= 150 ms (one at a time)', met: overheadP95 <= 150 });
+    const idleP99 = pct(idle, 99);
+    const loadP99 = pct(loaded, 99);
+    figures.push({ name: 'health.idle.p99_ms', value: idleP99, unit: 'ms' });
+    figures.push({
+      name: 'health.under_load.p99_ms',
+      value: loadP99,
+      unit: 'ms',
+      baseline: 'health.idle.p99_ms',
+      ratio: idleP99 / loadP99,
+      target: '<= 20 ms',
+      met: loadP99 <= 20,
+    });
+    return figures;
+  } finally {
+    await service.stop();
+    const keys = await redis.keys(`${queueKey}*`);
+    if (keys.length) await redis.del(...keys);
+    redis.disconnect();
+    await fake.close();
+    await images.close();
+  }
+};

@@ -1,0 +1,62 @@
+// The SQLite writer thread: owns the only write connection, so fsyncs never block the service's event loop, and
+// every append that arrives while a commit is on disk joins the next group commit.
+import { parentPort, workerData } from 'node:worker_threads';
+import { AppendWriter, openDatabase, toWire, type AppendRequest } from './writeBatch.ts';
+
+export type ToWriter =
+  | { kind: 'append'; id: number; request: AppendRequest }
+  | { kind: 'snapshot'; streamId: string; revision: number; state: string }
+  | { kind: 'close' };
+
+export type FromWriter =
+  | { kind: 'ready' }
+  | { kind: 'results'; results: Array<{ id: number; ok: true; nextRevision: number; position: number } | { id: number; ok: false; error: ReturnType<typeof toWire> }> }
+  | { kind: 'fatal'; ids: number[]; message: string }
+  | { kind: 'closed' };
+
+const port = parentPort!;
+const db = openDatabase((workerData as { path: string }).path);
+const writer = new AppendWriter(db);
+let appends: Array<{ id: number; request: AppendRequest }> = [];
+let snapshots: Array<{ streamId: string; revision: number; state: string }> = [];
+let scheduled = false;
+
+function flush() {
+  scheduled = false;
+  const batch = appends;
+  const snaps = snapshots;
+  appends = [];
+  snapshots = [];
+  if (batch.length === 0 && snaps.length === 0) return;
+  try {
+    const outcomes = writer.appendBatch(batch.map((b) => b.request), snaps);
+    port.postMessage({
+      kind: 'results',
+      results: outcomes.map((o, i) =>
+        o.ok
+          ? { id: batch[i]!.id, ok: true, nextRevision: o.result.nextRevision, position: Number(o.result.position.commit) }
+          : { id: batch[i]!.id, ok: false, error: toWire(o.error) },
+      ),
+    } satisfies FromWriter);
+  } catch (err) {
+    port.postMessage({ kind: 'fatal', ids: batch.map((b) => b.id), message: (err as Error).message } satisfies FromWriter);
+  }
+}
+
+port.on('message', (msg: ToWriter) => {
+  if (msg.kind === 'close') {
+    flush();
+    db.close();
+    port.postMessage({ kind: 'closed' } satisfies FromWriter);
+    port.close();
+    return;
+  }
+  if (msg.kind === 'append') appends.push({ id: msg.id, request: msg.request });
+  else snapshots.push({ streamId: msg.streamId, revision: msg.revision, state: msg.state });
+  if (!scheduled) {
+    scheduled = true;
+    // Messages already queued on the port arrive before this runs, so they join this commit.
+    setImmediate(flush);
+  }
+});
+port.postMessage({ kind: 'ready' } satisfies FromWriter);
