@@ -1,0 +1,473 @@
+// Model-based property suite of the ledger (issue 2, item 6): random histories of grants, revocations, requests,
+// duplicate deliveries, upstream outcomes, crashes between any two appends, two workers racing (interleaved by the
+// fast-check scheduler), clock jumps and recovery passes drive the REAL saga over the REAL event store. After every
+// step invariants 1-2 hold (LedgerAuditor); at quiescence invariants 3-4 hold and balances match a model.
+//
+// Runs: WEARON_PROPERTY_RUNS (default 40), replay: WEARON_PROPERTY_SEED + WEARON_PROPERTY_PATH (printed on failure),
+// store: LEDGER_STORE=sqlite (default) | esdb. `npm run test:property -- --runs 10000 [--seed S --path P]`.
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import fc from 'fast-check';
+import { afterAll, describe, expect, it } from 'vitest';
+import { openSqliteEventStore } from '../../src/adapters/eventstore/sqlite/sqliteEventStore.ts';
+import { AggregateRepository } from '../../src/app/aggregates.ts';
+import { grantCredits, revokeCredits, CreditCommandRejected } from '../../src/app/credits.ts';
+import { PendingIndex } from '../../src/app/pending.ts';
+import { comparePositions, type EventStore, type Position, type RecordedEvent } from '../../src/app/ports/eventStore.ts';
+import { GenerationSaga, type RequestInput } from '../../src/app/saga.ts';
+import { foldAccount } from '../../src/domain/account.ts';
+import type { AccountEvent, GenerationEvent, LedgerEvent } from '../../src/domain/events.ts';
+import { foldGeneration, isTerminal } from '../../src/domain/generation.ts';
+import { LedgerAuditor } from '../../src/domain/invariants.ts';
+import { accountStream, generationStream, sessionIdFromStream } from '../../src/domain/streams.ts';
+import { silentLogger } from '../../src/logger.ts';
+import { Crash, CrashingStore, type CrashMode, type Gate } from '../support/crashingStore.ts';
+import { FAILURE_CODE, MemoryResultStore, ScriptedGenerator, StaticInputImages, type UpstreamOutcome } from '../support/pipelineDoubles.ts';
+
+const RUNS = Number(process.env.WEARON_PROPERTY_RUNS ?? 40);
+const SEED = process.env.WEARON_PROPERTY_SEED ? Number(process.env.WEARON_PROPERTY_SEED) : undefined;
+const PATH = process.env.WEARON_PROPERTY_PATH || undefined;
+const STORE = process.env.LEDGER_STORE ?? 'sqlite';
+const WRITER = process.env.WEARON_PROPERTY_SQLITE_WRITER || undefined;
+
+const T0 = Date.parse('2026-03-01T12:00:00.000Z');
+const LEASE_MS = 60_000;
+const OPTIONS = { leaseMs: LEASE_MS, maxAttempts: 2, max429Retries: 1, signedUrlTtlSeconds: 300, leaseMarginMs: 1000 };
+const WORKERS = 2;
+const SESSIONS = 6;
+
+// ---- stores -------------------------------------------------------------------------------------------------------
+
+/** Opens (and reopens, after a crash) the store of one run. */
+interface RunStore {
+  open(): Promise<EventStore>;
+  cleanup(): Promise<void>;
+}
+interface Backend {
+  name: string;
+  skip: string | null;
+  start(): Promise<void>;
+  stop(): Promise<void>;
+  forRun(tag: string): RunStore;
+}
+
+function sqliteBackend(): Backend {
+  // tmpfs when there is one: fsync is then cheap, and the store is still a real file that survives a "crash".
+  const base = existsSync('/dev/shm') ? '/dev/shm' : tmpdir();
+  let dir = '';
+  return {
+    name: 'sqlite',
+    skip: null,
+    async start() {
+      dir = mkdtempSync(join(base, 'wearon-ledger-prop-'));
+    },
+    async stop() {
+      rmSync(dir, { recursive: true, force: true });
+    },
+    forRun(tag) {
+      const file = join(dir, `${tag}.db`);
+      return {
+        // WEARON_PROPERTY_SQLITE_WRITER=inline|thread picks the store's writer (default: the store's own default).
+        open: async () => openSqliteEventStore({ path: file, ...(WRITER ? { writer: WRITER } : {}) } as Parameters<typeof openSqliteEventStore>[0]),
+        cleanup: async () => {
+          for (const suffix of ['', '-wal', '-shm']) rmSync(file + suffix, { force: true });
+        },
+      };
+    },
+  };
+}
+
+async function esdbBackend(): Promise<Backend> {
+  // The fake EventStoreDB server keeps its data across client reconnects, like a real one across a worker crash.
+  // Runs are isolated by the run tag in every stream name.
+  let fake: { connectionString: string; close(): Promise<void> } | null = null;
+  let open: ((cs: string) => EventStore) | null = null;
+  let skip: string | null = null;
+  try {
+    const fakeMod = await import('../support/fakeEsdb/index.ts');
+    const esdbMod = await import('../../src/adapters/eventstore/esdb/esdbEventStore.ts');
+    open = (connectionString) => esdbMod.openEsdbEventStore({ connectionString, logger: silentLogger() });
+    return {
+      name: 'esdb',
+      get skip() {
+        return skip;
+      },
+      async start() {
+        try {
+          fake = await fakeMod.startFakeEsdb();
+        } catch (err) {
+          skip = `fake ESDB did not start: ${(err as Error).message}`;
+        }
+      },
+      async stop() {
+        await fake?.close();
+      },
+      forRun: () => ({ open: async () => open!(fake!.connectionString), cleanup: async () => {} }),
+    };
+  } catch (err) {
+    skip = `fake ESDB or the ESDB adapter could not be loaded: ${(err as Error).message}`;
+    return { name: 'esdb', skip, start: async () => {}, stop: async () => {}, forRun: () => ({ open: async () => { throw new Error(skip!); }, cleanup: async () => {} }) };
+  }
+}
+
+const backend: Backend = STORE === 'esdb' ? await esdbBackend() : sqliteBackend();
+
+// ---- the world under test -----------------------------------------------------------------------------------------
+
+let runCounter = 0;
+/** What the runs exercised (printed at the end, so a run that explores nothing is visible). */
+const stats: Record<string, number> = {};
+const count = (key: string, n = 1) => (stats[key] = (stats[key] ?? 0) + n);
+
+interface SessionModel {
+  input: RequestInput;
+  script: UpstreamOutcome[];
+}
+
+/**
+ * One run: the real store behind a crash/scheduling wrapper, WORKERS sagas (each with its own repository, as separate
+ * processes would have), a controlled clock, the outside-world doubles, and the model the test keeps.
+ */
+class Harness {
+  now = T0;
+  readonly accounts: string[];
+  readonly generator: ScriptedGenerator;
+  readonly results = new MemoryResultStore();
+  readonly images = new StaticInputImages();
+  store!: CrashingStore;
+  workers: GenerationSaga[] = [];
+  admin!: AggregateRepository;
+  shutdown = new AbortController();
+  crashes = 0;
+  /** grant reference -> amount of the first grant issued with it (per account) */
+  readonly grants = new Map<string, { account: string; amount: number }>();
+  readonly revocations = new Set<string>();
+  readonly sessions = new Map<string, SessionModel>();
+  /** operations interrupted by a crash that their caller retries (webhook grants, queue redelivery) */
+  private retryAfterCrash: Array<() => Promise<unknown>> = [];
+  log: string[] = [];
+
+  constructor(
+    readonly tag: string,
+    private readonly runStore: RunStore,
+    private readonly gate: Gate,
+    private readonly waitFor: <T>(p: Promise<T>) => Promise<T>,
+  ) {
+    this.accounts = [`user:${this.tag}u`, `store:${this.tag}s`];
+    this.generator = new ScriptedGenerator({
+      advancePastLease: () => (this.now += LEASE_MS + 1),
+      requestShutdown: () => this.shutdown.abort(),
+    });
+  }
+
+  get prefixes(): string[] {
+    return [`${accountStream(this.accounts[0]!)}`, `${accountStream(this.accounts[1]!)}`, generationStream(this.tag)];
+  }
+
+  async boot(): Promise<void> {
+    this.store = new CrashingStore(await this.runStore.open(), this.gate);
+    const deps = { images: this.images, generator: this.generator, results: this.results, clock: () => this.now, logger: silentLogger(), options: OPTIONS };
+    this.workers = Array.from({ length: WORKERS }, (_, i) => new GenerationSaga({ ...deps, repo: new AggregateRepository(this.store), workerId: `w${i}` }));
+    this.admin = new AggregateRepository(this.store);
+    this.shutdown = new AbortController();
+  }
+
+  /** The process died: drop every in-memory object, reopen the store, let callers retry what they had sent. */
+  private async restart(): Promise<void> {
+    this.crashes += 1;
+    await this.store.close();
+    await this.boot();
+    const retries = this.retryAfterCrash;
+    this.retryAfterCrash = [];
+    for (const r of retries) await this.exec([r]);
+  }
+
+  /**
+   * Runs operations concurrently, their store calls interleaved by the scheduler. A Crash restarts the world; any other
+   * error is a failure of the code under test.
+   */
+  async exec(ops: Array<() => Promise<unknown>>, retryAfterCrash?: () => Promise<unknown>): Promise<PromiseSettledResult<unknown>[]> {
+    const settled = await this.waitFor(Promise.allSettled(ops.map((op) => op())));
+    if (this.shutdown.signal.aborted) this.shutdown = new AbortController(); // the stopped worker came back
+    const crashed = settled.some((r) => r.status === 'rejected' && r.reason instanceof Crash);
+    for (const r of settled) if (r.status === 'rejected' && !(r.reason instanceof Crash)) throw r.reason;
+    if (crashed) {
+      if (retryAfterCrash) this.retryAfterCrash.push(retryAfterCrash);
+      await this.restart();
+    }
+    return settled;
+  }
+
+  drive(sessionId: string, worker: number) {
+    return () => this.workers[worker]!.drive(sessionId, this.shutdown.signal);
+  }
+
+  /** Everything this run wrote, in global order (read from the store itself, not through the wrapper). */
+  async events(): Promise<RecordedEvent[]> {
+    const out: RecordedEvent[] = [];
+    let from: Position | 'start' = 'start';
+    for (;;) {
+      const page = await this.store.inner.readAll({ fromPosition: from, maxCount: 1000, filter: { streamPrefixes: this.prefixes } });
+      const after: Position | 'start' = from;
+      const fresh: RecordedEvent[] = after === 'start' ? page : page.filter((e) => comparePositions(e.position, after) > 0);
+      out.push(...fresh);
+      if (fresh.length === 0) return out;
+      from = fresh[fresh.length - 1]!.position;
+    }
+  }
+
+  audit(events: RecordedEvent[]): LedgerAuditor {
+    const auditor = new LedgerAuditor();
+    for (const e of events) auditor.add(e.streamId, e as unknown as LedgerEvent, Date.parse(e.metadata.occurredAt));
+    return auditor;
+  }
+
+  /** Invariants 1-2 (and one intake per session) on the log as it stands. */
+  async checkSafety(): Promise<void> {
+    const events = await this.events();
+    const { violations } = this.audit(events).report(false);
+    expect(violations, this.describe()).toEqual([]);
+    const requests = events.filter((e) => e.type === 'GenerationRequested').map((e) => e.streamId);
+    expect(new Set(requests).size, 'a duplicate delivery created a second GenerationRequested').toBe(requests.length);
+  }
+
+  describe(): string {
+    return `run ${this.tag}, ${this.crashes} crash(es), steps:\n  ${this.log.join('\n  ')}`;
+  }
+}
+
+// ---- commands -----------------------------------------------------------------------------------------------------
+
+type Model = Record<string, never>;
+type Cmd = fc.AsyncCommand<Model, Harness>;
+
+const step = (label: string, run: (h: Harness) => Promise<void>): Cmd => ({
+  check: () => true,
+  run: async (_m, h) => {
+    h.log.push(label);
+    await run(h);
+    await h.checkSafety();
+  },
+  toString: () => label,
+});
+
+const sessionId = (h: Harness, i: number) => `${h.tag}g${i}`;
+
+/** Opening balances of the two accounts (0 = none), so that most runs get past the charge. */
+const openingArb = fc.tuple(fc.nat(6), fc.nat(6));
+
+const grantStep = (acc: number, amount: number, ref: number) =>
+    step(`grant(acc${acc}, ${amount}, ref${ref})`, async (h) => {
+      const account = h.accounts[acc]!;
+      const reference = `ref${ref}`;
+      const key = `${account}/${reference}`;
+      const first = !h.grants.has(key);
+      if (first) h.grants.set(key, { account, amount });
+      const grant = () => grantCredits(h.admin, account, { amount, reason: 'purchase', reference }, { requestId: `grant-${reference}`, workerId: 'admin', now: h.now });
+      const [r] = await h.exec([grant], grant);
+      // Idempotent on the reference: only the first grant with it applies (a crash's retry may find it applied).
+      if (r?.status === 'fulfilled') expect((r.value as { applied: boolean }).applied, `grant ${key}: applied only the first time`).toBe(first);
+    });
+
+const grantCmd = fc
+  .record({ acc: fc.nat(1), amount: fc.integer({ min: 1, max: 3 }), ref: fc.nat(3) })
+  .map(({ acc, amount, ref }) => grantStep(acc, amount, ref));
+
+const revokeCmd = fc
+  .record({ acc: fc.nat(1), amount: fc.integer({ min: 1, max: 2 }), ref: fc.nat(2) })
+  .map(({ acc, amount, ref }) =>
+    step(`revoke(acc${acc}, ${amount}, ref${ref})`, async (h) => {
+      const account = h.accounts[acc]!;
+      const reference = `rev${ref}`;
+      const revoke = () =>
+        revokeCredits(h.admin, account, { amount, reason: 'correction', reference }, { requestId: `revoke-${reference}`, workerId: 'admin', now: h.now }).catch(
+          (err) => {
+            // Refused for lack of balance: a legitimate answer, never a bug.
+            if (err instanceof CreditCommandRejected && err.code === 'insufficient_credits') return { applied: false };
+            throw err;
+          },
+        );
+      await h.exec([revoke]);
+      h.revocations.add(`${account}/${reference}`);
+    }),
+  );
+
+const outcomeArb: fc.Arbitrary<UpstreamOutcome> = fc.oneof(
+  { weight: 6, arbitrary: fc.constant('ok' as const) },
+  { weight: 3, arbitrary: fc.constant('429' as const) },
+  { weight: 4, arbitrary: fc.constantFrom<UpstreamOutcome>('5xx', 'moderation', 'timeout', 'slow', 'shutdown') },
+);
+
+const requestCmd = fc
+  .record({ s: fc.nat(SESSIONS - 1), acc: fc.nat(1), cost: fc.integer({ min: 1, max: 2 }), script: fc.array(outcomeArb, { maxLength: 3 }), chargeNow: fc.boolean() })
+  .map(({ s, acc, cost, script, chargeNow }) =>
+    step(`request(g${s}, acc${acc}, cost ${cost}, [${script}]${chargeNow ? ', chargeNow' : ''})`, async (h) => {
+      const id = sessionId(h, s);
+      let model = h.sessions.get(id);
+      if (!model) {
+        // First delivery; a later request of the same session is a duplicate delivery of the same message.
+        const account = h.accounts[acc]!;
+        model = {
+          input: {
+            sessionId: id, taskId: `task-${id}`, channel: acc === 0 ? 'b2c' : 'b2b', account,
+            imageUrls: ['https://img.test/model.jpg', 'https://img.test/garment.jpg'], prompt: id, requestId: `req-${id}`,
+            payloadVersion: 1, requestedAt: new Date(h.now).toISOString(), cost,
+          },
+          script,
+        };
+        h.sessions.set(id, model);
+        h.generator.script(id, script);
+      }
+      const input = model.input;
+      const saga = h.workers[0]!;
+      const deliver = async () => {
+        await saga.request(input);
+        if (chargeNow) await saga.chargeNow(input.sessionId);
+      };
+      await h.exec([deliver], () => h.workers[0]!.request(input));
+    }),
+  );
+
+const driveCmd = fc.record({ s: fc.nat(SESSIONS - 1), w: fc.nat(WORKERS - 1) }).map(({ s, w }) =>
+  step(`drive(g${s}, w${w})`, async (h) => {
+    await h.exec([h.drive(sessionId(h, s), w)]);
+  }),
+);
+
+/** Two workers at once, on the same generation (and so the same account) or on two generations. */
+const raceCmd = fc.record({ a: fc.nat(SESSIONS - 1), b: fc.nat(SESSIONS - 1), same: fc.boolean() }).map(({ a, b, same }) => {
+  const other = same ? a : b;
+  return step(`race(w0: g${a}, w1: g${other})`, async (h) => {
+    await h.exec([h.drive(sessionId(h, a), 0), h.drive(sessionId(h, other), 1)]);
+  });
+});
+
+const advanceCmd = fc.constantFrom(1_000, 11_000, LEASE_MS + 1, 2 * 60 * 60 * 1000 + 1).map((ms) =>
+  step(`advance(${ms} ms)`, async (h) => {
+    h.now += ms;
+  }),
+);
+
+const crashCmd = fc.record({ k: fc.integer({ min: 1, max: 4 }), mode: fc.constantFrom<CrashMode>('before', 'after') }).map(({ k, mode }) =>
+  step(`crash(append +${k}, ${mode})`, async (h) => {
+    h.store.armCrash(k, mode);
+  }),
+);
+
+/** One recovery pass, as the worker runs it: fold the log into the pending index and drive what is due. */
+async function recoveryPass(h: Harness): Promise<number> {
+  let due: string[] = [];
+  await h.exec([async () => (due = (await PendingIndex.fromLog(h.store)).due(h.now, true))]);
+  for (const [i, id] of due.entries()) await h.exec([h.drive(id, i % WORKERS)]);
+  return due.length;
+}
+
+const recoverCmd = fc.constant(step('recover()', async (h) => void (await recoveryPass(h))));
+
+const commandArbs = [
+  grantCmd, grantCmd, revokeCmd, requestCmd, requestCmd, requestCmd, driveCmd, driveCmd, raceCmd, raceCmd, advanceCmd, crashCmd, recoverCmd,
+];
+
+// ---- quiescence ---------------------------------------------------------------------------------------------------
+
+async function quiesce(h: Harness): Promise<void> {
+  h.store.disarm();
+  h.log.push('-- quiescence: restart, recovery passes until nothing is pending');
+  for (let pass = 0; ; pass++) {
+    if (pass > 60) throw new Error(`recovery did not converge\n${h.describe()}`);
+    let pending = 0;
+    await h.exec([async () => (pending = (await PendingIndex.fromLog(h.store)).size)]);
+    if (pending === 0) break;
+    await recoveryPass(h);
+    h.now += LEASE_MS + 1; // past every lease and every retry's notBefore
+  }
+}
+
+/** Invariants 3-4 and the model, on a quiescent ledger. */
+async function checkQuiescent(h: Harness): Promise<void> {
+  const events = await h.events();
+  const ctx = h.describe();
+  count('crashes', h.crashes);
+  for (const e of events) count(e.type === 'GenerationFailed' ? `failed:${(e.data as { code: string }).code}` : e.type);
+  expect(h.audit(events).report(true).violations, ctx).toEqual([]);
+
+  const byStream = new Map<string, RecordedEvent[]>();
+  for (const e of events) byStream.set(e.streamId, [...(byStream.get(e.streamId) ?? []), e]);
+
+  // Every accepted request ended terminal; nothing else became a generation; one intake each.
+  const generationStreams = [...byStream.keys()].filter((s) => sessionIdFromStream(s) !== null);
+  expect(generationStreams.sort(), ctx).toEqual([...h.sessions.keys()].map(generationStream).sort());
+  const expectedBalance = new Map(h.accounts.map((a) => [a, 0]));
+  for (const [id, model] of h.sessions) {
+    const stream = byStream.get(generationStream(id)) ?? [];
+    expect(stream.filter((e) => e.type === 'GenerationRequested'), `${id}: one intake\n${ctx}`).toHaveLength(1);
+    const state = foldGeneration(stream.map((e) => e as unknown as GenerationEvent));
+    expect(isTerminal(state), `${id} is ${state.status} after recovery\n${ctx}`).toBe(true);
+    const produced = h.generator.produced.get(id) ?? [];
+    if (state.status === 'completed') {
+      expect(produced.some((o) => o === 'ok' || o === 'slow'), `${id} completed without a successful upstream call\n${ctx}`).toBe(true);
+      expect(h.results.objects.size, ctx).toBeGreaterThan(0);
+      expectedBalance.set(model.input.account, expectedBalance.get(model.input.account)! - model.input.cost);
+    }
+    if (state.status === 'failed') {
+      const failed = stream.find((e) => e.type === 'GenerationFailed')!.data as { code: string };
+      const allowed = new Set(['worker_lost', ...produced.map((o) => FAILURE_CODE[o]).filter(Boolean)]);
+      expect(allowed.has(failed.code), `${id} failed with ${failed.code}, upstream produced [${produced}]\n${ctx}`).toBe(true);
+    }
+  }
+
+  // Balances: the model's grants, the revocations the ledger accepted, minus what completed generations cost.
+  for (const { account, amount } of h.grants.values()) expectedBalance.set(account, expectedBalance.get(account)! + amount);
+  for (const account of h.accounts) {
+    const stream = byStream.get(accountStream(account)) ?? [];
+    const typed = stream.map((e) => ({ event: e as unknown as AccountEvent, at: Date.parse(e.metadata.occurredAt) }));
+    const grants = typed.filter((t) => t.event.type === 'CreditsGranted').map((t) => (t.event.data as { reference: string }).reference);
+    expect(new Set(grants).size, `${account}: a grant reference applied twice\n${ctx}`).toBe(grants.length);
+    const revoked = typed.filter((t) => t.event.type === 'CreditsRevoked').map((t) => t.event.data as { amount: number; reference: string });
+    expect(new Set(revoked.map((r) => r.reference)).size, ctx).toBe(revoked.length);
+    for (const r of revoked) expect(h.revocations.has(`${account}/${r.reference}`), ctx).toBe(true);
+    const state = foldAccount(typed);
+    expect(state.open, `${account}: holds left open\n${ctx}`).toEqual({});
+    const expected = expectedBalance.get(account)! - revoked.reduce((a, r) => a + r.amount, 0);
+    expect(state.balance, `${account}: balance\n${ctx}`).toBe(expected);
+    const deductions = typed.filter((t) => t.event.type === 'CreditDeducted').map((t) => (t.event.data as { generationId: string }).generationId);
+    expect(new Set(deductions).size, `${account}: a generation charged twice\n${ctx}`).toBe(deductions.length);
+  }
+}
+
+// ---- the property -------------------------------------------------------------------------------------------------
+
+await backend.start();
+if (backend.skip) console.warn(`SKIP ledger property on ${backend.name}: ${backend.skip}`);
+
+describe.skipIf(backend.skip !== null)(`ledger model-based property (store: ${backend.name})`, () => {
+  afterAll(() => backend.stop());
+
+  it(`keeps invariants 1-4 under crashes, duplicates, races and recovery (${RUNS} runs)`, async () => {
+    let runs = 0;
+    await fc.assert(
+      fc.asyncProperty(fc.scheduler(), openingArb, fc.commands(commandArbs, { maxCommands: 30, size: '+1' }), async (s, opening, cmds) => {
+        const tag = `r${++runCounter}x`;
+        const runStore = backend.forRun(tag);
+        const gate: Gate = (label, work) => s.schedule(Promise.resolve(), label).then(work);
+        const h = new Harness(tag, runStore, gate, (p) => s.waitFor(p));
+        runs += 1;
+        try {
+          await h.boot();
+          for (const [acc, amount] of opening.entries()) if (amount > 0) await grantStep(acc, amount, 9).run({}, h);
+          count('commands', [...cmds].length);
+          await fc.asyncModelRun(() => ({ model: {} as Model, real: h }), cmds);
+          await quiesce(h);
+          await checkQuiescent(h);
+        } finally {
+          await h.store?.close().catch(() => {});
+          await runStore.cleanup();
+        }
+      }),
+      { numRuns: RUNS, ...(SEED !== undefined ? { seed: SEED } : {}), ...(PATH ? { path: PATH } : {}), endOnFailure: false },
+    );
+    console.log(`ledger property (${backend.name}): ${runs} runs; events and crashes seen: ${JSON.stringify(stats)}`);
+    expect(runs).toBeGreaterThanOrEqual(RUNS);
+  }, Math.max(120_000, RUNS * 3_000));
+});
