@@ -124,25 +124,45 @@ export function sampleCrop(
   const sin = Math.sin(rect.rotation);
   const step = rect.side / size; // source pixels per output pixel
   const ss = Math.min(4, Math.max(1, Math.ceil(step / 1.5)));
-  const inv = 1 / (ss * ss);
+  const k = scale / (ss * ss);
   const stride = width * 3;
+  // Affine map from output sub-sample (u + du, v + dv) to source: x = x0 + ux*u + vx*v (pixel-centre convention:
+  // continuous coordinate c is pixel c - 0.5).
+  const ux = cos * step;
+  const uy = sin * step;
+  const vx = -sin * step;
+  const vy = cos * step;
+  const ox = rect.cx - rect.side * 0.5 * (cos - sin) - 0.5;
+  const oy = rect.cy - rect.side * 0.5 * (sin + cos) - 0.5;
   for (let v = 0; v < size; v++) {
     for (let u = 0; u < size; u++) {
       let r = 0;
       let g = 0;
       let b = 0;
       for (let sy = 0; sy < ss; sy++) {
-        const nv = (v + (sy + 0.5) / ss) / size - 0.5;
+        const vv = v + (sy + 0.5) / ss;
         for (let sx = 0; sx < ss; sx++) {
-          const nu = (u + (sx + 0.5) / ss) / size - 0.5;
-          // pixel-centre convention: continuous coordinate c maps to pixel c - 0.5
-          const x = rect.cx + rect.side * (cos * nu - sin * nv) - 0.5;
-          const y = rect.cy + rect.side * (sin * nu + cos * nv) - 0.5;
+          const uu = u + (sx + 0.5) / ss;
+          const x = ox + ux * uu + vx * vv;
+          const y = oy + uy * uu + vy * vv;
           const x0 = Math.floor(x);
           const y0 = Math.floor(y);
-          if (x0 < -1 || y0 < -1 || x0 >= width || y0 >= height) continue;
           const fx = x - x0;
           const fy = y - y0;
+          if (x0 >= 0 && y0 >= 0 && x0 + 1 < width && y0 + 1 < height) {
+            // fast path: all four taps inside the image
+            const p = y0 * stride + x0 * 3;
+            const q = p + stride;
+            const w00 = (1 - fx) * (1 - fy);
+            const w01 = fx * (1 - fy);
+            const w10 = (1 - fx) * fy;
+            const w11 = fx * fy;
+            r += w00 * rgb[p]! + w01 * rgb[p + 3]! + w10 * rgb[q]! + w11 * rgb[q + 3]!;
+            g += w00 * rgb[p + 1]! + w01 * rgb[p + 4]! + w10 * rgb[q + 1]! + w11 * rgb[q + 4]!;
+            b += w00 * rgb[p + 2]! + w01 * rgb[p + 5]! + w10 * rgb[q + 2]! + w11 * rgb[q + 5]!;
+            continue;
+          }
+          if (x0 < -1 || y0 < -1 || x0 >= width || y0 >= height) continue; // zero border
           for (let dy = 0; dy < 2; dy++) {
             const yy = y0 + dy;
             if (yy < 0 || yy >= height) continue;
@@ -160,9 +180,9 @@ export function sampleCrop(
         }
       }
       const o = (v * size + u) * 3;
-      dst[o] = r * inv * scale + offset;
-      dst[o + 1] = g * inv * scale + offset;
-      dst[o + 2] = b * inv * scale + offset;
+      dst[o] = r * k + offset;
+      dst[o + 1] = g * k + offset;
+      dst[o + 2] = b * k + offset;
     }
   }
 }
