@@ -63,6 +63,8 @@ export const configSchema = z.object({
   /** Attempts (claims) before a lost generation fails with worker_lost. */
   MAX_ATTEMPTS: int(3, 1, 20),
   SHUTDOWN_GRACE_MS: int(30_000, 0),
+  /** How often the worker re-verifies the whole ledger (metrics for the verify alert); 0 turns it off. */
+  VERIFY_INTERVAL_MS: int(3_600_000, 0),
   RECOVERY_INTERVAL_MS: int(30_000, 100),
 
   // --- images ---

@@ -13,6 +13,7 @@ import type { EventStore } from './app/ports/eventStore.ts';
 import type { TaskQueue } from './app/ports/queue.ts';
 import { GenerationSaga } from './app/saga.ts';
 import { GenerationWorker } from './app/worker.ts';
+import { verifyLedger } from './app/verify.ts';
 import { openSqliteEventStore } from './adapters/eventstore/sqlite/sqliteEventStore.ts';
 import { createRedis, RedisTaskQueue } from './adapters/queue/redisTaskQueue.ts';
 import type { RateLimiter } from './app/ports/pipeline.ts';
@@ -48,6 +49,20 @@ export function createRepository(store: EventStore, metrics?: Metrics): Aggregat
     onConflict: () => metrics?.appendConflicts.inc(),
     onAppend: (s) => metrics?.appendSeconds.observe({ store: store.kind }, s),
   });
+}
+
+/** Re-verifies the ledger (invariants 1-3, the latter for generations idle 10 minutes) and exports the result. */
+async function verifyInBackground(store: EventStore, metrics: Metrics, log: Logger): Promise<void> {
+  try {
+    const { violations, summary } = await verifyLedger(store);
+    metrics.verifyViolations.set(violations.length);
+    metrics.verifyLastRun.set(Date.now() / 1000);
+    metrics.openHolds.set(summary.openHolds);
+    if (violations.length) log.error({ violations: violations.slice(0, 20), count: violations.length }, 'ledger_verify_violations');
+    else log.info({ events: summary.events }, 'ledger_verified');
+  } catch (err) {
+    log.error({ err }, 'ledger_verify_failed');
+  }
 }
 
 export interface Service {
@@ -144,6 +159,12 @@ export async function startService(config: Config, parts: Parts, logger: Logger)
       } });
       w.start();
       closers.push(() => w.stop());
+      if (config.VERIFY_INTERVAL_MS > 0) {
+        // A first pass shortly after start, so the "verify stale" alert has a fresh timestamp after a deploy.
+        const firstVerify = setTimeout(() => void verifyInBackground(store, metrics, log), 30_000).unref();
+        const verifyTimer = setInterval(() => void verifyInBackground(store, metrics, log), config.VERIFY_INTERVAL_MS).unref();
+        closers.push(() => (clearTimeout(firstVerify), clearInterval(verifyTimer)));
+      }
       log.info({ concurrency: config.WORKER_CONCURRENCY, generator: generator.provider, intake: queue ? 'redis+http' : 'http' }, 'worker_started');
     }
 

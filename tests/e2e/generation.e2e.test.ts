@@ -155,7 +155,9 @@ describe.skipIf(!hasRedis)('generation end to end (service process, Redis intake
     expect(rows[0]).toMatch(/^revision,occurred_at,type,amount,balance,generation_id/);
     expect(rows).toHaveLength(1 + 1 + 4 + 2 + 2); // header, grant, 4 deductions, 2 captures, 2 refunds
     expect(rows.at(-1)).toMatch(/,1,/);
-    const verify = await cli('verify', '--quiescent');
+    const verify = await cli('verify', '--quiescent').catch((e: { stdout: string; stderr: string }) => {
+      throw new Error(`verify failed:\n${e.stdout}\n${e.stderr}`);
+    });
     expect(verify.stdout).toMatch(/ledger OK/);
 
     // Metrics saw the outcomes.

@@ -129,7 +129,7 @@ export class SqliteEventStore implements EventStore {
           this.inFlight.delete(id);
         }
       }
-      if (this.inFlight.size === 0) worker.unref();
+      if (this.inFlight.size === 0 && !this.closed) worker.unref();
     });
     worker.on('error', (err) => this.failInFlight(err));
     worker.on('exit', (code) => this.failInFlight(new Error(`event store writer exited (${code})`)));
