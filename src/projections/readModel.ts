@@ -14,6 +14,8 @@ export interface TableSpec {
   /** primary key column */
   key: string;
   indexes?: readonly string[][];
+  /** Postgres: UNLOGGED (no WAL); for rebuild shadows, which a crash simply restarts */
+  unlogged?: boolean;
 }
 
 export interface Checkpoint {

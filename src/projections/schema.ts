@@ -78,8 +78,11 @@ export const LEDGER_ENTRIES: TableSpec = {
   indexes: [['account', 'global_commit'], ['generation_id'], ['occurred_at']],
 };
 
-/** A rebuild's shadow table: same columns and key, no secondary indexes (only the rebuild writes it, by key). */
-export const shadowOf = (t: TableSpec): TableSpec => ({ ...t, name: `rebuild_${t.name}`, indexes: [] });
+/**
+ * A rebuild's shadow table: same columns and key, no secondary indexes (only the rebuild writes it, by key), UNLOGGED in
+ * Postgres (a crash loses it and the rebuild is started again; the swap copies it into the logged live table).
+ */
+export const shadowOf = (t: TableSpec): TableSpec => ({ ...t, name: `rebuild_${t.name}`, indexes: [], unlogged: true });
 
 const PG_TYPES: Record<string, string> = { text: 'text', int: 'integer', bigint: 'bigint', float: 'double precision', ts: 'timestamptz' };
 const SQLITE_TYPES: Record<string, string> = { text: 'TEXT', int: 'INTEGER', bigint: 'INTEGER', float: 'REAL', ts: 'TEXT' };
@@ -88,7 +91,8 @@ export const pgArrayType = (t: string) => `${PG_TYPES[t]}[]`;
 export function tableDdl(d: Dialect, t: TableSpec): string[] {
   const types = d === 'postgres' ? PG_TYPES : SQLITE_TYPES;
   const cols = t.columns.map((c) => `${c.name} ${types[c.type]}${c.notNull ? ' NOT NULL' : ''}${c.name === t.key ? ' PRIMARY KEY' : ''}`);
-  const out = [`CREATE TABLE IF NOT EXISTS ${t.name} (\n  ${cols.join(',\n  ')}\n)`];
+  const unlogged = t.unlogged && d === 'postgres' ? 'UNLOGGED ' : '';
+  const out = [`CREATE ${unlogged}TABLE IF NOT EXISTS ${t.name} (\n  ${cols.join(',\n  ')}\n)`];
   for (const idx of t.indexes ?? []) out.push(`CREATE INDEX IF NOT EXISTS ${t.name}_${idx.join('_')}_idx ON ${t.name} (${idx.join(', ')})`);
   return out;
 }

@@ -143,8 +143,10 @@ class PgTx implements ReadModelTx {
       await this.c.query('RELEASE SAVEPOINT publish');
       return null;
     } catch (err) {
-      // class 23: integrity constraint violation (FK, check, not null, unique)
-      if (!String((err as { code?: string }).code ?? '').startsWith('23')) throw err;
+      // class 23: integrity constraint violation (FK, check, not null, unique); class 22: data exception (an id that is
+      // not a uuid for the platform's uuid columns). Anything else (connection, timeout) fails the batch for a retry.
+      const code = String((err as { code?: string }).code ?? '');
+      if (!code.startsWith('23') && !code.startsWith('22')) throw err;
       await this.c.query('ROLLBACK TO SAVEPOINT publish');
       await this.c.query('RELEASE SAVEPOINT publish');
       return (err as Error).message;
@@ -236,6 +238,8 @@ export class PgReadModel implements ReadModel {
       await client.end().catch(() => undefined);
       throw err;
     }
+    // A rebuild writes only its shadow tables, which a crash discards anyway: no need to wait for WAL flushes.
+    if (projection.endsWith('#rebuild')) await client.query('SET synchronous_commit = off');
     held = true;
     let queue: Promise<unknown> = Promise.resolve();
     return {

@@ -37,6 +37,8 @@ export interface SqliteReadModelOptions {
   logger?: Logger;
   /** a lock whose heartbeat is older than this is taken over */
   lockStaleMs?: number;
+  /** page cache size in MiB (default 64) */
+  cacheMiB?: number;
   /** how long a transaction waits for another connection's write lock (default 30 s) */
   busyTimeoutMs?: number;
 }
@@ -143,6 +145,9 @@ export class SqliteReadModel implements ReadModel {
     // Read models can be rebuilt from the ledger: NORMAL is durable enough (a lost tail is re-projected).
     this.db.pragma('synchronous = NORMAL');
     this.db.pragma('busy_timeout = 0'); // waits are asynchronous (begin)
+    // 64 MiB page cache (default 2 MiB): ledger_entries and its indexes outgrow the default at a few 100k rows,
+    // and every batch then pays page reads; measured ~1.5x on the credit-balances rebuild.
+    this.db.pragma(`cache_size = -${(o.cacheMiB ?? 64) * 1024}`);
     this.tx = new SqliteTx(this.db);
   }
 
