@@ -88,7 +88,8 @@ export const sizeRecBench: BenchSuite = async (ctx) => {
       return { ms: performance.now() - t, body };
     };
 
-    for (let i = 0; i < 20; i++) await call();
+    // Warm-up fills the wasm heaps and libvips' bounded operation cache in every worker.
+    for (let i = 0; i < (ctx.quick ? 20 : 50); i++) await call();
     global.gc?.();
     const rssWarm = process.memoryUsage().rss;
 
