@@ -1,14 +1,13 @@
 // Main-thread side of pose estimation: a pool of worker threads (one model instance each), a bounded FIFO queue
 // and a per-request deadline. The queue lives here, not in the worker, so queued requests that time out never
 // reach the model and the queue depth is observable.
-import { Worker } from 'node:worker_threads';
+import type { Worker } from 'node:worker_threads';
 import os from 'node:os';
-import { createRequire } from 'node:module';
-import { pathToFileURL } from 'node:url';
 import type { Logger } from '../../logger.ts';
 import type { Metrics } from '../../metrics.ts';
 import { ImageUnavailableError, PoseUnavailableError, type PoseEstimatorPort } from '../../app/sizeRecommendation.ts';
 import type { FromWorker, PoseModelName, PoseResult, ToWorker } from './types.ts';
+import { spawnModuleWorker } from '../workerThread.ts';
 
 // The errors extend the use case's port errors, so the HTTP layer maps them without knowing this adapter.
 export class PoseNotReadyError extends PoseUnavailableError {
@@ -71,17 +70,8 @@ interface Slot {
   busy: Job | null;
 }
 
-const require = createRequire(import.meta.url);
-
-function spawnWorker(model: PoseModelName, mirrorAverage: boolean): Worker {
-  const opts = { workerData: { model, mirrorAverage }, stdout: true, stderr: true } as const;
-  if (import.meta.url.endsWith('.js')) return new Worker(new URL('./poseWorker.js', import.meta.url), opts);
-  // Running from TypeScript source (tsx, vitest): the worker needs the tsx loader registered in its own thread.
-  // require.resolve picks the CommonJS build; the ESM build sits next to it.
-  const tsx = pathToFileURL(require.resolve('tsx/esm/api').replace(/\.cjs$/, '.mjs')).href;
-  const entry = new URL('./poseWorker.ts', import.meta.url).href;
-  const code = `import(${JSON.stringify(tsx)}).then((m) => { m.register(); return import(${JSON.stringify(entry)}); });`;
-  return new Worker(code, { ...opts, eval: true });
+function spawnWorker(model: PoseModelName, mirrorAverage: boolean) {
+  return spawnModuleWorker(import.meta.url, 'poseWorker', { workerData: { model, mirrorAverage }, stdout: true, stderr: true });
 }
 
 export function createPoseEstimator(options: PoseEstimatorOptions): PoseEstimator {
