@@ -174,14 +174,20 @@ export class PgReadModel implements ReadModel {
     this.pool = new pg.Pool(this.clientConfig(o.poolSize ?? 4));
     // An idle client that dies is replaced by the pool; log instead of crashing the process.
     this.pool.on('error', (err) => o.logger?.warn({ err }, 'readmodel_pg_idle_error'));
+    // Runs before any query of a new pooled client (node-postgres queues queries in order).
+    this.pool.on('connect', (c) => void c.query(this.sessionSql).catch((err) => o.logger?.warn({ err }, 'readmodel_pg_session_setup_failed')));
+  }
+
+  /** Session settings, sent with SET after connecting (poolers may refuse startup `options`). */
+  private get sessionSql(): string {
+    const sets = [`SET statement_timeout = ${this.o.statementTimeoutMs ?? 600_000}`];
+    if (this.o.schema) sets.push(`SET search_path = ${this.o.schema}`);
+    return sets.join('; ');
   }
 
   private clientConfig(max?: number): pg.PoolConfig {
-    const opts = [`-c statement_timeout=${this.o.statementTimeoutMs ?? 600_000}`];
-    if (this.o.schema) opts.push(`-c search_path=${this.o.schema}`);
     return {
       connectionString: this.o.connectionString,
-      options: opts.join(' '),
       connectionTimeoutMillis: this.o.connectTimeoutMs ?? 10_000,
       types: TYPES,
       ...(max ? { max } : {}),
@@ -228,6 +234,7 @@ export class PgReadModel implements ReadModel {
     client.on('end', () => lost());
     await client.connect();
     try {
+      await client.query(this.sessionSql);
       for (;;) {
         options.signal?.throwIfAborted();
         const r = await client.query(`SELECT pg_try_advisory_lock(hashtext(current_schema() || ':projection:' || $1)) AS ok`, [projection]);
