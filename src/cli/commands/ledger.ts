@@ -29,65 +29,45 @@ function required(v: string | true | undefined, name: string): string {
 
 const cliContext = (ctx: CliContext) => ({ requestId: `cli_${Date.now().toString(36)}`, workerId: workerIdOf(ctx.config) });
 
-export const grantCommand: CliCommand = {
-  name: 'grant',
-  summary: 'grant credits to an account (idempotent on --reference)',
-  usage: `wearon grant <account> <amount> --reason <${GRANT_REASONS.join('|')}> --reference <REF>`,
-  run: async (args, ctx) => {
-    const { flags, positionals } = parseArgs(args);
-    const [account, amountText] = positionals;
-    if (!account || !amountText) throw new UsageError('account and amount are required');
-    const reason = required(flags.reason, 'reason');
-    if (!GRANT_REASONS.includes(reason as GrantReason)) throw new UsageError(`--reason must be one of ${GRANT_REASONS.join(', ')}`);
-    const reference = required(flags.reference, 'reference');
-    return withStore(ctx, async (store) => {
-      const repo = createRepository(store);
-      try {
-        const r = await grantCredits(repo, account, { amount: positiveInt(amountText, 'amount'), reason: reason as GrantReason, reference }, cliContext(ctx));
-        const view = await accountView(repo, r.account);
-        ctx.out(`${r.applied ? 'granted' : 'already granted (same reference)'}: ${r.account} balance ${view.balance}`);
-        return 0;
-      } catch (err) {
-        if (err instanceof CreditCommandRejected) {
-          ctx.err(`refused (${err.code}): ${err.message}`);
-          return 1;
+/** grant and revoke: parse `<account> <amount> --reason --reference`, apply, print the new balance. */
+function creditCommand(
+  name: 'grant' | 'revoke',
+  summary: string,
+  reasons: string,
+  apply: typeof grantCredits | typeof revokeCredits,
+): CliCommand {
+  return {
+    name,
+    summary,
+    usage: `wearon ${name} <account> <amount> --reason <${reasons}> --reference <REF>`,
+    run: async (args, ctx) => {
+      const { flags, positionals } = parseArgs(args);
+      const [account, amountText] = positionals;
+      if (!account || !amountText) throw new UsageError('account and amount are required');
+      const reason = required(flags.reason, 'reason');
+      if (name === 'grant' && !GRANT_REASONS.includes(reason as GrantReason)) throw new UsageError(`--reason must be one of ${GRANT_REASONS.join(', ')}`);
+      const input = { amount: positiveInt(amountText, 'amount'), reason: reason as GrantReason, reference: required(flags.reference, 'reference') };
+      return withStore(ctx, async (store) => {
+        const repo = createRepository(store);
+        try {
+          const r = await apply(repo, account, input, cliContext(ctx));
+          const view = await accountView(repo, r.account);
+          ctx.out(`${r.applied ? `${name} applied` : `already applied (same reference)`}: ${r.account} balance ${view.balance}`);
+          return 0;
+        } catch (err) {
+          if (err instanceof CreditCommandRejected) {
+            ctx.err(`refused (${err.code}): ${err.message}`);
+            return 1;
+          }
+          throw err;
         }
-        throw err;
-      }
-    });
-  },
-};
+      });
+    },
+  };
+}
 
-export const revokeCommand: CliCommand = {
-  name: 'revoke',
-  summary: 'revoke credits from an account (never below zero; idempotent on --reference)',
-  usage: 'wearon revoke <account> <amount> --reason <text> --reference <REF>',
-  run: async (args, ctx) => {
-    const { flags, positionals } = parseArgs(args);
-    const [account, amountText] = positionals;
-    if (!account || !amountText) throw new UsageError('account and amount are required');
-    return withStore(ctx, async (store) => {
-      const repo = createRepository(store);
-      try {
-        const r = await revokeCredits(
-          repo,
-          account,
-          { amount: positiveInt(amountText, 'amount'), reason: required(flags.reason, 'reason'), reference: required(flags.reference, 'reference') },
-          cliContext(ctx),
-        );
-        const view = await accountView(repo, r.account);
-        ctx.out(`${r.applied ? 'revoked' : 'already revoked (same reference)'}: ${r.account} balance ${view.balance}`);
-        return 0;
-      } catch (err) {
-        if (err instanceof CreditCommandRejected) {
-          ctx.err(`refused (${err.code}): ${err.message}`);
-          return 1;
-        }
-        throw err;
-      }
-    });
-  },
-};
+export const grantCommand = creditCommand('grant', 'grant credits to an account (idempotent on --reference)', GRANT_REASONS.join('|'), grantCredits);
+export const revokeCommand = creditCommand('revoke', 'revoke credits from an account (never below zero; idempotent on --reference)', 'text', revokeCredits);
 
 export const balanceCommand: CliCommand = {
   name: 'balance',
