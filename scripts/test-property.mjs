@@ -1,12 +1,12 @@
 #!/usr/bin/env node
-// `npm run test:property [-- --runs N] [--seed S] [--path P] [--store sqlite|esdb] [vitest args]`: runs the property
+// `npm run test:property [-- --runs N] [--seed S --path P --replay-path R] [--store sqlite|esdb] [vitest args]`: runs the property
 // suites (tests/property) with the run count and the replay coordinates passed to them through the environment.
 import { spawnSync } from 'node:child_process';
 
 const args = process.argv.slice(2);
 const env = { ...process.env };
 const rest = [];
-const flags = { '--runs': 'WEARON_PROPERTY_RUNS', '--seed': 'WEARON_PROPERTY_SEED', '--path': 'WEARON_PROPERTY_PATH', '--store': 'LEDGER_STORE' };
+const flags = { '--runs': 'WEARON_PROPERTY_RUNS', '--seed': 'WEARON_PROPERTY_SEED', '--path': 'WEARON_PROPERTY_PATH', '--replay-path': 'WEARON_PROPERTY_REPLAY_PATH', '--store': 'LEDGER_STORE' };
 for (let i = 0; i < args.length; i++) {
   const a = args[i];
   const [name, inline] = a.includes('=') ? [a.slice(0, a.indexOf('=')), a.slice(a.indexOf('=') + 1)] : [a, undefined];

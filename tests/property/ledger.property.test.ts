@@ -3,8 +3,9 @@
 // fast-check scheduler), clock jumps and recovery passes drive the REAL saga over the REAL event store. After every
 // step invariants 1-2 hold (LedgerAuditor); at quiescence invariants 3-4 hold and balances match a model.
 //
-// Runs: WEARON_PROPERTY_RUNS (default 40), replay: WEARON_PROPERTY_SEED + WEARON_PROPERTY_PATH (printed on failure),
-// store: LEDGER_STORE=sqlite (default) | esdb. `npm run test:property -- --runs 10000 [--seed S --path P]`.
+// Runs: WEARON_PROPERTY_RUNS (default 100). Replay a failure with the printed seed, path and replayPath:
+// WEARON_PROPERTY_SEED, WEARON_PROPERTY_PATH, WEARON_PROPERTY_REPLAY_PATH. Store: LEDGER_STORE=sqlite (default) | esdb.
+// `npm run test:property -- --runs 10000`, `npm run test:property -- --seed S --path P --replay-path R`.
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -25,11 +26,22 @@ import { silentLogger } from '../../src/logger.ts';
 import { Crash, CrashingStore, type CrashMode, type Gate } from '../support/crashingStore.ts';
 import { FAILURE_CODE, MemoryResultStore, ScriptedGenerator, StaticInputImages, type UpstreamOutcome } from '../support/pipelineDoubles.ts';
 
-const RUNS = Number(process.env.WEARON_PROPERTY_RUNS ?? 40);
+const RUNS = Number(process.env.WEARON_PROPERTY_RUNS ?? 100);
 const SEED = process.env.WEARON_PROPERTY_SEED ? Number(process.env.WEARON_PROPERTY_SEED) : undefined;
 const PATH = process.env.WEARON_PROPERTY_PATH || undefined;
+/** fc.commands' own replay coordinates (the `replayPath="..."` comment of a counterexample) */
+const REPLAY_PATH = process.env.WEARON_PROPERTY_REPLAY_PATH || undefined;
 const STORE = process.env.LEDGER_STORE ?? 'sqlite';
-const WRITER = process.env.WEARON_PROPERTY_SQLITE_WRITER || undefined;
+/**
+ * The SQLite store writes on a writer thread (production) or inline. Starting a thread costs ~0.3 s per store opened,
+ * so most runs use the inline writer (same transaction code) and one in ten the thread; WEARON_PROPERTY_SQLITE_WRITER
+ * forces one.
+ */
+type SqliteWriter = 'inline' | 'thread';
+const WRITER = process.env.WEARON_PROPERTY_SQLITE_WRITER as SqliteWriter | undefined;
+const writerArb: fc.Arbitrary<SqliteWriter> = WRITER
+  ? fc.constant(WRITER)
+  : fc.oneof({ weight: 9, arbitrary: fc.constant('inline' as const) }, { weight: 1, arbitrary: fc.constant('thread' as const) });
 
 const T0 = Date.parse('2026-03-01T12:00:00.000Z');
 const LEASE_MS = 60_000;
@@ -49,7 +61,7 @@ interface Backend {
   skip: string | null;
   start(): Promise<void>;
   stop(): Promise<void>;
-  forRun(tag: string): RunStore;
+  forRun(tag: string, writer: SqliteWriter): RunStore;
 }
 
 function sqliteBackend(): Backend {
@@ -65,11 +77,10 @@ function sqliteBackend(): Backend {
     async stop() {
       rmSync(dir, { recursive: true, force: true });
     },
-    forRun(tag) {
+    forRun(tag, writer) {
       const file = join(dir, `${tag}.db`);
       return {
-        // WEARON_PROPERTY_SQLITE_WRITER=inline|thread picks the store's writer (default: the store's own default).
-        open: async () => openSqliteEventStore({ path: file, ...(WRITER ? { writer: WRITER } : {}) } as Parameters<typeof openSqliteEventStore>[0]),
+        open: async () => openSqliteEventStore({ path: file, writer } as Parameters<typeof openSqliteEventStore>[0]),
         cleanup: async () => {
           for (const suffix of ['', '-wal', '-shm']) rmSync(file + suffix, { force: true });
         },
@@ -168,10 +179,37 @@ class Harness {
   async boot(): Promise<void> {
     this.store = new CrashingStore(await this.runStore.open(), this.gate);
     const deps = { images: this.images, generator: this.generator, results: this.results, clock: () => this.now, logger: silentLogger(), options: OPTIONS };
-    this.workers = Array.from({ length: WORKERS }, (_, i) => new GenerationSaga({ ...deps, repo: new AggregateRepository(this.store), workerId: `w${i}` }));
+    this.workers = Array.from(
+      { length: WORKERS },
+      (_, i) => new GenerationSaga({ ...deps, repo: new AggregateRepository(this.workerStore(i, this.store)), workerId: `w${i}` }),
+    );
     this.admin = new AggregateRepository(this.store);
     this.shutdown = new AbortController();
   }
+
+  /** Worker i's view of the store: its reads and appends can be stalled (see `race`). */
+  private workerStore(i: number, store: CrashingStore): EventStore {
+    const pause = async () => {
+      const stall = this.stalls.get(i);
+      if (stall && ++stall.calls === stall.at) await stall.until;
+    };
+    return new Proxy(store, {
+      get: (target, prop) => {
+        if (prop === 'readStream' || prop === 'append') {
+          const method = target[prop].bind(target) as (...args: unknown[]) => Promise<unknown>;
+          return async (...args: unknown[]) => (await pause(), method(...args));
+        }
+        const value = Reflect.get(target, prop, target) as unknown;
+        return typeof value === 'function' ? value.bind(target) : value;
+      },
+    });
+  }
+
+  /**
+   * An explicit schedule on top of the random one: worker `i` stops before its `at`-th store call (so what it read
+   * before goes stale) until `until` settles.
+   */
+  readonly stalls = new Map<number, { at: number; calls: number; until: Promise<unknown> }>();
 
   /** The process died: drop every in-memory object, reopen the store, let callers retry what they had sent. */
   private async restart(): Promise<void> {
@@ -335,13 +373,27 @@ const driveCmd = fc.record({ s: fc.nat(SESSIONS - 1), w: fc.nat(WORKERS - 1) }).
   }),
 );
 
-/** Two workers at once, on the same generation (and so the same account) or on two generations. */
-const raceCmd = fc.record({ a: fc.nat(SESSIONS - 1), b: fc.nat(SESSIONS - 1), same: fc.boolean() }).map(({ a, b, same }) => {
-  const other = same ? a : b;
-  return step(`race(w0: g${a}, w1: g${other})`, async (h) => {
-    await h.exec([h.drive(sessionId(h, a), 0), h.drive(sessionId(h, other), 1)]);
+/**
+ * Two workers at once, on the same generation (and so the same account) or on two generations, their store calls
+ * interleaved by the scheduler. With `stallAt`, w0 also stops before its stallAt-th store call until w1's drive is over:
+ * the long pauses (GC, a slow disk) that random interleaving alone rarely produces.
+ */
+const raceCmd = fc
+  .record({ a: fc.nat(SESSIONS - 1), b: fc.nat(SESSIONS - 1), same: fc.boolean(), stallAt: fc.option(fc.integer({ min: 1, max: 10 }), { freq: 2 }) })
+  .map(({ a, b, same, stallAt }) => {
+    const other = same ? a : b;
+    return step(`race(w0: g${a}, w1: g${other}${stallAt ? `, w0 stalls before store call ${stallAt}` : ''})`, async (h) => {
+      let w1Over!: () => void;
+      const until = new Promise<void>((resolve) => (w1Over = resolve));
+      const runW1 = () => h.drive(sessionId(h, other), 1)().finally(w1Over);
+      if (stallAt) h.stalls.set(0, { at: stallAt, calls: 0, until });
+      try {
+        await h.exec([runW1, h.drive(sessionId(h, a), 0)]);
+      } finally {
+        h.stalls.clear();
+      }
+    });
   });
-});
 
 const advanceCmd = fc.constantFrom(1_000, 11_000, LEASE_MS + 1, 2 * 60 * 60 * 1000 + 1).map((ms) =>
   step(`advance(${ms} ms)`, async (h) => {
@@ -447,9 +499,10 @@ describe.skipIf(backend.skip !== null)(`ledger model-based property (store: ${ba
   it(`keeps invariants 1-4 under crashes, duplicates, races and recovery (${RUNS} runs)`, async () => {
     let runs = 0;
     await fc.assert(
-      fc.asyncProperty(fc.scheduler(), openingArb, fc.commands(commandArbs, { maxCommands: 30, size: '+1' }), async (s, opening, cmds) => {
+      fc.asyncProperty(fc.scheduler(), writerArb, openingArb, fc.commands(commandArbs, { maxCommands: 30, size: '+1', ...(REPLAY_PATH ? { replayPath: REPLAY_PATH } : {}) }), async (s, writer, opening, cmds) => {
         const tag = `r${++runCounter}x`;
-        const runStore = backend.forRun(tag);
+        const runStore = backend.forRun(tag, writer);
+        count(`writer:${backend.name === 'sqlite' ? writer : backend.name}`);
         const gate: Gate = (label, work) => s.schedule(Promise.resolve(), label).then(work);
         const h = new Harness(tag, runStore, gate, (p) => s.waitFor(p));
         runs += 1;
