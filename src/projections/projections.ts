@@ -53,7 +53,8 @@ export const sessionStatus: Projection = {
   keyOf: (e) => sessionIdFromStream(e.streamId),
   reduce(prev, e) {
     if (e.type === 'GenerationRequested') {
-      if (prev) return prev; // a duplicate request never resets a session
+      // A duplicate request never resets a session (it only advances the row's position, as every applied event does).
+      if (prev) return notApplied(prev, e) ? prev : { ...prev, ...pos(e) };
       const d = (e as RecordedEvent<GenerationRequested['data']>).data;
       const acc = parseAccountId(d.account);
       const [ownerId, shopperHash] = acc.kind === 'shopper' ? acc.id.split('.') : [acc.id, null];

@@ -50,10 +50,12 @@ async function seed(tx: ReadModelTx, t: Target, from: Position): Promise<void> {
       null,
     );
   } else {
-    // Session rows are a function of their last event: copy them and re-apply what follows `from` (terminal rows stay).
+    // Session rows are a function of their last event: copy them and re-apply what follows `from`. Terminal rows accept
+    // no later event, so they stay as they are.
     await tx.exec(`INSERT INTO ${t.state.name} SELECT * FROM ${p.state.name}`, null);
     await tx.exec(
-      `UPDATE ${t.state.name} SET last_commit = ${from.commit}, last_prepare = ${from.prepare} WHERE NOT ${posWhere(from, 'last_commit', 'last_prepare')}`,
+      `UPDATE ${t.state.name} SET last_commit = ${from.commit}, last_prepare = ${from.prepare}
+       WHERE status NOT IN ('completed', 'failed') AND NOT ${posWhere(from, 'last_commit', 'last_prepare')}`,
       null,
     );
   }
