@@ -273,3 +273,34 @@ describe.skipIf(!pgOk)('platform constraints (Postgres, Supabase-like FKs)', () 
     }
   });
 });
+
+describe('GET /v1/projections', () => {
+  it('reports checkpoint, head and lag per projection', async () => {
+    const { createHttpServer } = await import('../../src/http/server.ts');
+    const { projectionsRoutes } = await import('../../src/http/routes/projections.ts');
+    const dir = mkdtempSync(join(tmpdir(), 'wearon-prh-'));
+    const store = openSqliteEventStore({ path: join(dir, 'ledger.sqlite') });
+    const t = await sqliteReadModel();
+    const app = createHttpServer({ logger, metrics: createMetrics({ defaults: false }) });
+    try {
+      await t.rm.migrate();
+      await appendHistory(store, history().slice(0, 20));
+      const cp = (await t.rm.transaction((tx) => tx.lockCheckpoint('session-status'))).position;
+      const batch = await readAfter(store, cp, 12);
+      await t.rm.transaction((tx) => commitBatch(tx, liveTarget(PROJECTIONS['session-status']), cp, batch));
+      await app.register(projectionsRoutes({ store, readModel: t.rm, apiToken: 'secret' }));
+      expect((await app.inject({ method: 'GET', url: '/v1/projections' })).statusCode).toBe(401);
+      const res = await app.inject({ method: 'GET', url: '/v1/projections', headers: { authorization: 'Bearer secret' } });
+      expect(res.statusCode).toBe(200);
+      expect(res.json().projections).toEqual([
+        expect.objectContaining({ projection: 'session-status', checkpoint: '11/11', head: '19/19', lag: 8, events: 12 }),
+        expect.objectContaining({ projection: 'credit-balances', checkpoint: null, head: '19/19', lag: 20, events: 0 }),
+      ]);
+    } finally {
+      await app.close();
+      await store.close();
+      await t.cleanup();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
