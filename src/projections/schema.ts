@@ -94,6 +94,9 @@ export function tableDdl(d: Dialect, t: TableSpec): string[] {
   const unlogged = t.unlogged && d === 'postgres' ? 'UNLOGGED ' : '';
   const out = [`CREATE ${unlogged}TABLE IF NOT EXISTS ${t.name} (\n  ${cols.join(',\n  ')}\n)`];
   for (const idx of t.indexes ?? []) out.push(`CREATE INDEX IF NOT EXISTS ${t.name}_${idx.join('_')}_idx ON ${t.name} (${idx.join(', ')})`);
+  // Supabase grants new public tables to anon/authenticated (PostgREST): RLS without policies keeps the service's own
+  // tables (finance data) to the owner and the service role.
+  if (d === 'postgres') out.push(`ALTER TABLE ${t.name} ENABLE ROW LEVEL SECURITY`);
   return out;
 }
 

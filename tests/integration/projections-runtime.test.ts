@@ -246,6 +246,12 @@ describe.skipIf(!pgOk)('platform constraints (Postgres, Supabase-like FKs)', () 
         user_id uuid NOT NULL UNIQUE REFERENCES users(id) ON DELETE CASCADE, balance integer NOT NULL DEFAULT 10 CHECK (balance >= 0),
         total_earned integer DEFAULT 10, total_spent integer DEFAULT 0, updated_at timestamptz DEFAULT now())`);
       await t.rm.migrate();
+      // the service's own tables are closed to PostgREST roles (RLS on, no policies)
+      const rls = await t.rm.query(
+        `SELECT relname, relrowsecurity FROM pg_class WHERE relnamespace = current_schema()::regnamespace
+         AND relname IN ('ledger_entries', 'credit_accounts', 'projected_sessions', 'projection_checkpoints') ORDER BY relname`,
+      );
+      expect(rls).toEqual(['credit_accounts', 'ledger_entries', 'projected_sessions', 'projection_checkpoints'].map((relname) => ({ relname, relrowsecurity: true })));
       const known = '44444444-4444-4444-8444-444444444444';
       const gone = '55555555-5555-4555-8555-555555555555';
       await t.rm.query('INSERT INTO users (id) VALUES (?)', [known]);

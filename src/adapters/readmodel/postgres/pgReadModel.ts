@@ -202,6 +202,7 @@ export class PgReadModel implements ReadModel {
       // Serialise concurrent `wearon migrate` runs.
       await c.query(`SELECT pg_advisory_xact_lock(hashtext(current_schema() || ':wearon-migrate'))`);
       await c.query(renderDdl(CHECKPOINTS_DDL, 'postgres'));
+      await c.query('ALTER TABLE projection_checkpoints ENABLE ROW LEVEL SECURITY');
       for (const t of [SESSIONS, ACCOUNTS, LEDGER_ENTRIES]) for (const s of tableDdl('postgres', t)) await c.query(s);
       for (const s of PLATFORM_DDL) await c.query(renderDdl(s, 'postgres'));
       for (const [table, cols] of Object.entries(PLATFORM_COLUMNS)) {
