@@ -225,7 +225,7 @@ export class Projector {
         while (!signal.aborted && lease.held) {
           cp ??= (await lease.transaction((tx) => tx.lockCheckpoint(this.name))).position;
           const events = await readAfter(store, cp, batchSize);
-          await this.reportLag(cp);
+          await this.reportLag(cp, events.length === 0);
           if (events.length === 0) {
             await sleep(pollMs, undefined, { signal }).catch(() => undefined);
             continue;
@@ -234,6 +234,7 @@ export class Projector {
             const expected = cp;
             const n = await lease.transaction((tx) => commitBatch(tx, t, expected, events));
             cp = events[events.length - 1]!.position;
+            this.holdsDirty ||= n > 0;
             this.o.metrics?.projectionEvents.inc({ projection: this.name }, n);
           } catch (err) {
             if (!(err instanceof CheckpointConflictError)) throw err;
@@ -254,10 +255,21 @@ export class Projector {
     }
   }
 
-  private async reportLag(cp: Position): Promise<void> {
-    if (!this.o.metrics) return;
+  private lastHoldsReport = 0;
+  private holdsDirty = true;
+
+  private async reportLag(cp: Position, idle: boolean): Promise<void> {
+    const metrics = this.o.metrics;
+    if (!metrics) return;
     const head = await this.o.store.headPosition();
-    this.o.metrics.projectionLag.set({ projection: this.name }, lagOf(head, cp));
+    metrics.projectionLag.set({ projection: this.name }, lagOf(head, cp));
+    // Open holds, from this projection's state: a full SUM, so once caught up after changes, else every 10 s at most.
+    if (this.name === 'credit-balances' && this.holdsDirty && (idle || Date.now() - this.lastHoldsReport > 10_000)) {
+      this.lastHoldsReport = Date.now();
+      this.holdsDirty = false;
+      const r = await this.o.readModel.query(`SELECT COALESCE(SUM(held), 0) AS held FROM ${this.o.projection.state.name}`);
+      metrics.openHolds.set(Number(r[0]?.held ?? 0));
+    }
   }
 }
 

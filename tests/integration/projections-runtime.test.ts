@@ -152,6 +152,8 @@ function suite(kind: 'postgres' | 'sqlite', make: () => Promise<TestReadModel>) 
     await appendHistory(store, events.slice(half), half);
     await waitFor(() => standby.active, 'standby active');
     await waitFor(caughtUp, 'caught up after takeover');
+    const held = Number((await t.rm.query('SELECT COALESCE(SUM(held), 0) AS h FROM credit_accounts'))[0]!.h);
+    await waitFor(async () => (await metrics.registry.metrics()).includes(`wearon_credit_open_holds ${held}`), 'open holds metric');
     clearInterval(sampler);
     const beforeStop = commits.length; // stopping hands the lock over in order; that is not a takeover
     for (const p of [...a, ...b]) await p.stop();
@@ -168,6 +170,10 @@ function suite(kind: 'postgres' | 'sqlite', make: () => Promise<TestReadModel>) 
     const total = await eventCount(store);
     for (const s of await projectionStatus(store, t.rm)) expect(s.events).toBe(total);
     expect(await verifyReadModels(store, t.rm, logger)).toEqual([]);
+    // metrics (reported by the active instances before they stopped): lag 0, open holds = the projection's sum
+    const text = await metrics.registry.metrics();
+    expect(text).toMatch(/wearon_projection_lag_events\{projection="credit-balances"\} 0/);
+    expect(text).toContain(`wearon_credit_open_holds ${held}`);
   }, 60_000);
 
   it(`${kind}: rebuild while a live projector runs swaps in without half-built rows`, async () => {
