@@ -75,6 +75,11 @@ export async function rebuildProjection(o: RebuildOptions): Promise<RebuildResul
       await readModel.createTable(s);
     }
     await lease.transaction(async (tx) => {
+      // The seed comes from the live tables: they must already include everything up to `from`.
+      const live = await tx.lockCheckpoint(p.name);
+      if (comparePositions(from, live.position) > 0) {
+        throw new Error(`--from ${formatPosition(from)} is after the ${p.name} checkpoint ${formatPosition(live.position)}`);
+      }
       await tx.lockCheckpoint(t.checkpoint);
       await tx.setCheckpoint(t.checkpoint, from, 0);
       if (comparePositions(from, START) !== 0) await seed(tx, t, from);
