@@ -42,13 +42,6 @@ export function shadowTarget(p: Projection): Target {
   };
 }
 
-/** The table-name mapping the publish SQL uses for a target. */
-export function tableMap(t: Target): Record<string, string> {
-  const m: Record<string, string> = { [t.projection.state.name]: t.state.name };
-  if (t.projection.entries && t.entries) m[t.projection.entries.name] = t.entries.name;
-  return m;
-}
-
 /** Applies events (already known to follow the checkpoint) to the target's rows inside `tx`. Pure fold + bulk writes. */
 export async function applyEvents(tx: ReadModelTx, t: Target, events: readonly RecordedEvent[]): Promise<void> {
   const p = t.projection;
