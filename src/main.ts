@@ -24,6 +24,8 @@ import { createHttpServer } from './http/server.ts';
 import { healthRoutes } from './http/routes/health.ts';
 import { v1Routes } from './http/routes/v1.ts';
 import { filesRoutes } from './http/routes/files.ts';
+import { projectionsRoutes } from './http/routes/projections.ts';
+import { startProjections, type RunningProjections } from './projections/wiring.ts';
 
 export interface Parts {
   http: boolean;
@@ -168,6 +170,15 @@ export async function startService(config: Config, parts: Parts, logger: Logger)
       log.info({ concurrency: config.WORKER_CONCURRENCY, generator: generator.provider, intake: queue ? 'redis+http' : 'http' }, 'worker_started');
     }
 
+    let projections: RunningProjections | undefined;
+    if (parts.projections) {
+      const running = await startProjections(config, store, log, metrics);
+      projections = running;
+      closers.push(() => running.stop());
+      health.add({ name: 'read_model', check: async () => void (await running.readModel.query('SELECT 1 AS ok')) });
+      log.info({ read_model: running.readModel.dialect, projectors: running.projectors.length }, 'projections_started');
+    }
+
     let address: string | undefined;
     if (parts.http) {
       const app = createHttpServer({ logger: log, metrics });
@@ -188,6 +199,9 @@ export async function startService(config: Config, parts: Parts, logger: Logger)
         }),
       );
       if (local) await app.register(filesRoutes({ store: local }));
+      if (projections) {
+        await app.register(projectionsRoutes({ store, readModel: projections.readModel, ...(config.API_TOKEN ? { apiToken: config.API_TOKEN } : {}) }));
+      }
       if (config.POSE_ENABLED) {
         const { createSizeRecStack } = await import('./adapters/pose/stack.ts');
         const { estimateBodyRoutes } = await import('./http/routes/estimateBody.ts');

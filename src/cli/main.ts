@@ -2,19 +2,28 @@
 import { ConfigError, loadConfig } from '../config.ts';
 import { createLogger } from '../logger.ts';
 import { UsageError, type CliCommand } from './command.ts';
-import { serveCommand, workerCommand } from './commands/serve.ts';
+import { projectCommand, serveCommand, workerCommand } from './commands/serve.ts';
 import { balanceCommand, grantCommand, recoverCommand, revokeCommand, statementCommand, verifyCommand } from './commands/ledger.ts';
 import { enqueueCommand } from './commands/enqueue.ts';
+import { migrateCommand } from './commands/migrate.ts';
+import { replayCommand } from './commands/replay.ts';
+import { projectionsCommand } from './commands/projections.ts';
+import { importBalancesCommand } from './commands/import-balances.ts';
 
 const COMMANDS: CliCommand[] = [
   serveCommand,
   workerCommand,
+  projectCommand,
+  migrateCommand,
   grantCommand,
   revokeCommand,
   balanceCommand,
   statementCommand,
   verifyCommand,
   recoverCommand,
+  projectionsCommand,
+  replayCommand,
+  importBalancesCommand,
   enqueueCommand,
 ];
 

@@ -14,6 +14,7 @@ describe.skipIf(!hasRedis)('crash test (SIGKILL during processing)', () => {
     const report = await runCrashScenario({ redisUrl: REDIS_URL, tasks: 200, kills: 3, users: 8, creditsPerUser: 20, seed, log: (l) => console.log(l) });
     console.log(JSON.stringify({ ...report, verifyOutput: undefined }));
     expect(report.verifyOutput).toMatch(/ledger OK/);
+    expect(report.verifyOutput).toMatch(/read models OK/);
     expect(report.verifyExitCode).toBe(0);
     expect(report.byStatus.missing ?? 0).toBe(0);
     expect((report.byStatus.completed ?? 0) + (report.byStatus.failed ?? 0) + (report.byStatus.rejected ?? 0)).toBe(report.pushed);

@@ -13,7 +13,7 @@ import { startFakeOpenAI, type FakeOpenAI } from '../support/fakeOpenAI.ts';
 import { startImageServer, type ImageServer } from '../support/imageServer.ts';
 import { noisyJpeg } from '../support/images.ts';
 import { REDIS_URL, redisAvailable } from '../support/services.ts';
-import { ROOT, startService, waitFor, type RunningService } from '../support/stack.ts';
+import { projectionsCaughtUp, ROOT, startService, waitFor, type RunningService } from '../support/stack.ts';
 
 const run = promisify(execFile);
 const hasRedis = await redisAvailable();
@@ -155,10 +155,12 @@ describe.skipIf(!hasRedis)('generation end to end (service process, Redis intake
     expect(rows[0]).toMatch(/^revision,occurred_at,type,amount,balance,generation_id/);
     expect(rows).toHaveLength(1 + 1 + 4 + 2 + 2); // header, grant, 4 deductions, 2 captures, 2 refunds
     expect(rows.at(-1)).toMatch(/,1,/);
+    await projectionsCaughtUp(base);
     const verify = await cli('verify', '--quiescent').catch((e: { stdout: string; stderr: string }) => {
       throw new Error(`verify failed:\n${e.stdout}\n${e.stderr}`);
     });
     expect(verify.stdout).toMatch(/ledger OK/);
+    expect(verify.stdout).toMatch(/read models OK/);
 
     // Metrics saw the outcomes.
     const metrics = await fetch(`${base}/metrics`).then((r) => r.text());

@@ -10,7 +10,7 @@ import { buildProducerTask, serializeProducerTask } from '../../src/contract.ts'
 import { startFakeOpenAI, type FakeStep } from './fakeOpenAI.ts';
 import { startImageServer } from './imageServer.ts';
 import { noisyJpeg } from './images.ts';
-import { freePort, ROOT, startService, tempDir, waitFor } from './stack.ts';
+import { freePort, projectionsCaughtUp, ROOT, startService, tempDir, waitFor } from './stack.ts';
 
 const run = promisify(execFile);
 
@@ -164,6 +164,7 @@ export async function runCrashScenario(o: CrashOptions): Promise<CrashReport> {
       if (r.ledger_status === 'completed') accounts.find((a) => a.account === r.account)!.completed += 1;
     }
     const deadLetters = await redis.llen(`${queueKey}:dead`);
+    await projectionsCaughtUp(base);
     await service.stop();
     const verify = await run(process.execPath, [path.join(ROOT, 'bin', 'wearon.mjs'), 'verify', '--quiescent'], {
       cwd: ROOT,

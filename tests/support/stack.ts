@@ -212,3 +212,12 @@ export function run(cmd: string, args: string[], opts: { cwd?: string; env?: Nod
     child.on('exit', (code) => resolve({ code: code ?? -1, out }));
   });
 }
+
+/** Waits until every projection of the service at `base` has applied the whole log. */
+export function projectionsCaughtUp(base: string, timeoutMs = 30_000): Promise<boolean> {
+  return waitFor('projections to catch up', async () => {
+    const r = await fetch(`${base}/v1/projections`);
+    const body = (await r.json()) as { projections: { lag: number }[] };
+    return r.ok && body.projections.length > 0 && body.projections.every((p) => p.lag === 0);
+  }, timeoutMs);
+}

@@ -6,6 +6,8 @@ import { verifyLedger } from '../../app/verify.ts';
 import { createRepository, openEventStore, startService, workerIdOf } from '../../main.ts';
 import { UsageError, parseArgs, type CliCommand, type CliContext } from '../command.ts';
 import type { EventStore } from '../../app/ports/eventStore.ts';
+import { openReadModel } from '../../projections/wiring.ts';
+import { verifyReadModels, type Drift } from '../../projections/verifyReadModels.ts';
 
 async function withStore<T>(ctx: CliContext, fn: (store: EventStore) => Promise<T>): Promise<T> {
   const store = await openEventStore(ctx.config, ctx.logger);
@@ -104,10 +106,10 @@ export const statementCommand: CliCommand = {
 
 export const verifyCommand: CliCommand = {
   name: 'verify',
-  summary: 're-fold every stream and check the ledger invariants; exit 1 on any violation',
-  usage: 'wearon verify [--quiescent] [--settle-grace <seconds>] [--json]',
+  summary: 're-fold every stream, check the ledger invariants and compare every read-model row with a fresh fold; exit 1 on any violation or drift',
+  usage: 'wearon verify [--quiescent] [--settle-grace <seconds>] [--ledger-only] [--json]',
   run: async (args, ctx) => {
-    const { flags } = parseArgs(args, ['quiescent', 'json']);
+    const { flags } = parseArgs(args, ['quiescent', 'json', 'ledger-only']);
     const settleGraceMs = flags['settle-grace'] === undefined ? undefined : positiveInt(flags['settle-grace'], '--settle-grace') * 1000;
     return withStore(ctx, async (store) => {
       const started = Date.now();
@@ -116,17 +118,35 @@ export const verifyCommand: CliCommand = {
         ...(settleGraceMs !== undefined ? { settleGraceMs } : {}),
         onProgress: (n) => ctx.err(`verify: ${n} events read`),
       });
-      if (flags.json) ctx.out(JSON.stringify({ ok: violations.length === 0, summary, violations }, null, 2));
+      const drifts = flags['ledger-only'] ? [] : await readModelDrifts(ctx, store);
+      const ok = violations.length === 0 && drifts.length === 0;
+      if (flags.json) ctx.out(JSON.stringify({ ok, summary, violations, drifts }, null, 2));
       else {
         ctx.out(`events ${summary.events}, accounts ${summary.accounts}, generations ${summary.generations} (${Object.entries(summary.byStatus).map(([k, v]) => `${k} ${v}`).join(', ')})`);
         ctx.out(`credits: granted ${summary.granted}, revoked ${summary.revoked}, deducted ${summary.deducted}, captured ${summary.captured}, refunded ${summary.refunded}, open holds ${summary.openHolds}`);
         for (const v of violations) ctx.out(`VIOLATION invariant ${v.invariant} ${v.subject}: ${v.message}`);
+        for (const d of drifts) {
+          const subject = d.account ?? d.session ?? d.key;
+          ctx.out(`DRIFT ${d.projection} ${d.table} ${subject}: ${d.kind}${d.column ? ` ${d.column} expected ${JSON.stringify(d.expected)} actual ${JSON.stringify(d.actual)}` : ''}`);
+        }
         ctx.out(violations.length === 0 ? `ledger OK (${Date.now() - started} ms)` : `${violations.length} violation(s)`);
+        if (!flags['ledger-only']) ctx.out(drifts.length === 0 ? 'read models OK' : `${drifts.length} read-model drift(s)`);
       }
-      return violations.length === 0 ? 0 : 1;
+      return ok ? 0 : 1;
     });
   },
 };
+
+/** Every read-model row compared with a fresh fold of the events (the projectors should be caught up). */
+async function readModelDrifts(ctx: CliContext, store: EventStore): Promise<Drift[]> {
+  const readModel = openReadModel(ctx.config, ctx.logger);
+  try {
+    await readModel.migrate();
+    return await verifyReadModels(store, readModel, ctx.logger);
+  } finally {
+    await readModel.close();
+  }
+}
 
 export const recoverCommand: CliCommand = {
   name: 'recover',

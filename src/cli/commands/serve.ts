@@ -31,6 +31,16 @@ export const serveCommand: CliCommand = {
   },
 };
 
+export const projectCommand: CliCommand = {
+  name: 'project',
+  summary: 'run the projectors alone (with /health, /metrics, /v1/projections); standbys take over when the active one dies',
+  usage: 'wearon project',
+  run: async (args, ctx) => {
+    parseArgs(args);
+    return runUntilSignal({ http: true, worker: false, projections: true }, { ...ctx, config: { ...ctx.config, POSE_ENABLED: false } });
+  },
+};
+
 export const workerCommand: CliCommand = {
   name: 'worker',
   summary: 'run the generation worker (with /health and /metrics)',
