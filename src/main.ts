@@ -2,6 +2,7 @@
 // The only place that knows every concrete adapter.
 import { hostname } from 'node:os';
 import path from 'node:path';
+import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import type { Config } from './config.ts';
@@ -12,7 +13,8 @@ import { HealthMonitor } from './app/health.ts';
 import type { EventStore } from './app/ports/eventStore.ts';
 import type { TaskQueue } from './app/ports/queue.ts';
 import { GenerationSaga } from './app/saga.ts';
-import { GenerationWorker } from './app/worker.ts';
+import { GenerationWorker, type PendingSnapshotStore } from './app/worker.ts';
+import type { PendingSnapshot } from './app/pending.ts';
 import { verifyLedger } from './app/verify.ts';
 import { openSqliteEventStore } from './adapters/eventstore/sqlite/sqliteEventStore.ts';
 import { createRedis, RedisTaskQueue } from './adapters/queue/redisTaskQueue.ts';
@@ -51,6 +53,26 @@ export function createRepository(store: EventStore, metrics?: Metrics): Aggregat
     onConflict: () => metrics?.appendConflicts.inc(),
     onAppend: (s) => metrics?.appendSeconds.observe({ store: store.kind }, s),
   });
+}
+
+/** The worker's pending index cached in a file (atomic replace), so a restart does not re-read the whole log. */
+function pendingSnapshotFile(file: string): PendingSnapshotStore {
+  return {
+    load: async () => {
+      try {
+        return JSON.parse(await readFile(file, 'utf8')) as PendingSnapshot;
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
+        throw err;
+      }
+    },
+    save: async (snapshot) => {
+      await mkdir(path.dirname(file), { recursive: true });
+      const tmp = `${file}.${process.pid}.tmp`;
+      await writeFile(tmp, JSON.stringify(snapshot));
+      await rename(tmp, file);
+    },
+  };
 }
 
 /** Re-verifies the ledger (invariants 1-3, the latter for generations idle 10 minutes) and exports the result. */
@@ -143,6 +165,7 @@ export async function startService(config: Config, parts: Parts, logger: Logger)
       worker = new GenerationWorker({
         saga,
         store,
+        snapshots: pendingSnapshotFile(path.join(config.DATA_DIR, 'pending-index.json')),
         ...(queue ? { queue } : {}),
         cost: config.GENERATION_COST,
         clock,

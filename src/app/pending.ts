@@ -12,6 +12,11 @@ export interface PendingEntry {
   holdOpen: boolean;
 }
 
+export interface PendingSnapshot {
+  position: { commit: string; prepare: string };
+  entries: Array<[string, PendingEntry]>;
+}
+
 const TERMINAL = new Set(['completed', 'failed', 'rejected']);
 
 export class PendingIndex {
@@ -97,6 +102,22 @@ export class PendingIndex {
 
   get size(): number {
     return this.entries.size;
+  }
+
+  /** A snapshot (a cache: consistent with `position`), so a restart resumes the log from there instead of 0. */
+  toSnapshot(): PendingSnapshot | null {
+    if (!this.position) return null;
+    return {
+      position: { commit: String(this.position.commit), prepare: String(this.position.prepare) },
+      entries: [...this.entries],
+    };
+  }
+
+  static fromSnapshot(snapshot: PendingSnapshot, settleGraceMs?: number): PendingIndex {
+    const index = new PendingIndex(settleGraceMs);
+    index.position = { commit: BigInt(snapshot.position.commit), prepare: BigInt(snapshot.position.prepare) };
+    for (const [id, entry] of snapshot.entries) index.entries.set(id, entry);
+    return index;
   }
 
   /** Folds the whole log as it stands (tests, `wearon recover`). */

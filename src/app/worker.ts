@@ -4,9 +4,9 @@
 import type { Logger } from '../logger.ts';
 import type { Metrics } from '../metrics.ts';
 import { recordQueuedTask, type IntakeDeps } from './intake.ts';
-import { PendingIndex } from './pending.ts';
+import { PendingIndex, type PendingSnapshot } from './pending.ts';
 import { STREAM_PREFIXES } from '../domain/streams.ts';
-import type { EventStore, Position } from './ports/eventStore.ts';
+import { comparePositions, type EventStore, type Position } from './ports/eventStore.ts';
 import type { TaskQueue } from './ports/queue.ts';
 import type { DriveOutcome, GenerationSaga } from './saga.ts';
 
@@ -18,9 +18,16 @@ export interface WorkerOptions {
   takeTimeoutMs?: number;
 }
 
+/** Where the pending index is cached between runs (a file in DATA_DIR); optional. */
+export interface PendingSnapshotStore {
+  load(): Promise<PendingSnapshot | null>;
+  save(snapshot: PendingSnapshot): Promise<void>;
+}
+
 export interface WorkerDeps extends IntakeDeps {
   store: EventStore;
   queue?: TaskQueue;
+  snapshots?: PendingSnapshotStore;
   options: WorkerOptions;
 }
 
@@ -31,7 +38,7 @@ const sleep = (ms: number, signal?: AbortSignal) =>
   });
 
 export class GenerationWorker {
-  readonly index = new PendingIndex();
+  index = new PendingIndex();
   private readonly driving = new Map<string, Promise<DriveOutcome | undefined>>();
   private readonly timers = new Map<string, NodeJS.Timeout>();
   private readonly stopIntake = new AbortController();
@@ -157,8 +164,26 @@ export class GenerationWorker {
 
   /** Keeps the pending index current from the global log (catch-up, then live), resubscribing after failures. */
   private async followLog(): Promise<void> {
-    let from: Position | 'start' = 'start';
+    const snapshot = await this.d.snapshots?.load().catch((err) => (this.log.warn({ err }, 'pending_snapshot_unreadable'), null));
+    if (snapshot) {
+      const cached = PendingIndex.fromSnapshot(snapshot);
+      const head = await this.d.store.headPosition();
+      // A snapshot ahead of the log belongs to another ledger (a wiped data dir, another cluster): ignore it.
+      if (head && comparePositions(cached.position!, head) <= 0) this.index = cached;
+      else this.log.warn('pending_snapshot_ignored_ahead_of_log');
+    }
+    let from: Position | 'start' = this.index.position ?? 'start';
     let failures = 0;
+    let savedAt = from;
+    const save = async () => {
+      const snap = this.index.toSnapshot();
+      if (!snap || !this.d.snapshots || savedAt === this.index.position) return;
+      savedAt = this.index.position!;
+      await this.d.snapshots.save(snap).catch((err) => this.log.warn({ err }, 'pending_snapshot_save_failed'));
+    };
+    const saver = setInterval(() => void save(), 30_000).unref();
+    this.shutdown.signal.addEventListener('abort', () => clearInterval(saver), { once: true });
+    this.loops.push(new Promise<void>((resolve) => this.shutdown.signal.addEventListener('abort', () => void save().finally(resolve), { once: true })));
     while (!this.shutdown.signal.aborted) {
       const sub = this.d.store.subscribeToAll({ fromPosition: from, filter: { streamPrefixes: STREAM_PREFIXES } });
       const onAbort = () => void sub.close();
