@@ -40,9 +40,11 @@ export class PendingIndex {
       if (event.type === 'CreditDeducted') {
         // A hold taken for a generation that is already terminal (a lost race) must be returned by settle.
         this.entries.set(id, { status: entry?.status ?? 'requested', dueAt: Math.max(entry?.dueAt ?? 0, grace), holdOpen: true });
-      } else if (entry) {
-        entry.holdOpen = false;
-        this.dropIfDone(id, entry);
+      } else {
+        // Capture and refund are appended only once the generation is terminal, and end its only hold: nothing is
+        // left to do. (The entry's status can be stale: a hold taken after the generation ended and was dropped comes
+        // back as 'requested', and would otherwise stay due forever.)
+        this.entries.delete(id);
       }
       return;
     }
