@@ -25,5 +25,7 @@ if (env.WEARON_PROPERTY_RUNS && !(Number(env.WEARON_PROPERTY_RUNS) > 0)) {
 }
 const shown = Object.values(flags).filter((k) => env[k] !== undefined).map((k) => `${k}=${env[k]}`);
 if (shown.length) console.log(`property tests with ${shown.join(' ')}`);
-const r = spawnSync('npx', ['vitest', 'run', ...(rest.some((a) => !a.startsWith('-')) ? [] : ['tests/property']), ...rest], { stdio: 'inherit', env });
+// Files named on the command line replace the default directory; anything else (-t NAME, --reporter ...) is vitest's.
+const namesFiles = rest.some((a) => a.startsWith('tests/') || a.endsWith('.ts'));
+const r = spawnSync('npx', ['vitest', 'run', ...(namesFiles ? [] : ['tests/property']), ...rest], { stdio: 'inherit', env });
 process.exit(r.status ?? 1);
