@@ -55,7 +55,7 @@ function table(results: SuiteResult[]): string {
   for (const r of results) {
     if (r.status !== 'ok') rows.push([`${r.suite} (${r.status})`, '', '', '', r.reason ?? '', '']);
     for (const f of r.figures) {
-      rows.push([f.name, formatValue(f.value), f.unit, f.ratio === undefined ? '' : `${f.ratio}x`, f.target ?? '', f.met === undefined ? '' : f.met ? 'yes' : 'NO']);
+      rows.push([f.name, formatValue(f.value), f.unit, f.ratio === undefined ? '' : `${Number(f.ratio.toPrecision(3))}x`, f.target ?? '', f.met === undefined ? '' : f.met ? 'yes' : 'NO']);
     }
   }
   const widths = rows[0]!.map((_, c) => Math.max(...rows.map((r) => r[c]!.length)));
