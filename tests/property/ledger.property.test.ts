@@ -558,6 +558,20 @@ describe.skipIf(backend.skip !== null)(`ledger model-based property (store: ${ba
     expect(runs).toBeGreaterThanOrEqual(RUNS);
   }, Math.max(120_000, RUNS * 3_000));
 
+  // The stale read the account's recentlySettled guards against: worker 0 reads the generation as requested, stalls,
+  // and resumes after worker 1 has charged, run and settled it. Its deduction must be a no-op, never a second charge.
+  it('a worker whose read of the generation went stale does not charge it again', async () => {
+    await fc.assert(
+      fc.asyncProperty(fc.scheduler(), writerArb, fc.integer({ min: 1, max: 6 }), fc.constantFrom<UpstreamOutcome[]>([], ['5xx']), async (s, writer, stallAt, script) => {
+        await runOnce(s, writer, [2, 0], [
+          requestStep({ s: 0, acc: 0, cost: 1, script, chargeNow: false }),
+          raceStep({ a: 0, other: 0, stallAt, grant: null }),
+        ]);
+      }),
+      { numRuns: Math.max(30, Math.min(RUNS, 200)), ...replay },
+    );
+  }, 120_000);
+
   // The race ledger.md singles out: one worker finds the balance short and rejects while the other, after credits
   // arrived, deducts; the hold must come back by a refund. Random command sequences rarely line this up, so this
   // property fixes the commands and lets the scheduler (and the stall point) vary; it also checks that the interleaving
