@@ -36,6 +36,11 @@ export const configSchema = z.object({
   // --- ledger ---
   /** EventStoreDB / KurrentDB connection string; without it the embedded SQLite ledger is used. */
   EVENTSTORE_URL: optionalUrl,
+  /**
+   * Embedded ledger writes: `thread` (a writer thread: fsync never blocks the event loop, concurrent appends share a
+   * commit) or `inline` (lower latency for one append at a time, but each commit's fsync runs on the event loop).
+   */
+  LEDGER_WRITER: z.enum(['thread', 'inline']).default('thread'),
   /** Credits one generation costs. */
   GENERATION_COST: int(1, 1, 1000),
 

@@ -45,7 +45,7 @@ export async function openEventStore(config: Config, logger: Logger, metrics?: M
     const { openEsdbEventStore } = await import('./adapters/eventstore/esdb/esdbEventStore.ts');
     return openEsdbEventStore({ connectionString: config.EVENTSTORE_URL, logger, ...(metrics ? { metrics } : {}) });
   }
-  return openSqliteEventStore({ path: path.join(config.DATA_DIR, 'ledger.sqlite') });
+  return openSqliteEventStore({ path: path.join(config.DATA_DIR, 'ledger.sqlite'), writer: config.LEDGER_WRITER });
 }
 
 export function createRepository(store: EventStore, metrics?: Metrics): AggregateRepository {
