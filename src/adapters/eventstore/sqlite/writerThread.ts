@@ -1,6 +1,6 @@
 // The SQLite writer thread: owns the only write connection, so fsyncs never block the service's event loop, and
 // every append that arrives while a commit is on disk joins the next group commit.
-import { parentPort, workerData } from 'node:worker_threads';
+import { parentPort, receiveMessageOnPort, workerData } from 'node:worker_threads';
 import { AppendWriter, openDatabase, toWire, type AppendRequest } from './writeBatch.ts';
 
 export type ToWriter =
@@ -19,10 +19,8 @@ const db = openDatabase((workerData as { path: string }).path);
 const writer = new AppendWriter(db);
 let appends: Array<{ id: number; request: AppendRequest }> = [];
 let snapshots: Array<{ streamId: string; revision: number; state: string }> = [];
-let scheduled = false;
 
 function flush() {
-  scheduled = false;
   const batch = appends;
   const snaps = snapshots;
   appends = [];
@@ -43,20 +41,26 @@ function flush() {
   }
 }
 
-port.on('message', (msg: ToWriter) => {
-  if (msg.kind === 'close') {
-    flush();
+/** Queues one message; returns false on 'close'. */
+function accept(msg: ToWriter): boolean {
+  if (msg.kind === 'close') return false;
+  if (msg.kind === 'append') appends.push({ id: msg.id, request: msg.request });
+  else snapshots.push({ streamId: msg.streamId, revision: msg.revision, state: msg.state });
+  return true;
+}
+
+port.on('message', (first: ToWriter) => {
+  // Everything already waiting on the port joins this commit: one fsync for all of it, and no extra turn of the
+  // event loop for a lone append.
+  let open = accept(first);
+  for (let next = open ? receiveMessageOnPort(port) : undefined; next; next = open ? receiveMessageOnPort(port) : undefined) {
+    open = accept(next.message as ToWriter);
+  }
+  flush();
+  if (!open) {
     db.close();
     port.postMessage({ kind: 'closed' } satisfies FromWriter);
     port.close();
-    return;
-  }
-  if (msg.kind === 'append') appends.push({ id: msg.id, request: msg.request });
-  else snapshots.push({ streamId: msg.streamId, revision: msg.revision, state: msg.state });
-  if (!scheduled) {
-    scheduled = true;
-    // Messages already queued on the port arrive before this runs, so they join this commit.
-    setImmediate(flush);
   }
 });
 port.postMessage({ kind: 'ready' } satisfies FromWriter);
