@@ -516,6 +516,7 @@ async function checkQuiescent(h: Harness): Promise<void> {
 // ---- the property -------------------------------------------------------------------------------------------------
 
 await backend.start();
+if (backend.skip && process.env.CI === 'true') throw new Error(`ledger property on ${backend.name} cannot run under CI=true: ${backend.skip}`);
 if (backend.skip) console.warn(`SKIP ledger property on ${backend.name}: ${backend.skip}`);
 
 /** One run: boot, opening balances, the commands, then quiescence and its checks. */
