@@ -51,7 +51,7 @@ export async function createPipelineAdapters(
         logger,
       })
     : createPreviewGenerator();
-  if (generator.provider === 'preview') logger.warn('OPENAI_API_KEY not set: generations use the labelled offline preview composite');
+  if (generator.provider === 'preview') logger.warn('OPENAI_API_KEY not set: generating with the offline PREVIEW composite (labelled on every image; not a try-on)');
 
   let localStore: LocalResultStore | null = null;
   let resultStore: ResultStore;
