@@ -1,6 +1,6 @@
 // `/estimate-body` over loopback on a ~2-megapixel photo: latency, throughput at saturation, memory, invariance.
 // Issue 6 targets: p95 <= 300 ms, >= 5 requests/s on 2 cores, RSS flat after warm-up, invariance spread <= 3%.
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import os from 'node:os';

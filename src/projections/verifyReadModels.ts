@@ -4,7 +4,7 @@ import { START, comparePositions, type EventStore, type Position, type RecordedE
 import type { Logger } from '../logger.ts';
 import { readAfter } from './projector.ts';
 import { PROJECTIONS, PROJECTION_NAMES, fold, type FoldResult, type ProjectionName } from './projections.ts';
-import type { ReadModel, Row, TableSpec, Value } from './readModel.ts';
+import type { ReadModel, TableSpec, Value } from './readModel.ts';
 
 export interface Drift {
   projection: ProjectionName;
