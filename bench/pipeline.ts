@@ -16,7 +16,7 @@ import type { GenerationCompleted } from '../src/domain/events.ts';
 import { startFakeOpenAI } from '../tests/support/fakeOpenAI.ts';
 import { startImageServer } from '../tests/support/imageServer.ts';
 import { noisyJpeg } from '../tests/support/images.ts';
-import { fixturesDir, REDIS_URL, redisAvailable } from '../tests/support/services.ts';
+import { deleteKeys, fixturesDir, REDIS_URL, redisAvailable } from '../tests/support/services.ts';
 import { freePort } from '../tests/support/stack.ts';
 import type { BenchSuite, Figure } from './types.ts';
 
@@ -188,8 +188,7 @@ export const pipelineBench: BenchSuite = async (ctx) => {
     return figures;
   } finally {
     await service.stop();
-    const keys = await redis.keys(`${queueKey}*`);
-    if (keys.length) await redis.del(...keys);
+    await deleteKeys(redis, queueKey);
     redis.disconnect();
     await fake.close();
     await images.close();

@@ -12,7 +12,7 @@ import { buildProducerTask, serializeProducerTask } from '../../src/contract.ts'
 import { startFakeOpenAI, type FakeOpenAI } from '../support/fakeOpenAI.ts';
 import { startImageServer, type ImageServer } from '../support/imageServer.ts';
 import { noisyJpeg } from '../support/images.ts';
-import { REDIS_URL, redisAvailable } from '../support/services.ts';
+import { deleteKeys, REDIS_URL, redisAvailable } from '../support/services.ts';
 import { projectionsCaughtUp, ROOT, startService, waitFor, type RunningService } from '../support/stack.ts';
 
 const run = promisify(execFile);
@@ -59,8 +59,7 @@ describe.skipIf(!hasRedis)('generation end to end (service process, Redis intake
 
   afterAll(async () => {
     await service?.stop();
-    const keys = await redis?.keys(`${queueKey}*`);
-    if (keys?.length) await redis.del(...keys);
+    await deleteKeys(redis, queueKey);
     redis?.disconnect();
     await fake?.close();
     await images?.close();

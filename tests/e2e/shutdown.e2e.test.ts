@@ -7,7 +7,7 @@ import { buildProducerTask, serializeProducerTask } from '../../src/contract.ts'
 import { startFakeOpenAI, type FakeOpenAI } from '../support/fakeOpenAI.ts';
 import { startImageServer, type ImageServer } from '../support/imageServer.ts';
 import { noisyJpeg } from '../support/images.ts';
-import { REDIS_URL, redisAvailable } from '../support/services.ts';
+import { deleteKeys, REDIS_URL, redisAvailable } from '../support/services.ts';
 import { freePort, startService, tempDir, waitFor } from '../support/stack.ts';
 
 const hasRedis = await redisAvailable();
@@ -25,8 +25,7 @@ describe.skipIf(!hasRedis)('graceful shutdown', () => {
     redis = new Redis(REDIS_URL);
   });
   afterAll(async () => {
-    const keys = await redis.keys(`${queueKey}*`);
-    if (keys.length) await redis.del(...keys);
+    await deleteKeys(redis, queueKey);
     redis.disconnect();
     await fake.close();
     await images.close();

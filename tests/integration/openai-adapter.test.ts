@@ -1,11 +1,12 @@
 // The OpenAI adapter with the real SDK against the local images-edit stand-in.
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import sharp from 'sharp';
-import { PipelineError, type PreparedImage, type RateLimiter } from '../../src/app/ports/pipeline.ts';
+import type { PreparedImage, RateLimiter } from '../../src/app/ports/pipeline.ts';
 import { createOpenAIGenerator, DEFAULT_TRYON_PROMPT, retryAfterMs, type OpenAIGeneratorOptions } from '../../src/adapters/imagegen/openai.ts';
 import { estimateCostUsd, normalizeUsage } from '../../src/adapters/imagegen/pricing.ts';
 import { createMetrics } from '../../src/metrics.ts';
 import { startFakeOpenAI, type FakeOpenAI } from '../support/fakeOpenAI.ts';
+import { pipelineError } from '../support/assertions.ts';
 
 let fake: FakeOpenAI;
 let images: PreparedImage[];
@@ -29,15 +30,6 @@ function generator(over: Partial<OpenAIGeneratorOptions> = {}) {
   const statuses = async () =>
     Object.fromEntries((await metrics.openaiRequests.get()).values.map((v) => [String(v.labels.status), v.value]));
   return { gen, metrics, statuses };
-}
-
-async function pipelineError(p: Promise<unknown>): Promise<PipelineError> {
-  const err = await p.then(
-    () => null,
-    (e: unknown) => e,
-  );
-  expect(err).toBeInstanceOf(PipelineError);
-  return err as PipelineError;
 }
 
 beforeAll(async () => {

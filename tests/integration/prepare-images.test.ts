@@ -1,24 +1,15 @@
 // Input preparation: real downloads from a local server (allowed host) and real sharp processing.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import sharp from 'sharp';
-import { PipelineError } from '../../src/app/ports/pipeline.ts';
 import { createInputImages, prepareImage } from '../../src/adapters/images/prepare.ts';
 import { startImageServer, type ImageServer } from '../support/imageServer.ts';
 import { noisyJpeg, pixelBombPng, pngHeaderOnHtml, solid } from '../support/images.ts';
+import { pipelineError } from '../support/assertions.ts';
 
 let srv: ImageServer;
 const maxPixels = 40_000_000;
 const inputs = () => createInputImages({ allowHosts: ['127.0.0.1'], maxPixels, fetchTimeoutMs: 2_000 });
 const ctx = { requestId: 'req-test' };
-
-async function pipelineError(p: Promise<unknown>): Promise<PipelineError> {
-  const err = await p.then(
-    () => null,
-    (e: unknown) => e,
-  );
-  expect(err).toBeInstanceOf(PipelineError);
-  return err as PipelineError;
-}
 
 beforeAll(async () => {
   srv = await startImageServer();

@@ -1,9 +1,9 @@
 // The Supabase result store with the real supabase-js client against the local Storage stand-in.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { PipelineError } from '../../src/app/ports/pipeline.ts';
 import { createSupabaseResultStore } from '../../src/adapters/storage/supabase.ts';
 import { resultPath } from '../../src/domain/resultPath.ts';
 import { startFakeSupabaseStorage, type FakeSupabaseStorage } from '../support/fakeSupabaseStorage.ts';
+import { pipelineError } from '../support/assertions.ts';
 
 let fake: FakeSupabaseStorage;
 const ctx = { requestId: 'req-s' };
@@ -12,15 +12,6 @@ const jpegB = Buffer.from([0xff, 0xd8, 0xff, 0xe0, 0xbb, 0xbb, 0xff, 0xd9]);
 
 const store = (over: Partial<Parameters<typeof createSupabaseResultStore>[0]> = {}) =>
   createSupabaseResultStore({ url: fake.url, serviceRoleKey: fake.serviceRoleKey, bucket: fake.bucket, backoffBaseMs: 5, ...over });
-
-async function pipelineError(p: Promise<unknown>): Promise<PipelineError> {
-  const err = await p.then(
-    () => null,
-    (e: unknown) => e,
-  );
-  expect(err).toBeInstanceOf(PipelineError);
-  return err as PipelineError;
-}
 
 beforeAll(async () => {
   fake = await startFakeSupabaseStorage();

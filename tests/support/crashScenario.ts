@@ -8,6 +8,7 @@ import { promisify } from 'node:util';
 import { Redis } from 'ioredis';
 import { buildProducerTask, serializeProducerTask } from '../../src/contract.ts';
 import { startFakeOpenAI, type FakeStep } from './fakeOpenAI.ts';
+import { deleteKeys } from './services.ts';
 import { startImageServer } from './imageServer.ts';
 import { noisyJpeg } from './images.ts';
 import { freePort, projectionsCaughtUp, ROOT, startService, tempDir, waitFor } from './stack.ts';
@@ -187,8 +188,7 @@ export async function runCrashScenario(o: CrashOptions): Promise<CrashReport> {
     };
   } finally {
     await service.stop();
-    const keys = await redis.keys(`${queueKey}*`);
-    if (keys.length) await redis.del(...keys);
+    await deleteKeys(redis, queueKey);
     redis.disconnect();
     await fake.close();
     await images.close();

@@ -1,6 +1,7 @@
 // Finds the real services integration tests need. Absent service: the suite skips with a printed reason, except
 // under CI=true, where absence fails the run (a green CI must mean the tests ran).
 import net from 'node:net';
+import type { Redis } from 'ioredis';
 
 export const REDIS_URL = process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379/15';
 export const DATABASE_URL = process.env.TEST_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
@@ -33,4 +34,10 @@ export const postgresAvailable = () => availability('PostgreSQL', DATABASE_URL, 
 /** A fixture directory that lives outside the project (never copied in). */
 export function fixturesDir(): string | null {
   return process.env.WEARON_FIXTURES_DIR ?? new URL('../../../shared/fixtures/people/', import.meta.url).pathname;
+}
+
+/** Removes every key a test or bench created under its unique prefix. */
+export async function deleteKeys(redis: Redis, prefix: string): Promise<void> {
+  const keys = await redis.keys(`${prefix}*`);
+  if (keys.length) await redis.del(...keys);
 }
