@@ -31,7 +31,7 @@ export function redactUrl(url: string): string {
   return url.replace(/([?&](?:token|sig|signature|x-amz-signature|apikey|key)=)[^&#\s"]*/gi, '$1[REDACTED]');
 }
 
-export function createLogger(options: { level?: string; name?: string; destination?: number } = {}): Logger {
+export function createLogger(options: { level?: string; name?: string; destination?: number; stream?: NodeJS.WritableStream } = {}): Logger {
   return pino(
     {
     level: options.level ?? process.env.LOG_LEVEL ?? 'info',
@@ -41,7 +41,7 @@ export function createLogger(options: { level?: string; name?: string; destinati
     formatters: { level: (label) => ({ level: label }) },
     redact: { paths: REDACT, censor: '[REDACTED]' },
     },
-    pino.destination({ fd: options.destination ?? 1, sync: true }),
+    options.stream ?? pino.destination({ fd: options.destination ?? 1, sync: true }),
   );
 }
 
