@@ -56,14 +56,10 @@ export const sessionStatus: Projection = {
       // A duplicate request never resets a session (it only advances the row's position, as every applied event does).
       if (prev) return notApplied(prev, e) ? prev : { ...prev, ...pos(e) };
       const d = (e as RecordedEvent<GenerationRequested['data']>).data;
-      const acc = parseAccountId(d.account);
-      const [ownerId, shopperHash] = acc.kind === 'shopper' ? acc.id.split('.') : [acc.id, null];
       return {
         session_id: sessionIdFromStream(e.streamId)!,
         channel: d.channel,
-        account: accountIdOf(acc),
-        owner_id: ownerId!,
-        shopper_hash: shopperHash ?? null,
+        ...ownerColumns(d.account),
         request_id: d.requestId ?? null,
         model_image_url: d.imageUrls[0] ?? '',
         outfit_image_url: d.imageUrls[1] ?? null,
@@ -121,6 +117,13 @@ export const sessionStatus: Projection = {
   },
 };
 
+/** The session row's owner: user or store id, and the shopper hash of a resell account. */
+function ownerColumns(account: string): { account: string; owner_id: string; shopper_hash: string | null } {
+  const acc = parseAccountId(account);
+  const [ownerId, shopperHash] = acc.kind === 'shopper' ? acc.id.split('.') : [acc.id, null];
+  return { account: accountIdOf(acc), owner_id: ownerId!, shopper_hash: shopperHash ?? null };
+}
+
 /**
  * An invalid request rejected before any GenerationRequested carries channel and account so the session can still be
  * marked failed (the web app inserted its row); image URLs and prompt are unknown, stored as ''.
@@ -128,14 +131,10 @@ export const sessionStatus: Projection = {
 function rejectedUnrequested(e: RecordedEvent): Row | undefined {
   const d = (e as RecordedEvent<GenerationRejected['data'] & { channel?: string; account?: string }>).data;
   if (!d.channel || !d.account) return undefined;
-  const acc = parseAccountId(d.account);
-  const [ownerId, shopperHash] = acc.kind === 'shopper' ? acc.id.split('.') : [acc.id, null];
   return {
     session_id: sessionIdFromStream(e.streamId)!,
     channel: d.channel,
-    account: accountIdOf(acc),
-    owner_id: ownerId!,
-    shopper_hash: shopperHash ?? null,
+    ...ownerColumns(d.account),
     request_id: null,
     model_image_url: '',
     outfit_image_url: null,

@@ -21,7 +21,7 @@ describe('/v1 with API_TOKEN', () => {
   afterAll(() => service.stop());
 
   it('refuses a missing or wrong token with the JSON error shape, and echoes the caller request id', async () => {
-    for (const headers of [{}, { authorization: 'Bearer nope' }, { authorization: token }]) {
+    for (const headers of [{}, { authorization: 'Bearer nope' }, { authorization: token }] as Record<string, string>[]) {
       const r = await fetch(`${base}/v1/accounts/user:a`, { headers: { ...headers, 'x-request-id': 'req_abc-1' } });
       expect(r.status).toBe(401);
       expect(r.headers.get('x-request-id')).toBe('req_abc-1');
