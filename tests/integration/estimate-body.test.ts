@@ -20,7 +20,8 @@ function fixturesPresent(): boolean {
   const dir = fixturesDir();
   if (dir && existsSync(path.join(dir, 'yogait-man-armsdown-office.jpg'))) return true;
   const reason = `people fixtures not found at ${dir ?? '(unset)'}; set WEARON_FIXTURES_DIR`;
-  if (process.env.CI === 'true') throw new Error(`${reason}; CI=true requires them`);
+  // A CI without the licensed photos (e.g. GitHub, where they are not in the repository) must say so explicitly.
+  if (process.env.CI === 'true' && process.env.WEARON_FIXTURES_OPTIONAL !== 'true') throw new Error(`${reason}; CI=true requires them`);
   console.warn(`SKIP: ${reason}`);
   return false;
 }
