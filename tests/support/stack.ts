@@ -32,8 +32,9 @@ export function requireTool(tool: string, pkg: string): string | null {
   return null;
 }
 
+/** A fresh directory under the test run's temp root (removed at the end of the run), or the OS temp dir. */
 export function tempDir(prefix: string): string {
-  return mkdtempSync(path.join(os.tmpdir(), `wearon-${prefix}-`));
+  return mkdtempSync(path.join(process.env.WEARON_TEST_TMP ?? os.tmpdir(), `wearon-${prefix}-`));
 }
 
 export function freePort(): Promise<number> {
