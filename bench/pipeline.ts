@@ -71,6 +71,7 @@ export const pipelineBench: BenchSuite = async (ctx) => {
     OPENAI_RATE_LIMIT_PER_MIN: '100000',
     IMAGE_FETCH_ALLOW_HOSTS: '127.0.0.1',
     WORKER_CONCURRENCY: process.env.BENCH_CONCURRENCY ?? '12',
+    LEDGER_WRITER: process.env.LEDGER_WRITER ?? 'auto',
     POSE_ENABLED: 'false',
   });
   const redis = new Redis(REDIS_URL);

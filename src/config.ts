@@ -37,10 +37,11 @@ export const configSchema = z.object({
   /** EventStoreDB / KurrentDB connection string; without it the embedded SQLite ledger is used. */
   EVENTSTORE_URL: optionalUrl,
   /**
-   * Embedded ledger writes: `thread` (a writer thread: fsync never blocks the event loop, concurrent appends share a
-   * commit) or `inline` (lower latency for one append at a time, but each commit's fsync runs on the event loop).
+   * Where embedded ledger commits run: `inline` (lowest latency for one append at a time; the fsync runs on the event
+   * loop), `thread` (a writer thread: fsync never blocks the event loop), or `auto`: inline while commits are fast,
+   * the thread for good once the disk makes them slow.
    */
-  LEDGER_WRITER: z.enum(['thread', 'inline']).default('thread'),
+  LEDGER_WRITER: z.enum(['auto', 'thread', 'inline']).default('auto'),
   /** Credits one generation costs. */
   GENERATION_COST: int(1, 1, 1000),
 

@@ -17,7 +17,40 @@ describeEventStoreContract('sqlite', async () => {
   };
 });
 
+// The same contract with every writer placement: inline, the writer thread, and auto forced to hand over to the
+// thread after its first commit (slowCommitMs 0), so a store's life spans both.
+for (const writer of ['inline', 'thread'] as const) {
+  describeEventStoreContract(`sqlite (${writer} writer)`, async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'wearon-es-'));
+    const store = openSqliteEventStore({ path: path.join(dir, 'ledger.sqlite'), pollIntervalMs: 20, writer });
+    return { store, cleanup: async () => (await store.close(), rmSync(dir, { recursive: true, force: true })) };
+  });
+}
+describeEventStoreContract('sqlite (auto writer handing over to the thread)', async () => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'wearon-es-'));
+  const store = openSqliteEventStore({ path: path.join(dir, 'ledger.sqlite'), pollIntervalMs: 20, writer: 'auto', slowCommitMs: 0, warmupCommits: 0 });
+  return { store, cleanup: async () => (await store.close(), rmSync(dir, { recursive: true, force: true })) };
+});
+
 describe('sqlite event store specifics', () => {
+  it('auto writes inline while commits are fast and hands over to the thread once they are slow, losing nothing', async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'wearon-es-'));
+    const fast = openSqliteEventStore({ path: path.join(dir, 'fast.sqlite'), slowCommitMs: 10_000 });
+    await fast.append('generation-a', [ev('A')], 'no_stream');
+    expect(fast.writer).toBe('inline');
+    await fast.close();
+    const slow = openSqliteEventStore({ path: path.join(dir, 'slow.sqlite'), slowCommitMs: 0 });
+    expect(slow.writer).toBe('inline');
+    // The first 32 commits are the file's warm-up and never count; the next one is "slow" (above 0 ms).
+    for (let i = 0; i < 33; i++) await slow.append(`generation-w${i}`, [ev('W')], 'no_stream');
+    expect(slow.writer).toBe('thread');
+    await Promise.all(Array.from({ length: 10 }, (_, i) => slow.append(`generation-${i}-b`, [ev('B')], 'no_stream')));
+    await slow.append('generation-w0', [ev('C')], 0);
+    expect((await slow.readAll({ maxCount: 100 })).map((e) => Number(e.position.commit))).toEqual(Array.from({ length: 44 }, (_, i) => i));
+    await slow.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
   it('keeps every acknowledged append across a reopen, with a gap-free global position', async () => {
     const dir = mkdtempSync(path.join(tmpdir(), 'wearon-es-'));
     const file = path.join(dir, 'ledger.sqlite');

@@ -33,15 +33,21 @@ const PATH = process.env.WEARON_PROPERTY_PATH || undefined;
 const REPLAY_PATH = process.env.WEARON_PROPERTY_REPLAY_PATH || undefined;
 const STORE = process.env.LEDGER_STORE ?? 'sqlite';
 /**
- * The SQLite store writes on a writer thread (production) or inline. Starting a thread costs ~0.3 s per store opened,
- * so most runs use the inline writer (same transaction code) and one in ten the thread; WEARON_PROPERTY_SQLITE_WRITER
- * forces one.
+ * The SQLite store commits inline, on a writer thread, or 'auto' (inline until commits are slow, then the thread; here
+ * 'handover' forces that switch after the first commit). Starting a thread costs ~0.3 s per store opened, so most
+ * runs commit inline (same transaction code), one in ten on the thread and one in ten hand over mid-run;
+ * WEARON_PROPERTY_SQLITE_WRITER forces one.
  */
-type SqliteWriter = 'inline' | 'thread';
+type SqliteWriter = 'inline' | 'thread' | 'handover';
 const WRITER = process.env.WEARON_PROPERTY_SQLITE_WRITER as SqliteWriter | undefined;
 const writerArb: fc.Arbitrary<SqliteWriter> = WRITER
   ? fc.constant(WRITER)
-  : fc.oneof({ weight: 9, arbitrary: fc.constant('inline' as const) }, { weight: 1, arbitrary: fc.constant('thread' as const) });
+  : fc.oneof(
+      { weight: 8, arbitrary: fc.constant('inline' as const) },
+      { weight: 1, arbitrary: fc.constant('thread' as const) },
+      { weight: 1, arbitrary: fc.constant('handover' as const) },
+    );
+const writerOptions = (w: SqliteWriter) => (w === 'handover' ? { writer: 'auto' as const, slowCommitMs: 0, warmupCommits: 0 } : { writer: w });
 
 const T0 = Date.parse('2026-03-01T12:00:00.000Z');
 const LEASE_MS = 60_000;
@@ -80,7 +86,7 @@ function sqliteBackend(): Backend {
     forRun(tag, writer) {
       const file = join(dir, `${tag}.db`);
       return {
-        open: async () => openSqliteEventStore({ path: file, writer } as Parameters<typeof openSqliteEventStore>[0]),
+        open: async () => openSqliteEventStore({ path: file, ...writerOptions(writer) }),
         cleanup: async () => {
           for (const suffix of ['', '-wal', '-shm']) rmSync(file + suffix, { force: true });
         },

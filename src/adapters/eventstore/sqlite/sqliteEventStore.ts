@@ -1,8 +1,12 @@
 // The embedded event store: one SQLite file, WAL with synchronous=FULL so an append is acknowledged only after fsync.
-// Writes go to a writer thread that owns the write connection (fsync never blocks the event loop, and appends that
-// arrive during a commit are group-committed together); reads use this thread's own connection, which WAL lets run
-// beside the writer. ':memory:' databases cannot be shared between threads and write inline. SQLite's single writer
-// makes the global position gap-free and commit-ordered, so a catch-up reader using `position > last` never skips.
+// Appends queued in the same tick are group-committed (one transaction, one fsync). Where the commit runs:
+// - inline, on this thread: the lowest latency for a lone append, but the commit's fsync blocks the event loop;
+// - a writer thread that owns the write connection: fsync never blocks the event loop, at the cost of a thread hop;
+// - auto (the default for files): inline while commits are fast, moving for good to the writer thread as soon as the
+//   disk's fsync makes them slow, so a slow disk can never stall /health and the HTTP API.
+// Reads always use this thread's connection, which WAL lets run beside the writer. ':memory:' writes inline (a memory
+// database cannot be shared between threads). SQLite's single writer makes the global position gap-free and
+// commit-ordered, so a catch-up reader using `position > last` never skips.
 import type Database from 'better-sqlite3';
 import type { Worker } from 'node:worker_threads';
 import {
@@ -66,8 +70,12 @@ export interface SqliteEventStoreOptions {
   path: string;
   /** how often a live subscription looks for appends made by other processes on the same file */
   pollIntervalMs?: number;
-  /** 'thread' (default for files) or 'inline' (always for ':memory:') */
-  writer?: 'thread' | 'inline';
+  /** 'auto' (default for files), 'thread' or 'inline' (always for ':memory:') */
+  writer?: 'auto' | 'thread' | 'inline';
+  /** auto: a commit slower than this (moving average) moves writing to the thread; default 2 ms */
+  slowCommitMs?: number;
+  /** auto: commits that do not count (a new file's first commits are slow anywhere); default 32 */
+  warmupCommits?: number;
 }
 
 export class SqliteEventStore implements EventStore {
@@ -84,6 +92,12 @@ export class SqliteEventStore implements EventStore {
   private queued: PendingAppend[] = [];
   private queuedSnapshots: Array<{ streamId: string; revision: number; state: string }> = [];
   private flushScheduled = false;
+  /** auto mode: moving average of inline commit time; null when not adapting */
+  private commitMsAverage: number | null = null;
+  private commitsSeen = 0;
+  private readonly slowCommitMs: number;
+  private readonly warmupCommits: number;
+  private readonly path: string;
   // writer thread
   private worker: Worker | null = null;
   private readonly inFlight = new Map<number, PendingAppend>();
@@ -93,8 +107,13 @@ export class SqliteEventStore implements EventStore {
   constructor(options: SqliteEventStoreOptions) {
     this.db = openDatabase(options.path);
     this.pollIntervalMs = options.pollIntervalMs ?? 200;
-    if (options.path === ':memory:' || options.writer === 'inline') this.inline = new AppendWriter(this.db);
-    else this.startWriter(options.path);
+    this.path = options.path;
+    this.slowCommitMs = options.slowCommitMs ?? 2;
+    this.warmupCommits = options.warmupCommits ?? 32;
+    const writer = options.path === ':memory:' ? 'inline' : (options.writer ?? 'auto');
+    if (writer === 'thread') this.startWriter(options.path);
+    else this.inline = new AppendWriter(this.db);
+    if (writer === 'auto') this.commitMsAverage = 0;
     this.stmt = {
       streamRevision: this.db.prepare<[string], { revision: number }>('SELECT revision FROM streams WHERE stream_id = ?'),
       maxPosition: this.db.prepare<[], { p: number | null }>('SELECT MAX(global_position) AS p FROM events'),
@@ -157,6 +176,11 @@ export class SqliteEventStore implements EventStore {
     });
   }
 
+  /** Where commits run now ('auto' starts inline and may move to the thread). */
+  get writer(): 'inline' | 'thread' {
+    return this.worker ? 'thread' : 'inline';
+  }
+
   private scheduleInlineFlush() {
     if (this.flushScheduled) return;
     this.flushScheduled = true;
@@ -171,6 +195,7 @@ export class SqliteEventStore implements EventStore {
     this.queuedSnapshots = [];
     if (batch.length === 0 && snaps.length === 0) return;
     let outcomes;
+    const started = performance.now();
     try {
       outcomes = this.inline!.appendBatch(batch.map((b) => b.request), snaps);
     } catch (error) {
@@ -183,6 +208,21 @@ export class SqliteEventStore implements EventStore {
       else a.reject(o.error);
     });
     this.notify();
+    if (this.commitMsAverage !== null) this.adapt(performance.now() - started);
+  }
+
+  /**
+   * Auto mode: once commits are slow on average, hand writing to the thread for good (nothing is pending inline
+   * here). The first commits of a file (creation, WAL set-up) are slow anywhere and do not count.
+   */
+  private adapt(commitMs: number): void {
+    this.commitsSeen += 1;
+    if (this.commitsSeen <= this.warmupCommits) return;
+    this.commitMsAverage = this.commitMsAverage! * 0.9 + commitMs * 0.1;
+    if (this.commitMsAverage <= this.slowCommitMs || this.closed) return;
+    this.commitMsAverage = null;
+    this.inline = null;
+    this.startWriter(this.path);
   }
 
   async readStream(streamId: string, options: ReadStreamOptions = {}): Promise<RecordedEvent[]> {

@@ -81,33 +81,55 @@ export class AppendWriter {
       ),
       byEventId: db.prepare<[string], EventRow>('SELECT * FROM events WHERE event_id = ?'),
       byStreamRevision: db.prepare<[string, number], EventRow>('SELECT * FROM events WHERE stream_id = ? AND revision = ?'),
+      savepoint: db.prepare('SAVEPOINT append_one'),
+      release: db.prepare('RELEASE append_one'),
+      rollbackTo: db.prepare('ROLLBACK TO append_one'),
       putSnapshot: db.prepare(
         'INSERT INTO snapshots (stream_id, revision, state) VALUES (?, ?, ?) ON CONFLICT(stream_id) DO UPDATE SET revision = excluded.revision, state = excluded.state WHERE excluded.revision > snapshots.revision',
       ),
     };
   }
 
-  /** One transaction for the whole batch; each append in its own savepoint. Throws only if the transaction fails. */
+  /**
+   * One transaction for the whole batch; with several appends, each in its own savepoint so a conflict fails only its
+   * own append. Throws only if the transaction itself fails.
+   */
   appendBatch(batch: readonly AppendRequest[], snapshots: ReadonlyArray<{ streamId: string; revision: number; state: string }> = []): AppendOutcome[] {
     const outcomes: AppendOutcome[] = [];
+    // Snapshots are a cache: they ride along with the commit instead of costing an fsync of their own.
+    const putSnapshots = () => {
+      for (const s of snapshots) this.stmt.putSnapshot.run(s.streamId, s.revision, s.state);
+    };
+    if (batch.length === 1) {
+      // The common case of a lone append needs no savepoint: its failure rolls back the whole (one-append) commit.
+      try {
+        this.db.transaction(() => {
+          outcomes.push({ ok: true, result: this.appendOne(batch[0]!, (this.stmt.maxPosition.get()?.p ?? -1) + 1) });
+          putSnapshots();
+        }).immediate();
+      } catch (error) {
+        if (!isAppendRejection(error)) throw error;
+        outcomes.push({ ok: false, error });
+      }
+      return outcomes;
+    }
     this.db
       .transaction(() => {
         let next = (this.stmt.maxPosition.get()?.p ?? -1) + 1;
         for (const a of batch) {
-          this.db.exec('SAVEPOINT append_one');
+          this.stmt.savepoint.run();
           try {
             const result = this.appendOne(a, next);
             next = Math.max(next, Number(result.position.commit) + 1);
-            this.db.exec('RELEASE append_one');
+            this.stmt.release.run();
             outcomes.push({ ok: true, result });
           } catch (error) {
-            this.db.exec('ROLLBACK TO append_one');
-            this.db.exec('RELEASE append_one');
+            this.stmt.rollbackTo.run();
+            this.stmt.release.run();
             outcomes.push({ ok: false, error });
           }
         }
-        // Snapshots are a cache: they ride along with the next commit instead of costing an fsync of their own.
-        for (const s of snapshots) this.stmt.putSnapshot.run(s.streamId, s.revision, s.state);
+        putSnapshots();
       })
       .immediate();
     return outcomes;
@@ -165,6 +187,9 @@ export class AppendWriter {
     return { nextRevision: last.revision, position: positionOf(last.global_position) };
   }
 }
+
+/** The port's own refusals of one append (as opposed to a failing database). */
+const isAppendRejection = (e: unknown) => e instanceof WrongExpectedRevisionError || e instanceof DuplicateEventIdError;
 
 // Errors cross the thread boundary as plain data and are rebuilt as the port's types.
 export type WireError =
