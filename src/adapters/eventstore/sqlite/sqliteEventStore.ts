@@ -24,7 +24,7 @@ import {
   type SubscriptionItem,
 } from '../../../app/ports/eventStore.ts';
 import { spawnModuleWorker } from '../../workerThread.ts';
-import { AppendWriter, fromWire, openDatabase, positionOf, type AppendRequest, type EventRow } from './writeBatch.ts';
+import { AppendWriter, fromWire, openDatabase, positionOf, STREAM_REVISION_SQL, type AppendRequest, type EventRow } from './writeBatch.ts';
 import type { FromWriter, ToWriter } from './writerThread.ts';
 
 type Row = EventRow;
@@ -115,7 +115,7 @@ export class SqliteEventStore implements EventStore {
     else this.inline = new AppendWriter(this.db);
     if (writer === 'auto') this.commitMsAverage = 0;
     this.stmt = {
-      streamRevision: this.db.prepare<[string], { revision: number }>('SELECT revision FROM streams WHERE stream_id = ?'),
+      streamRevision: this.db.prepare<[string], { revision: number | null }>(STREAM_REVISION_SQL),
       maxPosition: this.db.prepare<[], { p: number | null }>('SELECT MAX(global_position) AS p FROM events'),
       forwards: this.db.prepare<[string, number, number], Row>(
         'SELECT * FROM events WHERE stream_id = ? AND revision >= ? ORDER BY revision ASC LIMIT ?',

@@ -25,16 +25,15 @@ CREATE TABLE IF NOT EXISTS events (
   recorded_at INTEGER NOT NULL,
   UNIQUE (stream_id, revision)
 );
-CREATE TABLE IF NOT EXISTS streams (
-  stream_id TEXT PRIMARY KEY,
-  revision INTEGER NOT NULL
-) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS snapshots (
   stream_id TEXT PRIMARY KEY,
   revision INTEGER NOT NULL,
   state TEXT NOT NULL
 ) WITHOUT ROWID;
 `;
+
+/** A stream's last revision, from the (stream_id, revision) index: no separate table to keep in step. */
+export const STREAM_REVISION_SQL = 'SELECT MAX(revision) AS revision FROM events WHERE stream_id = ?';
 
 export interface EventRow {
   global_position: number;
@@ -73,8 +72,7 @@ export class AppendWriter {
 
   constructor(private readonly db: Database.Database) {
     this.stmt = {
-      streamRevision: db.prepare<[string], { revision: number }>('SELECT revision FROM streams WHERE stream_id = ?'),
-      upsertStream: db.prepare('INSERT INTO streams (stream_id, revision) VALUES (?, ?) ON CONFLICT(stream_id) DO UPDATE SET revision = excluded.revision'),
+      streamRevision: db.prepare<[string], { revision: number | null }>(STREAM_REVISION_SQL),
       maxPosition: db.prepare<[], { p: number | null }>('SELECT MAX(global_position) AS p FROM events'),
       insert: db.prepare(
         'INSERT INTO events (global_position, event_id, stream_id, revision, type, data, metadata, recorded_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)',
@@ -137,30 +135,35 @@ export class AppendWriter {
 
   private appendOne(a: AppendRequest, nextPosition: number): AppendResult {
     const current = this.stmt.streamRevision.get(a.streamId)?.revision ?? null;
-    const replay = this.idempotentReplay(a, current);
-    if (replay) return replay;
     const e = a.expected;
     const ok =
       e === 'any' ||
       (e === 'no_stream' && current === null) ||
       (e === 'stream_exists' && current !== null) ||
       (typeof e === 'number' && current === e);
-    if (!ok) throw new WrongExpectedRevisionError(a.streamId, e, current ?? 'no_stream');
+    // A failed check or a taken event id may be a retry of an append that already happened: look only then.
+    if (!ok) return this.replayOr(a, current, () => new WrongExpectedRevisionError(a.streamId, e, current ?? 'no_stream'));
     let revision = current ?? -1;
     let position = nextPosition - 1;
     const now = Date.now();
-    for (const ev of a.events) {
+    for (const [i, ev] of a.events.entries()) {
       revision += 1;
       position += 1;
       try {
         this.stmt.insert.run(position, ev.id, a.streamId, revision, ev.type, JSON.stringify(ev.data), JSON.stringify(ev.metadata), now);
       } catch (err) {
-        if ((err as { code?: string }).code === 'SQLITE_CONSTRAINT_UNIQUE') throw new DuplicateEventIdError(ev.id, a.streamId);
-        throw err;
+        if ((err as { code?: string }).code !== 'SQLITE_CONSTRAINT_UNIQUE') throw err;
+        if (i === 0) return this.replayOr(a, current, () => new DuplicateEventIdError(ev.id, a.streamId));
+        throw new DuplicateEventIdError(ev.id, a.streamId);
       }
     }
-    this.stmt.upsertStream.run(a.streamId, revision);
     return { nextRevision: revision, position: positionOf(position) };
+  }
+
+  private replayOr(a: AppendRequest, current: number | null, otherwise: () => Error): AppendResult {
+    const replay = this.idempotentReplay(a, current);
+    if (replay) return replay;
+    throw otherwise();
   }
 
   /**
