@@ -88,8 +88,18 @@ export const sizeRecBench: BenchSuite = async (ctx) => {
       return { ms: performance.now() - t, body };
     };
 
-    // Warm-up fills the wasm heaps and libvips' bounded operation cache in every worker.
-    for (let i = 0; i < (ctx.quick ? 20 : 50); i++) await call();
+    // Warm-up under the same load as the measurement (all clients at once), so every worker's wasm heap and the
+    // buffers of parallel requests reach their steady size before the first RSS reading.
+    const warmup = ctx.quick ? 20 : 60;
+    let warmed = 0;
+    await Promise.all(
+      Array.from({ length: concurrency }, async () => {
+        while (warmed < warmup) {
+          warmed++;
+          await call();
+        }
+      }),
+    );
     global.gc?.();
     const rssWarm = process.memoryUsage().rss;
 

@@ -6,6 +6,9 @@ import sharp from 'sharp';
 
 // One libvips thread per job: parallelism comes from running jobs side by side, not from splitting one.
 sharp.concurrency(1);
+// libvips' operation cache only pays for repeated identical operations, which a worker never does; off, it keeps the
+// process's memory flat.
+sharp.cache(false);
 
 const limit = Math.max(1, os.availableParallelism());
 let running = 0;

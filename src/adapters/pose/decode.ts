@@ -2,6 +2,9 @@
 // downscale to a working size (BlazePose sees 224/256 px crops, so more pixels only cost time).
 import sharp from 'sharp';
 
+// No libvips operation cache in the pose threads either: every image is new, and memory must stay flat.
+sharp.cache(false);
+
 /** Longest side of the image the pose pipeline samples from. */
 export const WORKING_SIDE = 640;
 
