@@ -10,6 +10,7 @@ import { Redis } from 'ioredis';
 import { loadConfig } from '../src/config.ts';
 import { silentLogger } from '../src/logger.ts';
 import { startService } from '../src/main.ts';
+import { readLog } from '../src/app/log.ts';
 import { createInputImages } from '../src/adapters/images/prepare.ts';
 import { buildProducerTask, serializeProducerTask } from '../src/contract.ts';
 import type { GenerationCompleted } from '../src/domain/events.ts';
@@ -135,12 +136,7 @@ export const pipelineBench: BenchSuite = async (ctx) => {
 
     // Per-stage figures and overhead from the ledger itself.
     const events = [];
-    for (let from: Parameters<typeof service.store.readAll>[0] = { maxCount: 5000 }; ; ) {
-      const page = await service.store.readAll(from);
-      events.push(...page);
-      if (page.length < 5000) break;
-      from = { fromPosition: { commit: page.at(-1)!.position.commit + 1n, prepare: page.at(-1)!.position.prepare + 1n }, maxCount: 5000 };
-    }
+    for await (const page of readLog(service.store)) events.push(...page);
     const requestedAt = new Map<string, number>();
     const stages: Record<string, number[]> = { download: [], resize: [], generate: [], upload: [], overhead: [] };
     for (const e of events) {

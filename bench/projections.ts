@@ -9,7 +9,7 @@ import { openSqliteReadModel } from '../src/adapters/readmodel/sqlite/sqliteRead
 import { START, type EventStore } from '../src/app/ports/eventStore.ts';
 import { accountStream, generationStream } from '../src/domain/streams.ts';
 import { silentLogger } from '../src/logger.ts';
-import { readAfter } from '../src/projections/projector.ts';
+import { readAfter } from '../src/app/log.ts';
 import { PROJECTION_NAMES, PROJECTIONS } from '../src/projections/projections.ts';
 import type { ReadModel } from '../src/projections/readModel.ts';
 import { rebuildProjection } from '../src/projections/rebuild.ts';

@@ -3,7 +3,8 @@
 // scanning streams. Memory holds only unfinished work.
 import type { LedgerEvent } from '../domain/events.ts';
 import { sessionIdFromStream } from '../domain/streams.ts';
-import { comparePositions, type EventStore, type Position, type RecordedEvent } from './ports/eventStore.ts';
+import type { EventStore, Position, RecordedEvent } from './ports/eventStore.ts';
+import { readLog } from './log.ts';
 
 export interface PendingEntry {
   status: 'requested' | 'charged' | 'started' | 'retry_scheduled' | 'completed' | 'failed' | 'rejected';
@@ -125,14 +126,7 @@ export class PendingIndex {
   /** Folds the whole log as it stands (tests, `wearon recover`). */
   static async fromLog(store: EventStore, settleGraceMs = 0): Promise<PendingIndex> {
     const index = new PendingIndex(settleGraceMs);
-    let from: Position | 'start' = 'start';
-    for (;;) {
-      const page = await store.readAll({ fromPosition: from, maxCount: 2000 });
-      const after: Position | 'start' = from;
-      const fresh: RecordedEvent[] = after === 'start' ? page : page.filter((e) => comparePositions(e.position, after) > 0);
-      for (const e of fresh) index.apply(e);
-      if (fresh.length === 0) return index;
-      from = fresh[fresh.length - 1]!.position;
-    }
+    for await (const page of readLog(store)) for (const e of page) index.apply(e);
+    return index;
   }
 }

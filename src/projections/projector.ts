@@ -11,6 +11,7 @@ import {
   type Position,
   type RecordedEvent,
 } from '../app/ports/eventStore.ts';
+import { readAfter } from '../app/log.ts';
 import type { Logger } from '../logger.ts';
 import type { Metrics } from '../metrics.ts';
 import { PROJECTIONS, PROJECTION_NAMES, type Projection, type ProjectionName } from './projections.ts';
@@ -106,12 +107,6 @@ export async function commitBatch(
 }
 
 /** Reads the events after `after` (exclusive), up to `max`. readAll's fromPosition is inclusive, so the first may repeat. */
-export async function readAfter(store: EventStore, after: Position, max: number): Promise<RecordedEvent[]> {
-  const from = comparePositions(after, START) === 0 ? 'start' : after;
-  const page = await store.readAll({ fromPosition: from, maxCount: max + 1 });
-  const out = page.filter((e) => comparePositions(e.position, after) > 0);
-  return out.length > max ? out.slice(0, max) : out;
-}
 
 export interface CatchUpOptions {
   batchSize: number;

@@ -5,7 +5,8 @@
 // the live projector then finds its checkpoint moved (compare-and-set fails) and continues from the new one.
 import { START, comparePositions, formatPosition, type EventStore, type Position } from '../app/ports/eventStore.ts';
 import type { Logger } from '../logger.ts';
-import { applyEvents, catchUp, liveTarget, publish, readAfter, shadowTarget, type Target } from './projector.ts';
+import { applyEvents, catchUp, liveTarget, publish, shadowTarget, type Target } from './projector.ts';
+import { readAfter } from '../app/log.ts';
 import type { Projection } from './projections.ts';
 import type { ReadModel, ReadModelTx } from './readModel.ts';
 

@@ -2,7 +2,7 @@
 // not drift): the projections' own tables completely, and the platform tables for every session/account the ledger knows.
 import { START, comparePositions, type EventStore, type Position, type RecordedEvent } from '../app/ports/eventStore.ts';
 import type { Logger } from '../logger.ts';
-import { readAfter } from './projector.ts';
+import { readAfter } from '../app/log.ts';
 import { PROJECTIONS, PROJECTION_NAMES, fold, type FoldResult, type ProjectionName } from './projections.ts';
 import type { ReadModel, TableSpec, Value } from './readModel.ts';
 

@@ -12,7 +12,8 @@ import { openSqliteEventStore, type SqliteEventStore } from '../../src/adapters/
 import { formatPosition } from '../../src/app/ports/eventStore.ts';
 import { createMetrics } from '../../src/metrics.ts';
 import { importBalances } from '../../src/projections/importBalances.ts';
-import { Projector, commitBatch, liveTarget, projectionStatus, readAfter } from '../../src/projections/projector.ts';
+import { Projector, commitBatch, liveTarget, projectionStatus } from '../../src/projections/projector.ts';
+import { readAfter } from '../../src/app/log.ts';
 import { PROJECTIONS, PROJECTION_NAMES } from '../../src/projections/projections.ts';
 import type { ReadModel } from '../../src/projections/readModel.ts';
 import { rebuildProjection } from '../../src/projections/rebuild.ts';

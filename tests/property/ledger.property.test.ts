@@ -15,7 +15,8 @@ import { openSqliteEventStore } from '../../src/adapters/eventstore/sqlite/sqlit
 import { AggregateRepository } from '../../src/app/aggregates.ts';
 import { grantCredits, revokeCredits, CreditCommandRejected } from '../../src/app/credits.ts';
 import { PendingIndex } from '../../src/app/pending.ts';
-import { comparePositions, type EventStore, type Position, type RecordedEvent } from '../../src/app/ports/eventStore.ts';
+import type { EventStore, RecordedEvent } from '../../src/app/ports/eventStore.ts';
+import { readLog } from '../../src/app/log.ts';
 import { GenerationSaga, type RequestInput } from '../../src/app/saga.ts';
 import { foldAccount } from '../../src/domain/account.ts';
 import type { AccountEvent, GenerationEvent, LedgerEvent } from '../../src/domain/events.ts';
@@ -250,15 +251,8 @@ class Harness {
   /** Everything this run wrote, in global order (read from the store itself, not through the wrapper). */
   async events(): Promise<RecordedEvent[]> {
     const out: RecordedEvent[] = [];
-    let from: Position | 'start' = 'start';
-    for (;;) {
-      const page = await this.store.inner.readAll({ fromPosition: from, maxCount: 1000, filter: { streamPrefixes: this.prefixes } });
-      const after: Position | 'start' = from;
-      const fresh: RecordedEvent[] = after === 'start' ? page : page.filter((e) => comparePositions(e.position, after) > 0);
-      out.push(...fresh);
-      if (fresh.length === 0) return out;
-      from = fresh[fresh.length - 1]!.position;
-    }
+    for await (const page of readLog(this.store.inner, { pageSize: 1000, filter: { streamPrefixes: this.prefixes } })) out.push(...page);
+    return out;
   }
 
   audit(events: RecordedEvent[]): LedgerAuditor {
