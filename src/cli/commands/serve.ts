@@ -1,5 +1,5 @@
-// `wearon serve` (everything in one process) and `wearon worker` (the generation worker with its health and metrics
-// endpoints). Both run until SIGTERM/SIGINT, then drain and exit 0.
+// `wearon serve` (everything in one process), `wearon worker` and `wearon project` (one part each, with health and
+// metrics endpoints). All run until SIGTERM/SIGINT, then drain and exit 0.
 import { startService, type Parts } from '../../main.ts';
 import { parseArgs, type CliCommand, type CliContext } from '../command.ts';
 
@@ -21,32 +21,38 @@ async function runUntilSignal(parts: Parts, ctx: CliContext): Promise<number> {
   return 0;
 }
 
-export const serveCommand: CliCommand = {
-  name: 'serve',
-  summary: 'run the whole service: HTTP API, generation worker and projectors',
-  usage: 'wearon serve',
-  run: async (args, ctx) => {
-    parseArgs(args);
-    return runUntilSignal({ http: true, worker: true, projections: ctx.config.PROJECTIONS_ENABLED }, ctx);
-  },
-};
+/**
+ * A long-running command: starts the given parts and runs until a signal. Only `serve` answers `/estimate-body`;
+ * the single-purpose processes leave the pose model out.
+ */
+function serviceCommand(name: string, summary: string, parts: (ctx: CliContext) => Parts, pose: boolean): CliCommand {
+  return {
+    name,
+    summary,
+    usage: `wearon ${name}`,
+    run: async (args, ctx) => {
+      parseArgs(args);
+      const config = pose ? ctx.config : { ...ctx.config, POSE_ENABLED: false };
+      return runUntilSignal(parts(ctx), { ...ctx, config });
+    },
+  };
+}
 
-export const projectCommand: CliCommand = {
-  name: 'project',
-  summary: 'run the projectors alone (with /health, /metrics, /v1/projections); standbys take over when the active one dies',
-  usage: 'wearon project',
-  run: async (args, ctx) => {
-    parseArgs(args);
-    return runUntilSignal({ http: true, worker: false, projections: true }, { ...ctx, config: { ...ctx.config, POSE_ENABLED: false } });
-  },
-};
-
-export const workerCommand: CliCommand = {
-  name: 'worker',
-  summary: 'run the generation worker (with /health and /metrics)',
-  usage: 'wearon worker',
-  run: async (args, ctx) => {
-    parseArgs(args);
-    return runUntilSignal({ http: true, worker: true, projections: false }, { ...ctx, config: { ...ctx.config, POSE_ENABLED: false } });
-  },
-};
+export const serveCommand = serviceCommand(
+  'serve',
+  'run the whole service: HTTP API, generation worker and projectors',
+  (ctx) => ({ http: true, worker: true, projections: ctx.config.PROJECTIONS_ENABLED }),
+  true,
+);
+export const projectCommand = serviceCommand(
+  'project',
+  'run the projectors alone (with /health, /metrics, /v1/projections); standbys take over when the active one dies',
+  () => ({ http: true, worker: false, projections: true }),
+  false,
+);
+export const workerCommand = serviceCommand(
+  'worker',
+  'run the generation worker (with /health and /metrics)',
+  () => ({ http: true, worker: true, projections: false }),
+  false,
+);
