@@ -18,6 +18,19 @@ export type GenerationStatus =
 
 export const TERMINAL: ReadonlySet<GenerationStatus> = new Set(['completed', 'failed', 'rejected']);
 
+/** What the web app shows (`generation_sessions.status`) for each ledger status (ledger.md, session-status). */
+export type SessionStatus = 'queued' | 'processing' | 'completed' | 'failed';
+export const SESSION_STATUS: Record<GenerationStatus, SessionStatus> = {
+  none: 'queued',
+  requested: 'queued',
+  charged: 'queued',
+  retry_scheduled: 'queued',
+  started: 'processing',
+  completed: 'completed',
+  failed: 'failed',
+  rejected: 'failed',
+};
+
 export interface GenerationState {
   status: GenerationStatus;
   request: GenerationRequested['data'] | null;

@@ -13,6 +13,7 @@ import type {
   GenerationRequested,
 } from '../domain/events.ts';
 import { accountFromStream, accountIdOf, parseAccountId, sessionIdFromStream } from '../domain/streams.ts';
+import { SESSION_STATUS } from '../domain/generation.ts';
 import type { Row, TableSpec } from './readModel.ts';
 import { ACCOUNTS, LEDGER_ENTRIES, PUBLISH_ACCOUNTS, PUBLISH_SESSIONS, SESSIONS } from './schema.ts';
 
@@ -66,7 +67,7 @@ export const sessionStatus: Projection = {
         prompt: d.prompt,
         cost: d.cost,
         requested_at: iso(d.requestedAt),
-        ...statusFields('queued'),
+        ...statusFields(SESSION_STATUS.requested),
         ...pos(e),
       };
     }
@@ -75,18 +76,18 @@ export const sessionStatus: Projection = {
     if (!prev || notApplied(prev, e) || TERMINAL.has(prev.status as string)) return prev;
     switch (e.type) {
       case 'GenerationCharged':
-        return { ...prev, ...statusFields('queued'), ...pos(e) };
+        return { ...prev, ...statusFields(SESSION_STATUS.charged), ...pos(e) };
       case 'RetryScheduled':
-        return { ...prev, ...statusFields('queued'), error_code: 'rate_limited', error_message: RETRY_MESSAGE, ...pos(e) };
+        return { ...prev, ...statusFields(SESSION_STATUS.retry_scheduled), error_code: 'rate_limited', error_message: RETRY_MESSAGE, ...pos(e) };
       case 'GenerationStarted':
-        return { ...prev, ...statusFields('processing'), ...pos(e) };
-      case 'GenerationReleased': // given back unfinished (shutdown): claimable again
-        return { ...prev, ...statusFields('queued'), ...pos(e) };
+        return { ...prev, ...statusFields(SESSION_STATUS.started), ...pos(e) };
+      case 'GenerationReleased': // given back unfinished (shutdown): claimable again, as after the charge
+        return { ...prev, ...statusFields(SESSION_STATUS.charged), ...pos(e) };
       case 'GenerationCompleted': {
         const d = (e as RecordedEvent<GenerationCompleted['data']>).data;
         return {
           ...prev,
-          ...statusFields('completed'),
+          ...statusFields(SESSION_STATUS.completed),
           generated_image_url: d.resultUrl ?? d.resultPath,
           input_tokens: d.usage?.inputTokens ?? null,
           output_tokens: d.usage?.outputTokens ?? null,
@@ -98,13 +99,13 @@ export const sessionStatus: Projection = {
       }
       case 'GenerationFailed': {
         const d = (e as RecordedEvent<GenerationFailed['data']>).data;
-        return { ...prev, ...statusFields('failed'), error_code: d.code, error_message: d.userMessage, completed_at: iso(e.metadata.occurredAt), ...pos(e) };
+        return { ...prev, ...statusFields(SESSION_STATUS.failed), error_code: d.code, error_message: d.userMessage, completed_at: iso(e.metadata.occurredAt), ...pos(e) };
       }
       case 'GenerationRejected': {
         const d = (e as RecordedEvent<GenerationRejected['data']>).data;
         return {
           ...prev,
-          ...statusFields('failed'),
+          ...statusFields(SESSION_STATUS.rejected),
           error_code: d.code,
           error_message: REJECTION_MESSAGES[d.code] ?? 'Generation request rejected',
           completed_at: iso(e.metadata.occurredAt),
@@ -141,7 +142,7 @@ function rejectedUnrequested(e: RecordedEvent): Row | undefined {
     prompt: '',
     cost: 0,
     requested_at: iso(e.metadata.occurredAt),
-    ...statusFields('failed'),
+    ...statusFields(SESSION_STATUS.rejected),
     error_code: d.code,
     error_message: REJECTION_MESSAGES[d.code] ?? 'Generation request rejected',
     completed_at: iso(e.metadata.occurredAt),

@@ -11,7 +11,7 @@ import type { ResultStore } from '../../app/ports/pipeline.ts';
 import type { GenerationSaga } from '../../app/saga.ts';
 import { describeIssues, generationTaskPayloadSchema } from '../../contract.ts';
 import { GRANT_REASONS, type GenerationEvent } from '../../domain/events.ts';
-import { foldGeneration } from '../../domain/generation.ts';
+import { foldGeneration, SESSION_STATUS } from '../../domain/generation.ts';
 import { generationStream, InvalidAccountError } from '../../domain/streams.ts';
 import type { Metrics } from '../../metrics.ts';
 import { HttpError } from '../errors.ts';
@@ -51,13 +51,6 @@ export function authorize(req: FastifyRequest, apiToken: string | undefined): vo
   }
 }
 
-/** Web-app status of a generation (ledger.md, session-status projection). */
-export function sessionStatus(status: string): 'queued' | 'processing' | 'completed' | 'failed' {
-  if (status === 'started') return 'processing';
-  if (status === 'completed') return 'completed';
-  if (status === 'failed' || status === 'rejected') return 'failed';
-  return 'queued';
-}
 
 const grantBody = z.object({
   amount: z.number().int().positive(),
@@ -99,7 +92,7 @@ export function v1Routes(d: V1Deps): FastifyPluginAsync {
       d.metrics?.tasksTaken.inc({ source: 'http' });
       const { created } = await d.saga.request(requestFromTask(task, d.cost, d.clock()));
       const state = await d.saga.chargeNow(task.session_id);
-      const status = sessionStatus(state.status);
+      const status = SESSION_STATUS[state.status];
       if (state.status === 'rejected') {
         const events = await d.store.readStream(generationStream(task.session_id), { direction: 'backwards', maxCount: 1 });
         const rejected = events[0]?.data as { code?: string; message?: string } | undefined;
@@ -125,7 +118,7 @@ export function v1Routes(d: V1Deps): FastifyPluginAsync {
         | undefined;
       return {
         session_id: req.params.sessionId,
-        status: sessionStatus(state.status),
+        status: SESSION_STATUS[state.status],
         ledger_status: state.status,
         channel: state.request?.channel ?? null,
         account: state.request?.account ?? null,
