@@ -5,8 +5,8 @@
 // Not imitated: authentication (any bearer is accepted but recorded), streaming (`stream: true`), response_format
 // `url`, mask images, field validation beyond what the tests need, and the real model's output.
 import http from 'node:http';
-import type { AddressInfo, Socket } from 'node:net';
 import sharp from 'sharp';
+import { listenOnLoopback } from './loopback.ts';
 
 export type FakeStep =
   | { kind: 'success'; image?: Buffer; usage?: Record<string, unknown> | null }
@@ -57,7 +57,6 @@ export async function startFakeOpenAI(options: { image?: Buffer } = {}): Promise
   const queue: FakeStep[] = [];
   let fallback: (callIndex: number) => FakeStep = () => ({ kind: 'success' });
   const requests: RecordedRequest[] = [];
-  const sockets = new Set<Socket>();
   const timers = new Set<NodeJS.Timeout>();
 
   const json = (res: http.ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}) => {
@@ -139,12 +138,8 @@ export async function startFakeOpenAI(options: { image?: Buffer } = {}): Promise
         return;
     }
   });
-  server.on('connection', (s) => {
-    sockets.add(s);
-    s.on('close', () => sockets.delete(s));
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const port = (server.address() as AddressInfo).port;
+  const listening = await listenOnLoopback(server);
+  const port = listening.port;
   return {
     baseURL: `http://127.0.0.1:${port}/v1`,
     script: (...steps) => queue.push(...steps),
@@ -153,11 +148,9 @@ export async function startFakeOpenAI(options: { image?: Buffer } = {}): Promise
     },
     requests,
     defaultImage,
-    close: () =>
-      new Promise<void>((resolve) => {
-        for (const t of timers) clearTimeout(t);
-        for (const s of sockets) s.destroy();
-        server.close(() => resolve());
-      }),
+    close: () => {
+      for (const t of timers) clearTimeout(t);
+      return listening.close();
+    },
   };
 }

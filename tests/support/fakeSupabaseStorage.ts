@@ -12,7 +12,7 @@
 // the bucket, cache headers, range requests, and the real token's exact claims.
 import { createHmac, randomUUID, timingSafeEqual } from 'node:crypto';
 import http from 'node:http';
-import type { AddressInfo, Socket } from 'node:net';
+import { listenOnLoopback } from './loopback.ts';
 
 export interface StoredObject {
   bytes: Buffer;
@@ -41,7 +41,6 @@ export async function startFakeSupabaseStorage(options: { bucket?: string; servi
   const objects = new Map<string, StoredObject>();
   const requests: FakeSupabaseStorage['requests'] = [];
   const faults: (number | 'hang')[] = [];
-  const sockets = new Set<Socket>();
 
   const sign = (payload: object) => {
     const head = b64u(JSON.stringify({ alg: 'HS256', typ: 'JWT' }));
@@ -125,12 +124,8 @@ export async function startFakeSupabaseStorage(options: { bucket?: string; servi
     }
     return fail(res, 405, '405', 'method_not_allowed', `${method} not supported here`);
   });
-  server.on('connection', (s) => {
-    sockets.add(s);
-    s.on('close', () => sockets.delete(s));
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const port = (server.address() as AddressInfo).port;
+  const listening = await listenOnLoopback(server);
+  const port = listening.port;
   return {
     url: `http://127.0.0.1:${port}`,
     serviceRoleKey,
@@ -138,10 +133,6 @@ export async function startFakeSupabaseStorage(options: { bucket?: string; servi
     objects,
     requests,
     failNext: (count, status) => faults.push(...Array<number | 'hang'>(count).fill(status)),
-    close: () =>
-      new Promise<void>((resolve) => {
-        for (const s of sockets) s.destroy();
-        server.close(() => resolve());
-      }),
+    close: () => listening.close(),
   };
 }

@@ -1,6 +1,6 @@
 // A local HTTP server on 127.0.0.1 that serves scripted responses per path, for image download tests.
 import http from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { listenOnLoopback } from './loopback.ts';
 
 export type Route = (req: http.IncomingMessage, res: http.ServerResponse) => void;
 
@@ -17,7 +17,6 @@ export interface ImageServer {
 export async function startImageServer(): Promise<ImageServer> {
   const routes = new Map<string, Route>();
   const hits = new Map<string, number>();
-  const sockets = new Set<import('node:net').Socket>();
   const server = http.createServer((req, res) => {
     const path = (req.url ?? '/').split('?')[0]!;
     hits.set(path, (hits.get(path) ?? 0) + 1);
@@ -29,12 +28,8 @@ export async function startImageServer(): Promise<ImageServer> {
     }
     h(req, res);
   });
-  server.on('connection', (s) => {
-    sockets.add(s);
-    s.on('close', () => sockets.delete(s));
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const port = (server.address() as AddressInfo).port;
+  const listening = await listenOnLoopback(server);
+  const port = listening.port;
   return {
     port,
     hits,
@@ -45,10 +40,6 @@ export async function startImageServer(): Promise<ImageServer> {
         res.writeHead(200, { 'content-type': contentType, 'content-length': bytes.length });
         res.end(bytes);
       }),
-    close: () =>
-      new Promise<void>((resolve) => {
-        for (const s of sockets) s.destroy();
-        server.close(() => resolve());
-      }),
+    close: () => listening.close(),
   };
 }
