@@ -1,13 +1,15 @@
 // Which generations still need the saga: not terminal, or terminal with a hold still open. Built by folding the
 // global log (from the start, then live), so recovery finds every unfinished generation after any crash without
 // scanning streams. Memory holds only unfinished work.
-import type { LedgerEvent } from '../domain/events.ts';
+import type { GenerationEvent, LedgerEvent } from '../domain/events.ts';
+import { assertNever } from '../domain/exhaustive.ts';
+import { isTerminalStatus, statusAfter, type GenerationStatus } from '../domain/generation.ts';
 import { sessionIdFromStream } from '../domain/streams.ts';
 import type { EventStore, Position, RecordedEvent } from './ports/eventStore.ts';
 import { readLog } from './log.ts';
 
 export interface PendingEntry {
-  status: 'requested' | 'charged' | 'started' | 'retry_scheduled' | 'completed' | 'failed' | 'rejected';
+  status: Exclude<GenerationStatus, 'none'>;
   /** epoch ms from which the saga should look at it again */
   dueAt: number;
   holdOpen: boolean;
@@ -18,7 +20,28 @@ export interface PendingSnapshot {
   entries: Array<[string, PendingEntry]>;
 }
 
-const TERMINAL = new Set(['completed', 'failed', 'rejected']);
+/**
+ * When recovery should look at a generation after `e`: at once for a released one, when the lease or the retry delay
+ * ends, else after the grace (the worker that appended it is probably still driving it).
+ */
+function dueAfter(e: GenerationEvent, at: number, grace: number): number {
+  switch (e.type) {
+    case 'GenerationReleased':
+      return at;
+    case 'GenerationStarted':
+      return Date.parse(e.data.leaseUntil);
+    case 'RetryScheduled':
+      return Date.parse(e.data.notBefore);
+    case 'GenerationRequested':
+    case 'GenerationCharged':
+    case 'GenerationCompleted':
+    case 'GenerationFailed':
+    case 'GenerationRejected':
+      return grace;
+    default:
+      return assertNever(e, 'generation event');
+  }
+}
 
 export class PendingIndex {
   private readonly entries = new Map<string, PendingEntry>();
@@ -52,45 +75,10 @@ export class PendingIndex {
     const sessionId = sessionIdFromStream(e.streamId);
     if (!sessionId) return;
     const entry = this.entries.get(sessionId) ?? { status: 'requested' as const, dueAt: grace, holdOpen: false };
-    switch (event.type) {
-      case 'GenerationRequested':
-        entry.status = 'requested';
-        entry.dueAt = grace;
-        break;
-      case 'GenerationCharged':
-      case 'GenerationReleased':
-        entry.status = 'charged';
-        entry.dueAt = event.type === 'GenerationReleased' ? at : grace;
-        break;
-      case 'GenerationStarted':
-        entry.status = 'started';
-        entry.dueAt = Date.parse(event.data.leaseUntil);
-        break;
-      case 'RetryScheduled':
-        entry.status = 'retry_scheduled';
-        entry.dueAt = Date.parse(event.data.notBefore);
-        break;
-      case 'GenerationCompleted':
-        entry.status = 'completed';
-        entry.dueAt = grace;
-        break;
-      case 'GenerationFailed':
-        entry.status = 'failed';
-        entry.dueAt = grace;
-        break;
-      case 'GenerationRejected':
-        entry.status = 'rejected';
-        entry.dueAt = grace;
-        break;
-      default:
-        return;
-    }
+    entry.status = statusAfter(event as GenerationEvent);
+    entry.dueAt = dueAfter(event as GenerationEvent, at, grace);
     this.entries.set(sessionId, entry);
-    this.dropIfDone(sessionId, entry);
-  }
-
-  private dropIfDone(id: string, entry: PendingEntry) {
-    if (TERMINAL.has(entry.status) && !entry.holdOpen) this.entries.delete(id);
+    if (isTerminalStatus(entry.status) && !entry.holdOpen) this.entries.delete(sessionId);
   }
 
   /** Session ids the saga should drive now. */

@@ -12,6 +12,7 @@ import {
   type GenerationCommand,
   type GenerationDecision,
   type GenerationState,
+  type TerminalStatus,
 } from '../domain/generation.ts';
 import { resultPath } from '../domain/resultPath.ts';
 import { accountStream, deterministicEventId, generationStream, parseAccountId } from '../domain/streams.ts';
@@ -49,7 +50,7 @@ export interface SagaDeps {
 }
 
 export type DriveOutcome =
-  | { kind: 'settled'; status: 'completed' | 'failed' | 'rejected' }
+  | { kind: 'settled'; status: TerminalStatus }
   | { kind: 'waiting'; until: number }
   | { kind: 'leased'; until: number }
   | { kind: 'released' }
@@ -157,7 +158,7 @@ export class GenerationSaga {
       if (state.status === 'none') return { kind: 'missing' };
       if (isTerminal(state)) {
         await this.settle(sessionId, state);
-        return { kind: 'settled', status: state.status as 'completed' | 'failed' | 'rejected' };
+        return { kind: 'settled', status: state.status };
       }
       if (!req) return { kind: 'missing' };
       if (state.status === 'requested') {

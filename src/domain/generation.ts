@@ -5,6 +5,7 @@ import type {
   GenerationRequested,
   RejectionCode,
 } from './events.ts';
+import { assertNever } from './exhaustive.ts';
 
 export type GenerationStatus =
   | 'none'
@@ -16,7 +17,11 @@ export type GenerationStatus =
   | 'failed'
   | 'rejected';
 
-export const TERMINAL: ReadonlySet<GenerationStatus> = new Set(['completed', 'failed', 'rejected']);
+/** A terminal generation accepts no further event. */
+export const TERMINAL_STATUSES = ['completed', 'failed', 'rejected'] as const satisfies readonly GenerationStatus[];
+export type TerminalStatus = (typeof TERMINAL_STATUSES)[number];
+export const isTerminalStatus = (status: GenerationStatus): status is TerminalStatus =>
+  (TERMINAL_STATUSES as readonly GenerationStatus[]).includes(status);
 
 /** What the web app shows (`generation_sessions.status`) for each ledger status (ledger.md, session-status). */
 export type SessionStatus = 'queued' | 'processing' | 'completed' | 'failed';
@@ -30,6 +35,31 @@ export const SESSION_STATUS: Record<GenerationStatus, SessionStatus> = {
   failed: 'failed',
   rejected: 'failed',
 };
+/** The web-app statuses a session ends in. */
+export const TERMINAL_SESSION_STATUSES: readonly SessionStatus[] = [...new Set(TERMINAL_STATUSES.map((s) => SESSION_STATUS[s]))];
+
+/** The lifecycle (ledger.md, "The saga"): the status a generation is in after each event. */
+export function statusAfter(e: GenerationEvent): Exclude<GenerationStatus, 'none'> {
+  switch (e.type) {
+    case 'GenerationRequested':
+      return 'requested';
+    case 'GenerationCharged':
+    case 'GenerationReleased': // given back unfinished (shutdown): claimable again, as after the charge
+      return 'charged';
+    case 'GenerationStarted':
+      return 'started';
+    case 'RetryScheduled':
+      return 'retry_scheduled';
+    case 'GenerationCompleted':
+      return 'completed';
+    case 'GenerationFailed':
+      return 'failed';
+    case 'GenerationRejected':
+      return 'rejected';
+    default:
+      return assertNever(e, 'generation event');
+  }
+}
 
 export interface GenerationState {
   status: GenerationStatus;
@@ -74,7 +104,7 @@ export type GenerationDecision =
 const accept = (...events: GenerationEvent[]): GenerationDecision => ({ ok: true, events });
 const refuse = (code: GenerationRejectionCode, message: string): GenerationDecision => ({ ok: false, code, message });
 
-export const isTerminal = (s: GenerationState) => TERMINAL.has(s.status);
+export const isTerminal = (s: GenerationState): s is GenerationState & { status: TerminalStatus } => isTerminalStatus(s.status);
 
 /** Whether a worker may start (or restart) it now. */
 export function isClaimable(s: GenerationState, now: number): boolean {
@@ -162,40 +192,33 @@ export function decideGeneration(s: GenerationState, c: GenerationCommand): Gene
 
 /** Takes ownership of `s` (updated in place), like evolveAccount. */
 export function evolveGeneration(s: GenerationState, e: GenerationEvent): GenerationState {
+  s.status = statusAfter(e);
   switch (e.type) {
     case 'GenerationRequested':
-      s.status = 'requested';
       s.request = e.data;
       break;
     case 'GenerationCharged':
-      s.status = 'charged';
       s.charged = true;
       break;
     case 'GenerationStarted':
-      s.status = 'started';
       s.attempt = e.data.attempt;
       s.workerId = e.data.workerId;
       s.leaseUntil = e.data.leaseUntil;
       break;
     case 'RetryScheduled':
-      s.status = 'retry_scheduled';
       s.rateLimitRetries += 1;
       s.notBefore = e.data.notBefore;
       s.leaseUntil = null;
       break;
     case 'GenerationReleased':
-      s.status = 'charged';
       s.leaseUntil = null;
       break;
     case 'GenerationCompleted':
-      s.status = 'completed';
-      break;
     case 'GenerationFailed':
-      s.status = 'failed';
-      break;
     case 'GenerationRejected':
-      s.status = 'rejected';
       break;
+    default:
+      assertNever(e, 'generation event');
   }
   return s;
 }

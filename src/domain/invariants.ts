@@ -2,6 +2,7 @@
 // property tests. Pure: feed events in global order, then ask for the report.
 import type { AccountEvent, GenerationEvent, LedgerEvent } from './events.ts';
 import { ACCOUNT_EVENT_TYPES } from './events.ts';
+import { isTerminalStatus, statusAfter, type GenerationStatus } from './generation.ts';
 import { accountFromStream, accountIdOf, sessionIdFromStream } from './streams.ts';
 
 export interface Violation {
@@ -36,7 +37,7 @@ const accountTypes: ReadonlySet<string> = new Set(ACCOUNT_EVENT_TYPES);
 export class LedgerAuditor {
   private readonly balances = new Map<string, number>();
   private readonly holds = new Map<string, HoldRecord>();
-  private readonly generations = new Map<string, { status: string; account: string | null; lastAt: number }>();
+  private readonly generations = new Map<string, { status: GenerationStatus; account: string | null; lastAt: number }>();
   private readonly violations: Violation[] = [];
   private readonly totals = { granted: 0, revoked: 0, deducted: 0, captured: 0, refunded: 0, events: 0 };
 
@@ -104,8 +105,7 @@ export class LedgerAuditor {
           this.violate({ invariant: 2, subject: e.data.generationId, message: `settled ${h.captures + h.refunds} times (${h.captures} captures, ${h.refunds} refunds)` });
         }
         const g = this.generations.get(e.data.generationId);
-        const terminal = g && (g.status === 'completed' || g.status === 'failed' || g.status === 'rejected');
-        if (!terminal) this.violate({ invariant: 2, subject: e.data.generationId, message: `${e.type} before the generation was terminal` });
+        if (!g || !isTerminalStatus(g.status)) this.violate({ invariant: 2, subject: e.data.generationId, message: `${e.type} before the generation was terminal` });
         else if (e.type === 'CreditCaptured' && g.status !== 'completed') {
           this.violate({ invariant: 2, subject: e.data.generationId, message: `captured although the generation ${g.status}` });
         } else if (e.type === 'CreditRefunded' && g.status === 'completed') {
@@ -121,34 +121,11 @@ export class LedgerAuditor {
   private addGenerationEvent(sessionId: string, e: GenerationEvent, at: number) {
     const g = this.generations.get(sessionId) ?? { status: 'none', account: null, lastAt: at };
     g.lastAt = at;
-    if (g.status === 'completed' || g.status === 'failed' || g.status === 'rejected') {
+    if (isTerminalStatus(g.status)) {
       this.violate({ invariant: 2, subject: sessionId, message: `${e.type} after the generation was ${g.status}` });
     }
-    switch (e.type) {
-      case 'GenerationRequested':
-        g.status = 'requested';
-        g.account = e.data.account;
-        break;
-      case 'GenerationCharged':
-      case 'GenerationReleased':
-        g.status = 'charged';
-        break;
-      case 'GenerationStarted':
-        g.status = 'started';
-        break;
-      case 'RetryScheduled':
-        g.status = 'retry_scheduled';
-        break;
-      case 'GenerationCompleted':
-        g.status = 'completed';
-        break;
-      case 'GenerationFailed':
-        g.status = 'failed';
-        break;
-      case 'GenerationRejected':
-        g.status = 'rejected';
-        break;
-    }
+    g.status = statusAfter(e);
+    if (e.type === 'GenerationRequested') g.account = e.data.account;
     this.generations.set(sessionId, g);
   }
 

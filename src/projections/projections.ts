@@ -7,13 +7,12 @@ import type {
   CreditRefunded,
   CreditsGranted,
   CreditsRevoked,
-  GenerationCompleted,
-  GenerationFailed,
+  GenerationEvent,
   GenerationRejected,
-  GenerationRequested,
 } from '../domain/events.ts';
 import { accountFromStream, accountIdOf, parseAccountId, sessionIdFromStream } from '../domain/streams.ts';
-import { SESSION_STATUS } from '../domain/generation.ts';
+import { SESSION_STATUS, TERMINAL_SESSION_STATUSES, statusAfter } from '../domain/generation.ts';
+import { assertNever } from '../domain/exhaustive.ts';
 import type { Row, TableSpec } from './readModel.ts';
 import { ACCOUNTS, LEDGER_ENTRIES, PUBLISH_ACCOUNTS, PUBLISH_SESSIONS, SESSIONS } from './schema.ts';
 
@@ -45,7 +44,7 @@ export const REJECTION_MESSAGES: Record<string, string> = {
   charge_window_expired: 'Generation request expired before it could be charged',
 };
 export const RETRY_MESSAGE = 'Rate limited, retrying...';
-const TERMINAL = new Set(['completed', 'failed']);
+const TERMINAL: ReadonlySet<string> = new Set(TERMINAL_SESSION_STATUSES);
 
 export const sessionStatus: Projection = {
   name: 'session-status',
@@ -53,10 +52,11 @@ export const sessionStatus: Projection = {
   publish: PUBLISH_SESSIONS,
   keyOf: (e) => sessionIdFromStream(e.streamId),
   reduce(prev, e) {
-    if (e.type === 'GenerationRequested') {
+    const event = e as unknown as GenerationEvent;
+    if (event.type === 'GenerationRequested') {
       // A duplicate request never resets a session (it only advances the row's position, as every applied event does).
       if (prev) return notApplied(prev, e) ? prev : { ...prev, ...pos(e) };
-      const d = (e as RecordedEvent<GenerationRequested['data']>).data;
+      const d = event.data;
       return {
         session_id: sessionIdFromStream(e.streamId)!,
         channel: d.channel,
@@ -67,56 +67,48 @@ export const sessionStatus: Projection = {
         prompt: d.prompt,
         cost: d.cost,
         requested_at: iso(d.requestedAt),
-        ...statusFields(SESSION_STATUS.requested),
+        ...statusFields(SESSION_STATUS[statusAfter(event)]),
         ...pos(e),
       };
     }
-    if (!prev && e.type === 'GenerationRejected') return rejectedUnrequested(e);
+    if (!prev && event.type === 'GenerationRejected') return rejectedUnrequested(e, event);
     // Events of an unknown session (no Requested seen) or after a terminal one change nothing.
     if (!prev || notApplied(prev, e) || TERMINAL.has(prev.status as string)) return prev;
-    switch (e.type) {
-      case 'GenerationCharged':
-        return { ...prev, ...statusFields(SESSION_STATUS.charged), ...pos(e) };
-      case 'RetryScheduled':
-        return { ...prev, ...statusFields(SESSION_STATUS.retry_scheduled), error_code: 'rate_limited', error_message: RETRY_MESSAGE, ...pos(e) };
-      case 'GenerationStarted':
-        return { ...prev, ...statusFields(SESSION_STATUS.started), ...pos(e) };
-      case 'GenerationReleased': // given back unfinished (shutdown): claimable again, as after the charge
-        return { ...prev, ...statusFields(SESSION_STATUS.charged), ...pos(e) };
-      case 'GenerationCompleted': {
-        const d = (e as RecordedEvent<GenerationCompleted['data']>).data;
-        return {
-          ...prev,
-          ...statusFields(SESSION_STATUS.completed),
-          generated_image_url: d.resultUrl ?? d.resultPath,
-          input_tokens: d.usage?.inputTokens ?? null,
-          output_tokens: d.usage?.outputTokens ?? null,
-          estimated_cost_usd: d.costUsd == null ? null : Math.round(d.costUsd * 1e6) / 1e6,
-          processing_time_ms: Math.round(d.timings.totalMs),
-          completed_at: iso(e.metadata.occurredAt),
-          ...pos(e),
-        };
-      }
-      case 'GenerationFailed': {
-        const d = (e as RecordedEvent<GenerationFailed['data']>).data;
-        return { ...prev, ...statusFields(SESSION_STATUS.failed), error_code: d.code, error_message: d.userMessage, completed_at: iso(e.metadata.occurredAt), ...pos(e) };
-      }
-      case 'GenerationRejected': {
-        const d = (e as RecordedEvent<GenerationRejected['data']>).data;
-        return {
-          ...prev,
-          ...statusFields(SESSION_STATUS.rejected),
-          error_code: d.code,
-          error_message: REJECTION_MESSAGES[d.code] ?? 'Generation request rejected',
-          completed_at: iso(e.metadata.occurredAt),
-          ...pos(e),
-        };
-      }
-      default:
-        return prev;
-    }
+    return { ...prev, ...statusFields(SESSION_STATUS[statusAfter(event)]), ...outcomeColumns(event, e.metadata.occurredAt), ...pos(e) };
   },
 };
+
+/** The columns an event sets besides the status (statusFields resets them all first). */
+function outcomeColumns(e: GenerationEvent, occurredAt: string): Row {
+  switch (e.type) {
+    case 'GenerationRequested':
+    case 'GenerationCharged':
+    case 'GenerationStarted':
+    case 'GenerationReleased':
+      return {};
+    case 'RetryScheduled':
+      return { error_code: 'rate_limited', error_message: RETRY_MESSAGE };
+    case 'GenerationCompleted': {
+      const d = e.data;
+      return {
+        generated_image_url: d.resultUrl ?? d.resultPath,
+        input_tokens: d.usage?.inputTokens ?? null,
+        output_tokens: d.usage?.outputTokens ?? null,
+        estimated_cost_usd: d.costUsd == null ? null : Math.round(d.costUsd * 1e6) / 1e6,
+        processing_time_ms: Math.round(d.timings.totalMs),
+        completed_at: iso(occurredAt),
+      };
+    }
+    case 'GenerationFailed':
+      return { error_code: e.data.code, error_message: e.data.userMessage, completed_at: iso(occurredAt) };
+    case 'GenerationRejected':
+      return { error_code: e.data.code, error_message: rejectionMessage(e.data.code), completed_at: iso(occurredAt) };
+    default:
+      return assertNever(e, 'generation event');
+  }
+}
+
+const rejectionMessage = (code: string) => REJECTION_MESSAGES[code] ?? 'Generation request rejected';
 
 /** The session row's owner: user or store id, and the shopper hash of a resell account. */
 function ownerColumns(account: string): { account: string; owner_id: string; shopper_hash: string | null } {
@@ -129,8 +121,8 @@ function ownerColumns(account: string): { account: string; owner_id: string; sho
  * An invalid request rejected before any GenerationRequested carries channel and account so the session can still be
  * marked failed (the web app inserted its row); image URLs and prompt are unknown, stored as ''.
  */
-function rejectedUnrequested(e: RecordedEvent): Row | undefined {
-  const d = (e as RecordedEvent<GenerationRejected['data'] & { channel?: string; account?: string }>).data;
+function rejectedUnrequested(e: RecordedEvent, rejected: GenerationRejected): Row | undefined {
+  const d = rejected.data;
   if (!d.channel || !d.account) return undefined;
   return {
     session_id: sessionIdFromStream(e.streamId)!,
@@ -142,10 +134,8 @@ function rejectedUnrequested(e: RecordedEvent): Row | undefined {
     prompt: '',
     cost: 0,
     requested_at: iso(e.metadata.occurredAt),
-    ...statusFields(SESSION_STATUS.rejected),
-    error_code: d.code,
-    error_message: REJECTION_MESSAGES[d.code] ?? 'Generation request rejected',
-    completed_at: iso(e.metadata.occurredAt),
+    ...statusFields(SESSION_STATUS[statusAfter(rejected)]),
+    ...outcomeColumns(rejected, e.metadata.occurredAt),
     ...pos(e),
   };
 }

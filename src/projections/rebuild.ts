@@ -4,6 +4,7 @@
 // platform tables, and set the live checkpoint. Readers see the old rows until that commit and the new ones after it;
 // the live projector then finds its checkpoint moved (compare-and-set fails) and continues from the new one.
 import { START, comparePositions, formatPosition, type EventStore, type Position } from '../app/ports/eventStore.ts';
+import { TERMINAL_SESSION_STATUSES } from '../domain/generation.ts';
 import type { Logger } from '../logger.ts';
 import { applyEvents, catchUp, liveTarget, publish, shadowTarget, type Target } from './projector.ts';
 import { readAfter } from '../app/log.ts';
@@ -56,7 +57,7 @@ async function seed(tx: ReadModelTx, t: Target, from: Position): Promise<void> {
     await tx.exec(`INSERT INTO ${t.state.name} SELECT * FROM ${p.state.name}`, null);
     await tx.exec(
       `UPDATE ${t.state.name} SET last_commit = ${from.commit}, last_prepare = ${from.prepare}
-       WHERE status NOT IN ('completed', 'failed') AND NOT ${posWhere(from, 'last_commit', 'last_prepare')}`,
+       WHERE status NOT IN (${TERMINAL_SESSION_STATUSES.map((s) => `'${s}'`).join(', ')}) AND NOT ${posWhere(from, 'last_commit', 'last_prepare')}`,
       null,
     );
   }
