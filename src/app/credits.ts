@@ -1,6 +1,7 @@
 // Credit commands (grant, revoke) and finance reads (account view, statement) over the ledger.
 import { decideAccount, type AccountCommand } from '../domain/account.ts';
 import type { AccountEvent, GrantReason } from '../domain/events.ts';
+import { accountMovement, change } from '../domain/movement.ts';
 import { accountIdOf, accountStream, deterministicEventId, parseAccountId } from '../domain/streams.ts';
 import { ACCOUNT, type AggregateRepository } from './aggregates.ts';
 import type { EventStore } from './ports/eventStore.ts';
@@ -109,20 +110,6 @@ export interface StatementLine {
   request_id: string;
 }
 
-/** Balance effect of one account event; captures move nothing (the hold already left the balance). */
-export function balanceDelta(e: AccountEvent): number {
-  switch (e.type) {
-    case 'CreditsGranted':
-    case 'CreditRefunded':
-      return e.data.amount;
-    case 'CreditsRevoked':
-    case 'CreditDeducted':
-      return -e.data.amount;
-    case 'CreditCaptured':
-      return 0;
-  }
-}
-
 /**
  * Every movement of an account with its running balance, in pages. The running balance needs the balance before
  * the page: the statement re-folds from the start once per call (finance reads, not the hot path).
@@ -143,24 +130,26 @@ export async function statement(
   for (;;) {
     const events = await store.readStream(stream, { fromRevision: revision, maxCount: 1000 });
     for (const r of events) {
-      const e = r as unknown as AccountEvent & { metadata: { occurredAt: string; requestId: string } };
-      balance += balanceDelta(e);
+      const e = r as unknown as AccountEvent;
+      // captures move nothing: the hold already left the balance
+      const m = accountMovement(e);
+      const amount = change(m, 'balance');
+      balance += amount;
       if (r.revision < from) continue;
       if (lines.length === limit) {
         next = r.revision;
         break;
       }
-      const d = e.data as Record<string, unknown>;
       lines.push({
         revision: r.revision,
         occurred_at: r.metadata.occurredAt,
         event_id: r.id,
         type: e.type,
-        amount: balanceDelta(e),
+        amount,
         balance,
-        generation_id: (d.generationId as string | undefined) ?? null,
-        reason: (d.reason as string | undefined) ?? null,
-        reference: (d.reference as string | undefined) ?? null,
+        generation_id: m.generationId,
+        reason: m.reason,
+        reference: m.reference,
         request_id: r.metadata.requestId,
       });
     }

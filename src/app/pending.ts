@@ -1,10 +1,11 @@
 // Which generations still need the saga: not terminal, or terminal with a hold still open. Built by folding the
 // global log (from the start, then live), so recovery finds every unfinished generation after any crash without
 // scanning streams. Memory holds only unfinished work.
-import type { GenerationEvent, LedgerEvent } from '../domain/events.ts';
+import type { AccountEvent, GenerationEvent, LedgerEvent } from '../domain/events.ts';
 import { assertNever } from '../domain/exhaustive.ts';
 import { isTerminalStatus, statusAfter, type GenerationStatus } from '../domain/generation.ts';
-import { sessionIdFromStream } from '../domain/streams.ts';
+import { accountMovement } from '../domain/movement.ts';
+import { accountFromStream, sessionIdFromStream } from '../domain/streams.ts';
 import type { EventStore, Position, RecordedEvent } from './ports/eventStore.ts';
 import { readLog } from './log.ts';
 
@@ -58,19 +59,28 @@ export class PendingIndex {
     const event = e as unknown as LedgerEvent;
     const at = Date.parse(e.metadata.occurredAt) || e.recordedAt.getTime();
     const grace = at + this.settleGraceMs;
-    if (event.type === 'CreditDeducted' || event.type === 'CreditCaptured' || event.type === 'CreditRefunded') {
-      const id = event.data.generationId;
-      const entry = this.entries.get(id);
-      if (event.type === 'CreditDeducted') {
-        // A hold taken for a generation that is already terminal (a lost race) must be returned by settle.
-        this.entries.set(id, { status: entry?.status ?? 'requested', dueAt: Math.max(entry?.dueAt ?? 0, grace), holdOpen: true });
-      } else {
-        // Capture and refund are appended only once the generation is terminal, and end its only hold: nothing is
-        // left to do. (The entry's status can be stale: a hold taken after the generation ended and was dropped comes
-        // back as 'requested', and would otherwise stay due forever.)
-        this.entries.delete(id);
+    if (accountFromStream(e.streamId)) {
+      const m = accountMovement(event as AccountEvent);
+      switch (m.kind) {
+        case 'granted':
+        case 'revoked':
+          return;
+        case 'deducted': {
+          // A hold taken for a generation that is already terminal (a lost race) must be returned by settle.
+          const entry = this.entries.get(m.generationId!);
+          this.entries.set(m.generationId!, { status: entry?.status ?? 'requested', dueAt: Math.max(entry?.dueAt ?? 0, grace), holdOpen: true });
+          return;
+        }
+        case 'captured':
+        case 'refunded':
+          // Capture and refund are appended only once the generation is terminal, and end its only hold: nothing is
+          // left to do. (The entry's status can be stale: a hold taken after the generation ended and was dropped
+          // comes back as 'requested', and would otherwise stay due forever.)
+          this.entries.delete(m.generationId!);
+          return;
+        default:
+          return assertNever(m.kind, 'movement kind');
       }
-      return;
     }
     const sessionId = sessionIdFromStream(e.streamId);
     if (!sessionId) return;

@@ -9,18 +9,16 @@
 // is a no-op) or is refused. State stays bounded by the recent rate, not by history.
 import type { AccountEvent, GrantReason } from './events.ts';
 import { GRANT_REASONS } from './events.ts';
+import { assertNever } from './exhaustive.ts';
+import { accountMovement, change, type MovementKind } from './movement.ts';
 
 export const CHARGE_WINDOW_MS = 60 * 60 * 1000;
 /** Window plus a margin for clock skew between workers. */
 export const SETTLED_RETENTION_MS = CHARGE_WINDOW_MS + 60 * 60 * 1000;
 
-export interface AccountState {
+/** `granted` ... `refunded`: running (gross) total of each movement kind (domain/movement.ts). */
+export interface AccountState extends Record<MovementKind, number> {
   balance: number;
-  granted: number;
-  revoked: number;
-  deducted: number;
-  captured: number;
-  refunded: number;
   /** generationId -> amount held */
   open: Record<string, number>;
   /** `g:<generationId>` -> settled at (epoch ms of the settling event), oldest first. The prefix keeps keys
@@ -109,32 +107,26 @@ export function decideAccount(state: AccountState, command: AccountCommand): Acc
  * would make a replay quadratic); callers that must keep the old state clone it first (`cloneAccount`).
  */
 export function evolveAccount(s: AccountState, event: AccountEvent, at: number): AccountState {
+  const m = accountMovement(event);
+  s[m.kind] += m.credits;
+  s.balance += change(m, 'balance');
   switch (event.type) {
     case 'CreditsGranted':
-      s.balance += event.data.amount;
-      s.granted += event.data.amount;
       s.references[`grant:${event.data.reference}`] = 1;
       break;
     case 'CreditsRevoked':
-      s.balance -= event.data.amount;
-      s.revoked += event.data.amount;
       s.references[`revoke:${event.data.reference}`] = 1;
       break;
     case 'CreditDeducted':
-      s.balance -= event.data.amount;
-      s.deducted += event.data.amount;
       s.open[event.data.generationId] = event.data.amount;
       break;
     case 'CreditCaptured':
     case 'CreditRefunded':
       delete s.open[event.data.generationId];
-      if (event.type === 'CreditCaptured') s.captured += event.data.amount;
-      else {
-        s.refunded += event.data.amount;
-        s.balance += event.data.amount;
-      }
       s.recentlySettled[`g:${event.data.generationId}`] = at;
       break;
+    default:
+      assertNever(event, 'account event');
   }
   // Insertion order is settlement order, so the expired ids are a prefix.
   for (const key in s.recentlySettled) {

@@ -2,6 +2,8 @@
 // property tests. Pure: feed events in global order, then ask for the report.
 import type { AccountEvent, GenerationEvent, LedgerEvent } from './events.ts';
 import { ACCOUNT_EVENT_TYPES } from './events.ts';
+import { assertNever } from './exhaustive.ts';
+import { accountMovement, change, type MovementKind } from './movement.ts';
 import { isTerminalStatus, statusAfter, type GenerationStatus } from './generation.ts';
 import { accountFromStream, accountIdOf, sessionIdFromStream } from './streams.ts';
 
@@ -19,15 +21,11 @@ interface HoldRecord {
   refunds: number;
 }
 
-export interface LedgerSummary {
+/** Totals per movement kind, and `openHolds`: how many holds are still open (a count, not credits). */
+export interface LedgerSummary extends Record<MovementKind, number> {
   accounts: number;
   generations: number;
   events: number;
-  granted: number;
-  revoked: number;
-  deducted: number;
-  captured: number;
-  refunded: number;
   openHolds: number;
   byStatus: Record<string, number>;
 }
@@ -39,7 +37,7 @@ export class LedgerAuditor {
   private readonly holds = new Map<string, HoldRecord>();
   private readonly generations = new Map<string, { status: GenerationStatus; account: string | null; lastAt: number }>();
   private readonly violations: Violation[] = [];
-  private readonly totals = { granted: 0, revoked: 0, deducted: 0, captured: 0, refunded: 0, events: 0 };
+  private readonly totals: Record<MovementKind | 'events', number> = { granted: 0, revoked: 0, deducted: 0, captured: 0, refunded: 0, events: 0 };
 
   constructor(private readonly maxViolations = 1000) {}
 
@@ -62,60 +60,55 @@ export class LedgerAuditor {
   }
 
   private addAccountEvent(account: string, e: AccountEvent) {
-    let balance = this.balances.get(account) ?? 0;
-    switch (e.type) {
-      case 'CreditsGranted':
-        balance += e.data.amount;
-        this.totals.granted += e.data.amount;
+    const m = accountMovement(e);
+    this.totals[m.kind] += m.credits;
+    const balance = (this.balances.get(account) ?? 0) + change(m, 'balance');
+    switch (m.kind) {
+      case 'granted':
+      case 'revoked':
         break;
-      case 'CreditsRevoked':
-        balance -= e.data.amount;
-        this.totals.revoked += e.data.amount;
+      case 'deducted':
+        this.holdTaken(account, m.generationId!);
         break;
-      case 'CreditDeducted': {
-        balance -= e.data.amount;
-        this.totals.deducted += e.data.amount;
-        const h = this.holds.get(e.data.generationId) ?? { account, deductions: 0, captures: 0, refunds: 0 };
-        h.deductions += 1;
-        if (h.deductions > 1) this.violate({ invariant: 2, subject: e.data.generationId, message: `deducted ${h.deductions} times` });
-        if (h.account !== account) this.violate({ invariant: 2, subject: e.data.generationId, message: `deducted from ${account} and ${h.account}` });
-        const g = this.generations.get(e.data.generationId);
-        if (g?.account && g.account !== account) {
-          this.violate({ invariant: 2, subject: e.data.generationId, message: `deducted from ${account}, but the generation belongs to ${g.account}` });
-        }
-        this.holds.set(e.data.generationId, h);
+      case 'captured':
+      case 'refunded':
+        this.holdSettled(account, m.generationId!, e.type, m.kind);
         break;
-      }
-      case 'CreditCaptured':
-      case 'CreditRefunded': {
-        const h = this.holds.get(e.data.generationId);
-        if (e.type === 'CreditCaptured') this.totals.captured += e.data.amount;
-        else {
-          this.totals.refunded += e.data.amount;
-          balance += e.data.amount;
-        }
-        if (!h) {
-          this.violate({ invariant: 2, subject: e.data.generationId, message: `${e.type} without a deduction` });
-          break;
-        }
-        if (h.account !== account) this.violate({ invariant: 2, subject: e.data.generationId, message: `${e.type} on ${account}, held on ${h.account}` });
-        if (e.type === 'CreditCaptured') h.captures += 1;
-        else h.refunds += 1;
-        if (h.captures + h.refunds > 1) {
-          this.violate({ invariant: 2, subject: e.data.generationId, message: `settled ${h.captures + h.refunds} times (${h.captures} captures, ${h.refunds} refunds)` });
-        }
-        const g = this.generations.get(e.data.generationId);
-        if (!g || !isTerminalStatus(g.status)) this.violate({ invariant: 2, subject: e.data.generationId, message: `${e.type} before the generation was terminal` });
-        else if (e.type === 'CreditCaptured' && g.status !== 'completed') {
-          this.violate({ invariant: 2, subject: e.data.generationId, message: `captured although the generation ${g.status}` });
-        } else if (e.type === 'CreditRefunded' && g.status === 'completed') {
-          this.violate({ invariant: 2, subject: e.data.generationId, message: 'refunded although the generation completed' });
-        }
-        break;
-      }
+      default:
+        assertNever(m.kind, 'movement kind');
     }
     if (balance < 0) this.violate({ invariant: 1, subject: account, message: `balance ${balance} after ${e.type}` });
     this.balances.set(account, balance);
+  }
+
+  private holdTaken(account: string, generationId: string) {
+    const h = this.holds.get(generationId) ?? { account, deductions: 0, captures: 0, refunds: 0 };
+    h.deductions += 1;
+    if (h.deductions > 1) this.violate({ invariant: 2, subject: generationId, message: `deducted ${h.deductions} times` });
+    if (h.account !== account) this.violate({ invariant: 2, subject: generationId, message: `deducted from ${account} and ${h.account}` });
+    const g = this.generations.get(generationId);
+    if (g?.account && g.account !== account) {
+      this.violate({ invariant: 2, subject: generationId, message: `deducted from ${account}, but the generation belongs to ${g.account}` });
+    }
+    this.holds.set(generationId, h);
+  }
+
+  private holdSettled(account: string, generationId: string, type: AccountEvent['type'], kind: 'captured' | 'refunded') {
+    const h = this.holds.get(generationId);
+    if (!h) return this.violate({ invariant: 2, subject: generationId, message: `${type} without a deduction` });
+    if (h.account !== account) this.violate({ invariant: 2, subject: generationId, message: `${type} on ${account}, held on ${h.account}` });
+    if (kind === 'captured') h.captures += 1;
+    else h.refunds += 1;
+    if (h.captures + h.refunds > 1) {
+      this.violate({ invariant: 2, subject: generationId, message: `settled ${h.captures + h.refunds} times (${h.captures} captures, ${h.refunds} refunds)` });
+    }
+    const g = this.generations.get(generationId);
+    if (!g || !isTerminalStatus(g.status)) this.violate({ invariant: 2, subject: generationId, message: `${type} before the generation was terminal` });
+    else if (kind === 'captured' && g.status !== 'completed') {
+      this.violate({ invariant: 2, subject: generationId, message: `captured although the generation ${g.status}` });
+    } else if (kind === 'refunded' && g.status === 'completed') {
+      this.violate({ invariant: 2, subject: generationId, message: 'refunded although the generation completed' });
+    }
   }
 
   private addGenerationEvent(sessionId: string, e: GenerationEvent, at: number) {

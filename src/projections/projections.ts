@@ -2,15 +2,12 @@
 // batch touches), in a rebuild, and in the pure fold used by tests and `wearon verify`.
 import { comparePositions, type RecordedEvent } from '../app/ports/eventStore.ts';
 import type {
-  CreditCaptured,
-  CreditDeducted,
-  CreditRefunded,
-  CreditsGranted,
-  CreditsRevoked,
+  AccountEvent,
   GenerationEvent,
   GenerationRejected,
 } from '../domain/events.ts';
-import { accountFromStream, accountIdOf, parseAccountId, sessionIdFromStream } from '../domain/streams.ts';
+import { accountMovement, change } from '../domain/movement.ts';
+import { accountFromStream, accountIdOf, parseAccountId, sessionIdFromStream, type AccountRef } from '../domain/streams.ts';
 import { SESSION_STATUS, TERMINAL_SESSION_STATUSES, statusAfter } from '../domain/generation.ts';
 import { assertNever } from '../domain/exhaustive.ts';
 import type { Row, TableSpec } from './readModel.ts';
@@ -60,7 +57,7 @@ export const sessionStatus: Projection = {
       return {
         session_id: sessionIdFromStream(e.streamId)!,
         channel: d.channel,
-        ...ownerColumns(d.account),
+        ...ownerColumns(parseAccountId(d.account)),
         request_id: d.requestId ?? null,
         model_image_url: d.imageUrls[0] ?? '',
         outfit_image_url: d.imageUrls[1] ?? null,
@@ -110,11 +107,10 @@ function outcomeColumns(e: GenerationEvent, occurredAt: string): Row {
 
 const rejectionMessage = (code: string) => REJECTION_MESSAGES[code] ?? 'Generation request rejected';
 
-/** The session row's owner: user or store id, and the shopper hash of a resell account. */
-function ownerColumns(account: string): { account: string; owner_id: string; shopper_hash: string | null } {
-  const acc = parseAccountId(account);
-  const [ownerId, shopperHash] = acc.kind === 'shopper' ? acc.id.split('.') : [acc.id, null];
-  return { account: accountIdOf(acc), owner_id: ownerId!, shopper_hash: shopperHash ?? null };
+/** The row's owner: user or store id, and the shopper hash of a resell account. */
+function ownerColumns(ref: AccountRef): { account: string; owner_id: string; shopper_hash: string | null } {
+  const [ownerId, shopperHash] = ref.kind === 'shopper' ? ref.id.split('.') : [ref.id, null];
+  return { account: accountIdOf(ref), owner_id: ownerId!, shopper_hash: shopperHash ?? null };
 }
 
 /**
@@ -127,7 +123,7 @@ function rejectedUnrequested(e: RecordedEvent, rejected: GenerationRejected): Ro
   return {
     session_id: sessionIdFromStream(e.streamId)!,
     channel: d.channel,
-    ...ownerColumns(d.account),
+    ...ownerColumns(parseAccountId(d.account)),
     request_id: null,
     model_image_url: '',
     outfit_image_url: null,
@@ -165,94 +161,39 @@ export const creditBalances: Projection = {
     return ref ? accountIdOf(ref) : null;
   },
   reduce(prev, e, entries) {
-    let balance = 0;
-    let held = 0;
-    let granted = 0;
-    let spent = 0;
-    if (prev) {
-      if (notApplied(prev, e)) return prev;
-      ({ balance, held, granted, spent } = prev as { balance: number; held: number; granted: number; spent: number });
-    }
-    let amount: number; // signed effect on the balance
-    let credits: number;
-    let generationId: string | null = null;
-    let reference: string | null = null;
-    let reason: string | null = null;
-    switch (e.type) {
-      case 'CreditsGranted': {
-        const d = (e as RecordedEvent<CreditsGranted['data']>).data;
-        amount = credits = d.amount;
-        granted += d.amount;
-        ({ reference, reason } = d);
-        break;
-      }
-      case 'CreditsRevoked': {
-        const d = (e as RecordedEvent<CreditsRevoked['data']>).data;
-        credits = d.amount;
-        amount = -d.amount;
-        granted -= d.amount; // a revocation corrects a grant
-        ({ reference, reason } = d);
-        break;
-      }
-      case 'CreditDeducted': {
-        const d = (e as RecordedEvent<CreditDeducted['data']>).data;
-        credits = d.amount;
-        amount = -d.amount; // a hold lowers the balance at once, as the platform's deduct did
-        held += d.amount;
-        generationId = d.generationId;
-        reference = d.requestId;
-        break;
-      }
-      case 'CreditCaptured': {
-        const d = (e as RecordedEvent<CreditCaptured['data']>).data;
-        credits = d.amount;
-        amount = 0;
-        held -= d.amount;
-        spent += d.amount;
-        generationId = d.generationId;
-        break;
-      }
-      case 'CreditRefunded': {
-        const d = (e as RecordedEvent<CreditRefunded['data']>).data;
-        credits = d.amount;
-        amount = d.amount;
-        held -= d.amount;
-        generationId = d.generationId;
-        reason = d.reason;
-        break;
-      }
-      default:
-        return prev;
-    }
-    balance += amount;
+    if (prev && notApplied(prev, e)) return prev;
+    const m = accountMovement(e as unknown as AccountEvent);
+    const balance = ((prev?.balance as number | undefined) ?? 0) + change(m, 'balance');
+    const held = ((prev?.held as number | undefined) ?? 0) + change(m, 'held');
     const ref = accountFromStream(e.streamId)!;
-    const [ownerId, shopperHash] = ref.kind === 'shopper' ? ref.id.split('.') : [ref.id, null];
+    const owner = ownerColumns(ref);
     const occurredAt = iso(e.metadata.occurredAt);
     entries.push({
       event_id: e.id,
       global_commit: Number(e.position.commit),
       global_prepare: Number(e.position.prepare),
-      account: accountIdOf(ref),
+      account: owner.account,
       account_kind: ref.kind,
-      owner_id: ownerId!,
+      owner_id: owner.owner_id,
       event_type: e.type,
-      amount,
-      credits,
+      amount: change(m, 'balance'),
+      credits: m.credits,
       balance_after: balance,
       held_after: held,
-      generation_id: generationId,
-      reference,
-      reason,
+      generation_id: m.generationId,
+      reference: m.reference ?? m.requestId, // a hold's reference is the request that took it
+      reason: m.reason,
       occurred_at: occurredAt,
     });
     return {
-      account: accountIdOf(ref),
+      account: owner.account,
       kind: ref.kind,
-      owner_id: ownerId!,
-      shopper_hash: shopperHash ?? null,
+      owner_id: owner.owner_id,
+      shopper_hash: owner.shopper_hash,
       balance,
-      granted,
-      spent,
+      // the platform's total_earned / total_purchased and total_spent (domain/movement.ts)
+      granted: ((prev?.granted as number | undefined) ?? 0) + change(m, 'earned'),
+      spent: ((prev?.spent as number | undefined) ?? 0) + change(m, 'spent'),
       held,
       updated_at: occurredAt,
       ...pos(e),

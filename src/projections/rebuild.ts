@@ -5,6 +5,7 @@
 // the live projector then finds its checkpoint moved (compare-and-set fails) and continues from the new one.
 import { START, comparePositions, formatPosition, type EventStore, type Position } from '../app/ports/eventStore.ts';
 import { TERMINAL_SESSION_STATUSES } from '../domain/generation.ts';
+import { MOVEMENT_EFFECT, MOVEMENT_KIND, type MovementEffect } from '../domain/movement.ts';
 import type { Logger } from '../logger.ts';
 import { applyEvents, catchUp, liveTarget, publish, shadowTarget, type Target } from './projector.ts';
 import { readAfter } from '../app/log.ts';
@@ -39,13 +40,12 @@ async function seed(tx: ReadModelTx, t: Target, from: Position): Promise<void> {
   if (p.name === 'credit-balances') {
     const e = t.entries!.name;
     await tx.exec(`INSERT INTO ${e} SELECT * FROM ${p.entries!.name} WHERE ${posWhere(from, 'global_commit', 'global_prepare')}`, null);
+    // Each total is the sum of its movements, by the same table the live projection applies (domain/movement.ts).
+    const sum = (quantity: keyof MovementEffect) =>
+      `SUM(CASE x.event_type ${Object.entries(MOVEMENT_KIND).map(([type, kind]) => `WHEN '${type}' THEN x.credits * ${MOVEMENT_EFFECT[kind][quantity]}`).join(' ')} ELSE 0 END)`;
     await tx.exec(
       `INSERT INTO ${t.state.name} (account, kind, owner_id, shopper_hash, balance, granted, spent, held, updated_at, last_commit, last_prepare)
-       SELECT a.account, a.kind, a.owner_id, a.shopper_hash, SUM(x.amount),
-         SUM(CASE x.event_type WHEN 'CreditsGranted' THEN x.credits WHEN 'CreditsRevoked' THEN -x.credits ELSE 0 END),
-         SUM(CASE x.event_type WHEN 'CreditCaptured' THEN x.credits ELSE 0 END),
-         SUM(CASE x.event_type WHEN 'CreditDeducted' THEN x.credits WHEN 'CreditCaptured' THEN -x.credits
-                               WHEN 'CreditRefunded' THEN -x.credits ELSE 0 END),
+       SELECT a.account, a.kind, a.owner_id, a.shopper_hash, ${sum('balance')}, ${sum('earned')}, ${sum('spent')}, ${sum('held')},
          MAX(x.occurred_at), MAX(x.global_commit), MAX(x.global_prepare)
        FROM ${e} x JOIN ${p.state.name} a ON a.account = x.account
        GROUP BY a.account, a.kind, a.owner_id, a.shopper_hash`,

@@ -1,0 +1,76 @@
+// Credit arithmetic, in one place. Every account event is one movement of one kind (accountMovement); what one credit of
+// each kind does to the balance, the credits held and the totals the platform shows is one table (MOVEMENT_EFFECT).
+// The decider's state, the auditor, the statement, the credit-balances projection and its rebuild all derive from
+// these two, so a new account event or movement kind is taught here and the compiler lists the rest.
+import type { AccountEvent } from './events.ts';
+import { assertNever } from './exhaustive.ts';
+
+/** The kinds of movement of ledger.md; the account keeps a running total of each (its `granted`, `revoked`, ...). */
+export type MovementKind = 'granted' | 'revoked' | 'deducted' | 'captured' | 'refunded';
+
+/** The movement kind of each account event type (a table, so SQL over stored rows can use it too). */
+export const MOVEMENT_KIND: Record<AccountEvent['type'], MovementKind> = {
+  CreditsGranted: 'granted',
+  CreditsRevoked: 'revoked',
+  CreditDeducted: 'deducted',
+  CreditCaptured: 'captured',
+  CreditRefunded: 'refunded',
+};
+
+/**
+ * What one credit of each kind does to:
+ * - `balance`: the spendable balance (invariant 1: granted - revoked - deducted + refunded); a hold lowers it at once;
+ * - `held`: credits deducted for generations not yet captured or refunded;
+ * - `earned`: credits granted net of revocations (a revocation corrects a grant): the platform's `total_earned` /
+ *   `total_purchased`. The account's own `granted` total stays gross; `earned = granted - revoked`;
+ * - `spent`: credits a capture made final: the platform's `total_spent`.
+ */
+export interface MovementEffect {
+  balance: -1 | 0 | 1;
+  held: -1 | 0 | 1;
+  earned: -1 | 0 | 1;
+  spent: 0 | 1;
+}
+export const MOVEMENT_EFFECT: Record<MovementKind, MovementEffect> = {
+  granted: { balance: 1, held: 0, earned: 1, spent: 0 },
+  revoked: { balance: -1, held: 0, earned: -1, spent: 0 },
+  deducted: { balance: -1, held: 1, earned: 0, spent: 0 },
+  captured: { balance: 0, held: -1, earned: 0, spent: 1 },
+  refunded: { balance: 1, held: -1, earned: 0, spent: 0 },
+};
+export const MOVEMENT_KINDS = Object.keys(MOVEMENT_EFFECT) as MovementKind[];
+
+export interface AccountMovement {
+  kind: MovementKind;
+  /** the event's own amount, unsigned */
+  credits: number;
+  /** the generation a hold, capture or refund belongs to */
+  generationId: string | null;
+  /** a grant's or revocation's idempotency key */
+  reference: string | null;
+  reason: string | null;
+  /** the request that took a hold */
+  requestId: string | null;
+}
+
+export function accountMovement(e: AccountEvent): AccountMovement {
+  const kind = MOVEMENT_KIND[e.type];
+  const none = { generationId: null, reference: null, reason: null, requestId: null };
+  switch (e.type) {
+    case 'CreditsGranted':
+    case 'CreditsRevoked':
+      return { ...none, kind, credits: e.data.amount, reference: e.data.reference, reason: e.data.reason };
+    case 'CreditDeducted':
+      return { ...none, kind, credits: e.data.amount, generationId: e.data.generationId, requestId: e.data.requestId };
+    case 'CreditCaptured':
+      return { ...none, kind, credits: e.data.amount, generationId: e.data.generationId };
+    case 'CreditRefunded':
+      return { ...none, kind, credits: e.data.amount, generationId: e.data.generationId, reason: e.data.reason };
+    default:
+      return assertNever(e, 'account event');
+  }
+}
+
+/** Signed change of a quantity by one movement, e.g. `change(m, 'balance')` for a statement line. */
+export const change = (m: Pick<AccountMovement, 'kind' | 'credits'>, quantity: keyof MovementEffect): number =>
+  m.credits * MOVEMENT_EFFECT[m.kind][quantity];
