@@ -2,6 +2,7 @@
 // (the emmett handleCommand shape). Loading costs O(new events), not O(stream length): folded states are cached by
 // revision in memory, and snapshots (when the store offers them) make a cold load cheap too.
 import { initialAccount, evolveAccount, type AccountState } from '../domain/account.ts';
+import { decodeAccountEvent, decodeGenerationEvent, type StoredEvent } from '../domain/decode.ts';
 import type { AccountEvent, GenerationEvent } from '../domain/events.ts';
 import { evolveGeneration, initialGeneration, type GenerationState } from '../domain/generation.ts';
 import {
@@ -11,6 +12,7 @@ import {
   type NewEvent,
   type RecordedEvent,
 } from './ports/eventStore.ts';
+import { eventTime } from './recorded.ts';
 
 /** Optional capability of a store: persisted folded state (a cache, never the truth). */
 export interface SnapshotCapable {
@@ -29,18 +31,22 @@ export interface Loaded<S> {
 interface Kind<S, E> {
   name: string;
   initial: () => S;
+  /** the stream type's decoder: stored events are decoded, never cast */
+  decode: (stored: StoredEvent) => E;
   evolve: (s: S, e: E, at: number) => S;
 }
 
 export const ACCOUNT: Kind<AccountState, AccountEvent> = {
   name: 'account',
   initial: initialAccount,
+  decode: decodeAccountEvent,
   evolve: evolveAccount,
 };
 
 export const GENERATION: Kind<GenerationState, GenerationEvent> = {
   name: 'generation',
   initial: initialGeneration,
+  decode: decodeGenerationEvent,
   evolve: (s, e) => evolveGeneration(s, e),
 };
 
@@ -117,7 +123,7 @@ export class AggregateRepository {
     for (;;) {
       const page: RecordedEvent[] = await this.store.readStream(streamId, { fromRevision: revision + 1, maxCount: PAGE });
       for (const e of page) {
-        state = kind.evolve(state, e as unknown as E, Date.parse(e.metadata.occurredAt) || e.recordedAt.getTime());
+        state = kind.evolve(state, kind.decode(e), eventTime(e));
         revision = e.revision;
       }
       if (page.length < PAGE) break;

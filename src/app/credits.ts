@@ -1,5 +1,6 @@
 // Credit commands (grant, revoke) and finance reads (account view, statement) over the ledger.
 import { decideAccount, type AccountCommand } from '../domain/account.ts';
+import { decodeAccountEvent } from '../domain/decode.ts';
 import type { AccountEvent, GrantReason } from '../domain/events.ts';
 import { accountMovement, change } from '../domain/movement.ts';
 import { accountIdOf, accountStream, deterministicEventId, parseAccountId } from '../domain/streams.ts';
@@ -130,7 +131,7 @@ export async function statement(
   for (;;) {
     const events = await store.readStream(stream, { fromRevision: revision, maxCount: 1000 });
     for (const r of events) {
-      const e = r as unknown as AccountEvent;
+      const e = decodeAccountEvent(r);
       // captures move nothing: the hold already left the balance
       const m = accountMovement(e);
       const amount = change(m, 'balance');

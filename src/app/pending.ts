@@ -1,13 +1,13 @@
 // Which generations still need the saga: not terminal, or terminal with a hold still open. Built by folding the
 // global log (from the start, then live), so recovery finds every unfinished generation after any crash without
 // scanning streams. Memory holds only unfinished work.
-import type { AccountEvent, GenerationEvent, LedgerEvent } from '../domain/events.ts';
+import type { GenerationEvent } from '../domain/events.ts';
 import { assertNever } from '../domain/exhaustive.ts';
 import { isTerminalStatus, statusAfter, type GenerationStatus } from '../domain/generation.ts';
 import { accountMovement } from '../domain/movement.ts';
-import { accountFromStream, sessionIdFromStream } from '../domain/streams.ts';
 import type { EventStore, Position, RecordedEvent } from './ports/eventStore.ts';
 import { readLog } from './log.ts';
+import { decodeRecorded } from './recorded.ts';
 
 export interface PendingEntry {
   status: Exclude<GenerationStatus, 'none'>;
@@ -56,11 +56,11 @@ export class PendingIndex {
 
   apply(e: RecordedEvent): void {
     this.position = e.position;
-    const event = e as unknown as LedgerEvent;
-    const at = Date.parse(e.metadata.occurredAt) || e.recordedAt.getTime();
-    const grace = at + this.settleGraceMs;
-    if (accountFromStream(e.streamId)) {
-      const m = accountMovement(event as AccountEvent);
+    const r = decodeRecorded(e);
+    if (!r) return;
+    const grace = r.at + this.settleGraceMs;
+    if (r.stream === 'account') {
+      const m = accountMovement(r.event);
       switch (m.kind) {
         case 'granted':
         case 'revoked':
@@ -82,11 +82,10 @@ export class PendingIndex {
           return assertNever(m.kind, 'movement kind');
       }
     }
-    const sessionId = sessionIdFromStream(e.streamId);
-    if (!sessionId) return;
+    const { sessionId, event } = r;
     const entry = this.entries.get(sessionId) ?? { status: 'requested' as const, dueAt: grace, holdOpen: false };
-    entry.status = statusAfter(event as GenerationEvent);
-    entry.dueAt = dueAfter(event as GenerationEvent, at, grace);
+    entry.status = statusAfter(event);
+    entry.dueAt = dueAfter(event, r.at, grace);
     this.entries.set(sessionId, entry);
     if (isTerminalStatus(entry.status) && !entry.holdOpen) this.entries.delete(sessionId);
   }

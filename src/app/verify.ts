@@ -1,9 +1,10 @@
 // `wearon verify`: re-folds every stream of the log and checks invariants 1-3 of ledger.md.
-import type { LedgerEvent } from '../domain/events.ts';
+import { UndecodableEventError } from '../domain/decode.ts';
 import { LedgerAuditor, type LedgerSummary, type Violation } from '../domain/invariants.ts';
 import { STREAM_PREFIXES } from '../domain/streams.ts';
 import type { EventStore } from './ports/eventStore.ts';
 import { readLog } from './log.ts';
+import { decodeRecorded } from './recorded.ts';
 
 export interface VerifyOptions {
   /** recovery ran with nothing in flight: invariant 3 applies to every generation */
@@ -18,7 +19,15 @@ export async function verifyLedger(store: EventStore, o: VerifyOptions = {}): Pr
   const auditor = new LedgerAuditor();
   let count = 0;
   for await (const page of readLog(store, { filter: { streamPrefixes: STREAM_PREFIXES } })) {
-    for (const e of page) auditor.add(e.streamId, e as unknown as LedgerEvent, Date.parse(e.metadata.occurredAt) || e.recordedAt.getTime());
+    for (const e of page) {
+      try {
+        const r = decodeRecorded(e);
+        if (r) auditor.add(e.streamId, r.event, r.at);
+      } catch (err) {
+        if (!(err instanceof UndecodableEventError)) throw err;
+        auditor.addUndecodable(e.streamId, err.message);
+      }
+    }
     count += page.length;
     o.onProgress?.(count);
   }

@@ -1,5 +1,5 @@
 // Every event of the ledger (shared/design/ledger.md). Names and payloads are the contract between the write side,
-// the projections and the finance tools: change them only with an upcaster.
+// the projections and the finance tools: change them only with an upcaster (decode.ts).
 
 export type Channel = 'b2b' | 'b2c';
 
@@ -50,13 +50,6 @@ export interface CreditRefunded {
   data: { generationId: string; amount: number; reason: string };
 }
 export type AccountEvent = CreditsGranted | CreditsRevoked | CreditDeducted | CreditCaptured | CreditRefunded;
-export const ACCOUNT_EVENT_TYPES = [
-  'CreditsGranted',
-  'CreditsRevoked',
-  'CreditDeducted',
-  'CreditCaptured',
-  'CreditRefunded',
-] as const satisfies readonly AccountEvent['type'][];
 
 // ---- generation-{sessionId} ----
 export interface GenerationUsage {
@@ -144,16 +137,6 @@ export type GenerationEvent =
   | GenerationCompleted
   | GenerationFailed
   | GenerationRejected;
-export const GENERATION_EVENT_TYPES = [
-  'GenerationRequested',
-  'GenerationCharged',
-  'GenerationStarted',
-  'RetryScheduled',
-  'GenerationReleased',
-  'GenerationCompleted',
-  'GenerationFailed',
-  'GenerationRejected',
-] as const satisfies readonly GenerationEvent['type'][];
 
 export type LedgerEvent = AccountEvent | GenerationEvent;
 export type LedgerEventType = LedgerEvent['type'];

@@ -1,7 +1,7 @@
 // Invariants 1-3 of ledger.md, checked over the whole log by one streaming pass. Used by `wearon verify` and by the
 // property tests. Pure: feed events in global order, then ask for the report.
 import type { AccountEvent, GenerationEvent, LedgerEvent } from './events.ts';
-import { ACCOUNT_EVENT_TYPES } from './events.ts';
+import { isAccountEvent } from './decode.ts';
 import { assertNever } from './exhaustive.ts';
 import { accountMovement, change, type MovementKind } from './movement.ts';
 import { isTerminalStatus, statusAfter, type GenerationStatus } from './generation.ts';
@@ -30,8 +30,6 @@ export interface LedgerSummary extends Record<MovementKind, number> {
   byStatus: Record<string, number>;
 }
 
-const accountTypes: ReadonlySet<string> = new Set(ACCOUNT_EVENT_TYPES);
-
 export class LedgerAuditor {
   private readonly balances = new Map<string, number>();
   private readonly holds = new Map<string, HoldRecord>();
@@ -48,15 +46,21 @@ export class LedgerAuditor {
   /** `at`: the event's time (epoch ms), used to leave recent generations out of invariant 3 on a live ledger. */
   add(streamId: string, event: LedgerEvent, at = 0): void {
     this.totals.events += 1;
-    if (accountTypes.has(event.type)) {
+    if (isAccountEvent(event)) {
       const ref = accountFromStream(streamId);
       if (!ref) return this.violate({ invariant: 1, subject: streamId, message: `${event.type} outside a credit-account stream` });
-      this.addAccountEvent(accountIdOf(ref), event as AccountEvent);
+      this.addAccountEvent(accountIdOf(ref), event);
       return;
     }
     const sessionId = sessionIdFromStream(streamId);
     if (!sessionId) return;
-    this.addGenerationEvent(sessionId, event as GenerationEvent, at);
+    this.addGenerationEvent(sessionId, event, at);
+  }
+
+  /** An event the decoder refused: nothing about its stream can be trusted after it. */
+  addUndecodable(streamId: string, reason: string): void {
+    this.totals.events += 1;
+    this.violate({ invariant: accountFromStream(streamId) ? 1 : 2, subject: streamId, message: `undecodable event: ${reason}` });
   }
 
   private addAccountEvent(account: string, e: AccountEvent) {

@@ -1,13 +1,10 @@
 // The two projections as pure reducers over recorded events. The same code runs live (per batch, over the rows the
 // batch touches), in a rebuild, and in the pure fold used by tests and `wearon verify`.
 import { comparePositions, type RecordedEvent } from '../app/ports/eventStore.ts';
-import type {
-  AccountEvent,
-  GenerationEvent,
-  GenerationRejected,
-} from '../domain/events.ts';
+import { decodeRecorded, type LedgerRecord } from '../app/recorded.ts';
+import type { GenerationEvent, GenerationRejected } from '../domain/events.ts';
 import { accountMovement, change } from '../domain/movement.ts';
-import { accountFromStream, accountIdOf, parseAccountId, sessionIdFromStream, type AccountRef } from '../domain/streams.ts';
+import { accountIdOf, parseAccountId, type AccountRef } from '../domain/streams.ts';
 import { SESSION_STATUS, TERMINAL_SESSION_STATUSES, statusAfter } from '../domain/generation.ts';
 import { assertNever } from '../domain/exhaustive.ts';
 import type { Row, TableSpec } from './readModel.ts';
@@ -24,15 +21,15 @@ export interface Projection {
   entries?: TableSpec;
   /** statements copying state rows into the platform tables (schema.ts tokens) */
   publish: readonly string[];
-  keyOf(e: RecordedEvent): string | null;
+  keyOf(r: LedgerRecord): string | null;
   /** Pure: the next state row (a new object when changed, `prev` when the event changes nothing); may emit entries. */
-  reduce(prev: Row | undefined, e: RecordedEvent, entries: Row[]): Row | undefined;
+  reduce(prev: Row | undefined, r: LedgerRecord, entries: Row[]): Row | undefined;
 }
 
 const iso = (t: string) => new Date(t).toISOString();
-const notApplied = (prev: Row, e: RecordedEvent) =>
-  comparePositions(e.position, { commit: BigInt(prev.last_commit as number), prepare: BigInt(prev.last_prepare as number) }) <= 0;
-const pos = (e: RecordedEvent) => ({ last_commit: Number(e.position.commit), last_prepare: Number(e.position.prepare) });
+const notApplied = (prev: Row, r: LedgerRecord) =>
+  comparePositions(r.recorded.position, { commit: BigInt(prev.last_commit as number), prepare: BigInt(prev.last_prepare as number) }) <= 0;
+const pos = (r: LedgerRecord) => ({ last_commit: Number(r.recorded.position.commit), last_prepare: Number(r.recorded.position.prepare) });
 
 /** User-facing texts for outcomes the event does not word itself. */
 export const REJECTION_MESSAGES: Record<string, string> = {
@@ -47,15 +44,17 @@ export const sessionStatus: Projection = {
   name: 'session-status',
   state: SESSIONS,
   publish: PUBLISH_SESSIONS,
-  keyOf: (e) => sessionIdFromStream(e.streamId),
-  reduce(prev, e) {
-    const event = e as unknown as GenerationEvent;
+  keyOf: (r) => (r.stream === 'generation' ? r.sessionId : null),
+  reduce(prev, r) {
+    if (r.stream !== 'generation') return prev;
+    const { event, sessionId } = r;
+    const occurredAt = r.recorded.metadata.occurredAt;
     if (event.type === 'GenerationRequested') {
       // A duplicate request never resets a session (it only advances the row's position, as every applied event does).
-      if (prev) return notApplied(prev, e) ? prev : { ...prev, ...pos(e) };
+      if (prev) return notApplied(prev, r) ? prev : { ...prev, ...pos(r) };
       const d = event.data;
       return {
-        session_id: sessionIdFromStream(e.streamId)!,
+        session_id: sessionId,
         channel: d.channel,
         ...ownerColumns(parseAccountId(d.account)),
         request_id: d.requestId ?? null,
@@ -65,13 +64,13 @@ export const sessionStatus: Projection = {
         cost: d.cost,
         requested_at: iso(d.requestedAt),
         ...statusFields(SESSION_STATUS[statusAfter(event)]),
-        ...pos(e),
+        ...pos(r),
       };
     }
-    if (!prev && event.type === 'GenerationRejected') return rejectedUnrequested(e, event);
+    if (!prev && event.type === 'GenerationRejected') return rejectedUnrequested(r, event);
     // Events of an unknown session (no Requested seen) or after a terminal one change nothing.
-    if (!prev || notApplied(prev, e) || TERMINAL.has(prev.status as string)) return prev;
-    return { ...prev, ...statusFields(SESSION_STATUS[statusAfter(event)]), ...outcomeColumns(event, e.metadata.occurredAt), ...pos(e) };
+    if (!prev || notApplied(prev, r) || TERMINAL.has(prev.status as string)) return prev;
+    return { ...prev, ...statusFields(SESSION_STATUS[statusAfter(event)]), ...outcomeColumns(event, occurredAt), ...pos(r) };
   },
 };
 
@@ -117,11 +116,12 @@ function ownerColumns(ref: AccountRef): { account: string; owner_id: string; sho
  * An invalid request rejected before any GenerationRequested carries channel and account so the session can still be
  * marked failed (the web app inserted its row); image URLs and prompt are unknown, stored as ''.
  */
-function rejectedUnrequested(e: RecordedEvent, rejected: GenerationRejected): Row | undefined {
+function rejectedUnrequested(r: LedgerRecord & { stream: 'generation' }, rejected: GenerationRejected): Row | undefined {
   const d = rejected.data;
   if (!d.channel || !d.account) return undefined;
+  const occurredAt = r.recorded.metadata.occurredAt;
   return {
-    session_id: sessionIdFromStream(e.streamId)!,
+    session_id: r.sessionId,
     channel: d.channel,
     ...ownerColumns(parseAccountId(d.account)),
     request_id: null,
@@ -129,10 +129,10 @@ function rejectedUnrequested(e: RecordedEvent, rejected: GenerationRejected): Ro
     outfit_image_url: null,
     prompt: '',
     cost: 0,
-    requested_at: iso(e.metadata.occurredAt),
+    requested_at: iso(occurredAt),
     ...statusFields(SESSION_STATUS[statusAfter(rejected)]),
-    ...outcomeColumns(rejected, e.metadata.occurredAt),
-    ...pos(e),
+    ...outcomeColumns(rejected, occurredAt),
+    ...pos(r),
   };
 }
 
@@ -156,16 +156,14 @@ export const creditBalances: Projection = {
   state: ACCOUNTS,
   entries: LEDGER_ENTRIES,
   publish: PUBLISH_ACCOUNTS,
-  keyOf(e) {
-    const ref = accountFromStream(e.streamId);
-    return ref ? accountIdOf(ref) : null;
-  },
-  reduce(prev, e, entries) {
-    if (prev && notApplied(prev, e)) return prev;
-    const m = accountMovement(e as unknown as AccountEvent);
+  keyOf: (r) => (r.stream === 'account' ? accountIdOf(r.account) : null),
+  reduce(prev, r, entries) {
+    if (r.stream !== 'account' || (prev && notApplied(prev, r))) return prev;
+    const e = r.recorded;
+    const m = accountMovement(r.event);
     const balance = ((prev?.balance as number | undefined) ?? 0) + change(m, 'balance');
     const held = ((prev?.held as number | undefined) ?? 0) + change(m, 'held');
-    const ref = accountFromStream(e.streamId)!;
+    const ref = r.account;
     const owner = ownerColumns(ref);
     const occurredAt = iso(e.metadata.occurredAt);
     entries.push({
@@ -175,7 +173,7 @@ export const creditBalances: Projection = {
       account: owner.account,
       account_kind: ref.kind,
       owner_id: owner.owner_id,
-      event_type: e.type,
+      event_type: r.event.type,
       amount: change(m, 'balance'),
       credits: m.credits,
       balance_after: balance,
@@ -196,7 +194,7 @@ export const creditBalances: Projection = {
       spent: ((prev?.spent as number | undefined) ?? 0) + change(m, 'spent'),
       held,
       updated_at: occurredAt,
-      ...pos(e),
+      ...pos(r),
     };
   },
 };
@@ -220,10 +218,11 @@ export interface FoldResult {
 /** The pure fold: events (in log order) -> the rows a projection must hold. */
 export function fold(p: Projection, events: Iterable<RecordedEvent>, into: FoldResult = { rows: new Map(), entries: [] }): FoldResult {
   for (const e of events) {
-    const key = p.keyOf(e);
-    if (key === null) continue;
+    const r = decodeRecorded(e);
+    const key = r && p.keyOf(r);
+    if (!r || key === null) continue;
     const prev = into.rows.get(key);
-    const next = p.reduce(prev, e, into.entries);
+    const next = p.reduce(prev, r, into.entries);
     if (next && next !== prev) into.rows.set(key, next);
   }
   return into;

@@ -12,6 +12,7 @@ import {
   type RecordedEvent,
 } from '../app/ports/eventStore.ts';
 import { readAfter } from '../app/log.ts';
+import { decodeRecorded, type LedgerRecord } from '../app/recorded.ts';
 import type { Logger } from '../logger.ts';
 import type { Metrics } from '../metrics.ts';
 import { PROJECTIONS, PROJECTION_NAMES, type Projection, type ProjectionName } from './projections.ts';
@@ -46,21 +47,20 @@ export function shadowTarget(p: Projection): Target {
 /** Applies events (already known to follow the checkpoint) to the target's rows inside `tx`. Pure fold + bulk writes. */
 export async function applyEvents(tx: ReadModelTx, t: Target, events: readonly RecordedEvent[]): Promise<void> {
   const p = t.projection;
-  const keys = new Set<string>();
+  const keyed: Array<[string, LedgerRecord]> = [];
   for (const e of events) {
-    const k = p.keyOf(e);
-    if (k !== null) keys.add(k);
+    const r = decodeRecorded(e);
+    const k = r && p.keyOf(r);
+    if (r && k !== null) keyed.push([k, r]);
   }
-  if (keys.size === 0) return;
+  if (keyed.length === 0) return;
   const rows = new Map<string, Row>();
-  for (const r of await tx.load(t.state, [...keys])) rows.set(r[t.state.key] as string, r);
+  for (const r of await tx.load(t.state, [...new Set(keyed.map(([k]) => k))])) rows.set(r[t.state.key] as string, r);
   const changed = new Set<string>();
   const entries: Row[] = [];
-  for (const e of events) {
-    const k = p.keyOf(e);
-    if (k === null) continue;
+  for (const [k, r] of keyed) {
     const prev = rows.get(k);
-    const next = p.reduce(prev, e, entries);
+    const next = p.reduce(prev, r, entries);
     if (next && next !== prev) {
       rows.set(k, next);
       changed.add(k);

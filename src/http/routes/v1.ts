@@ -5,14 +5,15 @@ import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
 import { z } from 'zod';
 import { accountView, CreditCommandRejected, grantCredits, statement, statementCsv } from '../../app/credits.ts';
 import type { AggregateRepository } from '../../app/aggregates.ts';
+import { generationView, rejectionOf } from '../../app/generations.ts';
 import { requestFromTask } from '../../app/intake.ts';
 import type { EventStore } from '../../app/ports/eventStore.ts';
 import type { ResultStore } from '../../app/ports/pipeline.ts';
 import type { GenerationSaga } from '../../app/saga.ts';
 import { describeIssues, generationTaskPayloadSchema } from '../../contract.ts';
-import { GRANT_REASONS, type GenerationEvent } from '../../domain/events.ts';
-import { foldGeneration, SESSION_STATUS } from '../../domain/generation.ts';
-import { generationStream, InvalidAccountError } from '../../domain/streams.ts';
+import { GRANT_REASONS } from '../../domain/events.ts';
+import { SESSION_STATUS } from '../../domain/generation.ts';
+import { InvalidAccountError } from '../../domain/streams.ts';
 import type { Metrics } from '../../metrics.ts';
 import { HttpError } from '../errors.ts';
 
@@ -94,8 +95,7 @@ export function v1Routes(d: V1Deps): FastifyPluginAsync {
       const state = await d.saga.chargeNow(task.session_id);
       const status = SESSION_STATUS[state.status];
       if (state.status === 'rejected') {
-        const events = await d.store.readStream(generationStream(task.session_id), { direction: 'backwards', maxCount: 1 });
-        const rejected = events[0]?.data as { code?: string; message?: string } | undefined;
+        const rejected = await rejectionOf(d.store, task.session_id);
         if (rejected?.code === 'insufficient_credits') {
           throw new HttpError(402, 'insufficient_credits', rejected.message ?? 'insufficient credits', { session_id: task.session_id });
         }
@@ -105,34 +105,9 @@ export function v1Routes(d: V1Deps): FastifyPluginAsync {
     });
 
     app.get<{ Params: { sessionId: string } }>('/v1/generations/:sessionId', async (req) => {
-      const stream = generationStream(req.params.sessionId);
-      const events = await d.store.readStream(stream, { maxCount: 1000 });
-      if (events.length === 0) throw new HttpError(404, 'not_found', `no generation ${req.params.sessionId}`);
-      const state = foldGeneration(events as unknown as GenerationEvent[]);
-      const last = events[events.length - 1]!;
-      const completed = events.find((e) => e.type === 'GenerationCompleted')?.data as
-        | { resultPath: string; contentType: string; costUsd: number | null; usage: unknown; timings: { totalMs: number }; provider: string }
-        | undefined;
-      const failed = events.find((e) => e.type === 'GenerationFailed' || e.type === 'GenerationRejected')?.data as
-        | { code: string; userMessage?: string; message: string }
-        | undefined;
-      return {
-        session_id: req.params.sessionId,
-        status: SESSION_STATUS[state.status],
-        ledger_status: state.status,
-        channel: state.request?.channel ?? null,
-        account: state.request?.account ?? null,
-        requested_at: state.request?.requestedAt ?? null,
-        updated_at: last.metadata.occurredAt,
-        attempt: state.attempt,
-        result_url: completed ? await d.results.signedUrl(completed.resultPath, d.signedUrlTtlSeconds, { requestId: req.id }) : null,
-        content_type: completed?.contentType ?? null,
-        provider: completed?.provider ?? null,
-        cost: { credits: state.request?.cost ?? null, estimated_usd: completed?.costUsd ?? null, usage: completed?.usage ?? null },
-        processing_time_ms: completed?.timings.totalMs ?? null,
-        error: failed ? { code: failed.code, message: failed.userMessage ?? failed.message } : null,
-        timeline: events.map((e) => ({ revision: e.revision, type: e.type, at: e.metadata.occurredAt, worker_id: e.metadata.workerId })),
-      };
+      const view = await generationView(d.store, d.results, req.params.sessionId, { requestId: req.id, signedUrlTtlSeconds: d.signedUrlTtlSeconds });
+      if (!view) throw new HttpError(404, 'not_found', `no generation ${req.params.sessionId}`);
+      return view;
     });
 
     app.get<{ Params: { account: string } }>('/v1/accounts/:account', async (req) => {
