@@ -1,10 +1,10 @@
 // Loading aggregates and appending their decisions: read, decide, append with the revision read, retry on conflict
 // (the emmett handleCommand shape). Loading costs O(new events), not O(stream length): folded states are cached by
 // revision in memory, and snapshots (when the store offers them) make a cold load cheap too.
-import { initialAccount, evolveAccount, type AccountState } from '../domain/account.ts';
+import { ACCOUNT_STATE_VERSION, initialAccount, evolveAccount, type AccountState } from '../domain/account.ts';
 import { decodeAccountEvent, decodeGenerationEvent, type StoredEvent } from '../domain/decode.ts';
 import type { AccountEvent, GenerationEvent } from '../domain/events.ts';
-import { evolveGeneration, initialGeneration, type GenerationState } from '../domain/generation.ts';
+import { GENERATION_STATE_VERSION, evolveGeneration, initialGeneration, type GenerationState } from '../domain/generation.ts';
 import {
   WrongExpectedRevisionError,
   type EventMeta,
@@ -22,6 +22,12 @@ export interface SnapshotCapable {
 
 const hasSnapshots = (s: object): s is SnapshotCapable => 'readSnapshot' in s && 'writeSnapshot' in s;
 
+/** What a snapshot holds: the folded state and the version of its shape. */
+interface VersionedState<S> {
+  version: number;
+  state: S;
+}
+
 export interface Loaded<S> {
   state: S;
   /** last revision folded, -1 for a missing stream */
@@ -30,6 +36,8 @@ export interface Loaded<S> {
 
 interface Kind<S, E> {
   name: string;
+  /** the state's shape version: a snapshot of another version is ignored and the stream folded again */
+  stateVersion: number;
   initial: () => S;
   /** the stream type's decoder: stored events are decoded, never cast */
   decode: (stored: StoredEvent) => E;
@@ -38,6 +46,7 @@ interface Kind<S, E> {
 
 export const ACCOUNT: Kind<AccountState, AccountEvent> = {
   name: 'account',
+  stateVersion: ACCOUNT_STATE_VERSION,
   initial: initialAccount,
   decode: decodeAccountEvent,
   evolve: evolveAccount,
@@ -45,6 +54,7 @@ export const ACCOUNT: Kind<AccountState, AccountEvent> = {
 
 export const GENERATION: Kind<GenerationState, GenerationEvent> = {
   name: 'generation',
+  stateVersion: GENERATION_STATE_VERSION,
   initial: initialGeneration,
   decode: decodeGenerationEvent,
   evolve: (s, e) => evolveGeneration(s, e),
@@ -115,7 +125,9 @@ export class AggregateRepository {
     let current = this.cache.get(key) as Loaded<S> | undefined;
     if (!current && hasSnapshots(this.store)) {
       const snap = this.store.readSnapshot(streamId);
-      if (snap) current = { state: snap.state as S, revision: snap.revision };
+      const stored = snap?.state as Partial<VersionedState<S>> | undefined;
+      // Unversioned (written before versions existed) or another version: not this shape, fold from the start.
+      if (snap && stored?.version === kind.stateVersion && stored.state !== undefined) current = { state: stored.state, revision: snap.revision };
     }
     let state = current?.state ?? kind.initial();
     let revision = current?.revision ?? -1;
@@ -131,7 +143,7 @@ export class AggregateRepository {
     if (revision >= 0) {
       this.cache.set(key, { state, revision });
       if (hasSnapshots(this.store) && Math.floor(revision / SNAPSHOT_EVERY) > Math.floor(startRevision / SNAPSHOT_EVERY)) {
-        this.store.writeSnapshot(streamId, revision, state);
+        this.store.writeSnapshot(streamId, revision, { version: kind.stateVersion, state } satisfies VersionedState<S>);
       }
     }
     return { state, revision };

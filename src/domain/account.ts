@@ -28,6 +28,10 @@ export interface AccountState extends Record<MovementKind, number> {
   references: Record<string, 1>;
 }
 
+/** The shape version of AccountState: bump it whenever the shape changes, so stored snapshots of the old shape are
+ * ignored (the stream is folded again) instead of being loaded as the new one. */
+export const ACCOUNT_STATE_VERSION = 1;
+
 export const initialAccount = (): AccountState => ({
   balance: 0,
   granted: 0,

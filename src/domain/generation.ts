@@ -74,6 +74,9 @@ export interface GenerationState {
   charged: boolean;
 }
 
+/** The shape version of GenerationState (see ACCOUNT_STATE_VERSION). */
+export const GENERATION_STATE_VERSION = 1;
+
 export const initialGeneration = (): GenerationState => ({
   status: 'none',
   request: null,
