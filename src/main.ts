@@ -13,6 +13,7 @@ import { HealthMonitor } from './app/health.ts';
 import type { EventStore } from './app/ports/eventStore.ts';
 import type { TaskQueue } from './app/ports/queue.ts';
 import { GenerationSaga } from './app/saga.ts';
+import { sagaMetrics } from './app/sagaMetrics.ts';
 import { GenerationWorker, type PendingSnapshotStore } from './app/worker.ts';
 import type { PendingSnapshot } from './app/pending.ts';
 import { verifyLedger } from './app/verify.ts';
@@ -145,7 +146,7 @@ export async function startService(config: Config, parts: Parts, logger: Logger)
       workerId,
       clock,
       logger: log,
-      metrics,
+      observer: sagaMetrics(metrics),
       options: {
         leaseMs: config.LEASE_MS,
         maxAttempts: config.MAX_ATTEMPTS,

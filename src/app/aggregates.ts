@@ -82,6 +82,17 @@ class StateCache {
   }
 }
 
+/** Event metadata of a command: who caused it and why (ledger.md: every event carries it). */
+export function commandMeta(c: { requestId: string; causationId: string; workerId: string; at: number }): EventMeta {
+  return {
+    requestId: c.requestId,
+    causationId: c.causationId,
+    correlationId: c.requestId,
+    workerId: c.workerId,
+    occurredAt: new Date(c.at).toISOString(),
+  };
+}
+
 export class ConflictRetriesExhaustedError extends Error {
   override readonly name = 'ConflictRetriesExhaustedError';
 }

@@ -3,8 +3,9 @@ import { decideAccount, type AccountCommand } from '../domain/account.ts';
 import { decodeAccountEvent } from '../domain/decode.ts';
 import type { AccountEvent, GrantReason } from '../domain/events.ts';
 import { accountMovement, change } from '../domain/movement.ts';
-import { accountIdOf, accountStream, deterministicEventId, parseAccountId } from '../domain/streams.ts';
-import { ACCOUNT, type AggregateRepository } from './aggregates.ts';
+import { accountEventId, accountStep } from '../domain/stepIds.ts';
+import { accountIdOf, accountStream, parseAccountId } from '../domain/streams.ts';
+import { ACCOUNT, commandMeta, type AggregateRepository } from './aggregates.ts';
 import type { EventStore } from './ports/eventStore.ts';
 
 export class CreditCommandRejected extends Error {
@@ -20,7 +21,7 @@ export interface CommandContext {
   now?: number;
 }
 
-async function run(repo: AggregateRepository, account: string, command: AccountCommand, step: string, ctx: CommandContext) {
+async function applyCommand(repo: AggregateRepository, account: string, command: AccountCommand, ctx: CommandContext) {
   const ref = parseAccountId(account);
   const stream = accountStream(ref);
   const r = await repo.handle(
@@ -29,15 +30,9 @@ async function run(repo: AggregateRepository, account: string, command: AccountC
     ({ state }) => {
       const d = decideAccount(state, command);
       if (!d.ok) throw new CreditCommandRejected(d.code, d.message);
-      return { events: d.events, ids: d.events.map(() => deterministicEventId(stream, step)), result: state };
+      return { events: d.events, ids: d.events.map(() => accountEventId(stream, command)), result: state };
     },
-    {
-      requestId: ctx.requestId,
-      causationId: `${command.type}:${step}`,
-      correlationId: ctx.requestId,
-      workerId: ctx.workerId,
-      occurredAt: new Date(ctx.now ?? Date.now()).toISOString(),
-    },
+    commandMeta({ requestId: ctx.requestId, causationId: `${command.type}:${accountStep(command)}`, workerId: ctx.workerId, at: ctx.now ?? Date.now() }),
   );
   return { account: accountIdOf(ref), applied: r.appended, revision: r.revision };
 }
@@ -49,7 +44,7 @@ export function grantCredits(
   input: { amount: number; reason: GrantReason; reference: string },
   ctx: CommandContext,
 ) {
-  return run(repo, account, { type: 'Grant', ...input }, `grant:${input.reference}`, ctx);
+  return applyCommand(repo, account, { type: 'Grant', ...input }, ctx);
 }
 
 export function revokeCredits(
@@ -58,7 +53,7 @@ export function revokeCredits(
   input: { amount: number; reason: string; reference: string },
   ctx: CommandContext,
 ) {
-  return run(repo, account, { type: 'Revoke', ...input }, `revoke:${input.reference}`, ctx);
+  return applyCommand(repo, account, { type: 'Revoke', ...input }, ctx);
 }
 
 export interface AccountView {

@@ -1,11 +1,12 @@
-// Reads of one generation for the HTTP API: where it stands (GET /v1/generations/:id) and why it was rejected (HTTP
-// intake answers 402 for a lack of credits). Events are decoded and folded by the domain's rules.
+// One generation over HTTP: accepting it (request and charge at once) and where it stands (GET /v1/generations/:id).
+// Events are decoded and folded by the domain's rules.
 import { decodeGenerationEvent } from '../domain/decode.ts';
 import type { GenerationRejected } from '../domain/events.ts';
 import { SESSION_STATUS, foldGeneration } from '../domain/generation.ts';
 import { generationStream } from '../domain/streams.ts';
 import type { EventStore } from './ports/eventStore.ts';
 import type { ResultStore } from './ports/pipeline.ts';
+import type { GenerationSaga, RequestInput } from './saga.ts';
 
 export async function generationView(
   store: EventStore,
@@ -41,8 +42,19 @@ export async function generationView(
   };
 }
 
+/**
+ * HTTP intake: records the request, runs the charge step at once, and says where the generation stands and, when it
+ * was rejected, why (a lack of credits is answered 402 right away).
+ */
+export async function acceptGeneration(saga: GenerationSaga, store: EventStore, input: RequestInput) {
+  const { created } = await saga.request(input);
+  const state = await saga.charge(input.sessionId);
+  const rejection = state.status === 'rejected' ? await rejectionOf(store, input.sessionId) : null;
+  return { created, status: state.status, rejection };
+}
+
 /** The rejection a generation ended with, if its last event is one. */
-export async function rejectionOf(store: EventStore, sessionId: string): Promise<GenerationRejected['data'] | null> {
+async function rejectionOf(store: EventStore, sessionId: string): Promise<GenerationRejected['data'] | null> {
   const [last] = await store.readStream(generationStream(sessionId), { direction: 'backwards', maxCount: 1 });
   const event = last && decodeGenerationEvent(last);
   return event?.type === 'GenerationRejected' ? event.data : null;

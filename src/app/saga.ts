@@ -1,32 +1,20 @@
 // The generation saga (ledger.md "The saga"): one process manager whose every step is idempotent and resumable.
-// `drive(sessionId)` reads where a generation stands and moves it forward until it is settled, waiting (a retry not
-// yet due), or held by another worker's live lease. Any worker may drive any generation at any time; optimistic
-// concurrency on both streams decides every race, and deterministic event ids make a retried append recognisable.
-import { decideAccount, type AccountDecision } from '../domain/account.ts';
-import type { Channel, GenerationCompleted, GenerationRequested } from '../domain/events.ts';
-import {
-  decideGeneration,
-  isClaimable,
-  isLeaseExpired,
-  isTerminal,
-  type GenerationCommand,
-  type GenerationDecision,
-  type GenerationState,
-  type TerminalStatus,
-} from '../domain/generation.ts';
-import { resultPath } from '../domain/resultPath.ts';
-import { accountStream, deterministicEventId, generationStream, parseAccountId } from '../domain/streams.ts';
+// `drive(sessionId)` reads where a generation stands, asks the domain for the next step (nextStep) and performs it,
+// until the generation is settled, waiting (a retry not yet due), or held by another worker's live lease. Any worker
+// may drive any generation at any time; optimistic concurrency on both streams decides every race, and deterministic
+// event ids (domain/stepIds.ts) make a retried append recognisable. Running an attempt is runGeneration's job; metrics
+// are observed from what is appended (sagaMetrics.ts).
+import { decideAccount, type AccountCommand } from '../domain/account.ts';
+import type { Channel, GenerationRequested } from '../domain/events.ts';
+import { decideGeneration, type GenerationCommand, type GenerationState, type TerminalStatus } from '../domain/generation.ts';
+import { chargeRejection, nextStep, settleCommand } from '../domain/saga.ts';
+import { accountEventId, accountStep, generationEventId } from '../domain/stepIds.ts';
+import { accountStream, generationStream } from '../domain/streams.ts';
 import type { Logger } from '../logger.ts';
-import type { Metrics } from '../metrics.ts';
-import { ACCOUNT, GENERATION, type AggregateRepository } from './aggregates.ts';
-import type { EventMeta } from './ports/eventStore.ts';
-import {
-  PipelineError,
-  USER_MESSAGES,
-  type ImageGenerator,
-  type InputImages,
-  type ResultStore,
-} from './ports/pipeline.ts';
+import { ACCOUNT, GENERATION, commandMeta, type AggregateRepository } from './aggregates.ts';
+import type { ImageGenerator, InputImages, ResultStore } from './ports/pipeline.ts';
+import { runGeneration } from './runGeneration.ts';
+import type { AppendContext, SagaObserver } from './sagaMetrics.ts';
 
 export interface SagaOptions {
   leaseMs: number;
@@ -45,7 +33,8 @@ export interface SagaDeps {
   workerId: string;
   clock: () => number;
   logger: Logger;
-  metrics?: Metrics;
+  /** sees every appended event (metrics) */
+  observer?: SagaObserver;
   options: SagaOptions;
 }
 
@@ -59,284 +48,180 @@ export type DriveOutcome =
 export type RequestInput = Omit<GenerationRequested['data'], 'acceptedAt'>;
 
 const MAX_STEPS = 32;
-
-/** Event id of a saga step: deterministic per stream, step and attempt (and worker for claims). */
-const stepId = (stream: string, step: string, attempt = 0) => deterministicEventId(stream, step, attempt);
-
-function generationEventId(stream: string, c: GenerationCommand, state: GenerationState): string {
-  switch (c.type) {
-    case 'Request':
-      return stepId(stream, 'requested');
-    case 'MarkCharged':
-      return stepId(stream, 'charged');
-    case 'Reject':
-      return stepId(stream, 'rejected');
-    case 'Claim':
-    case 'Recover':
-      // Two workers claiming the same attempt must produce different ids, or one would "replay" the other's claim.
-      return stepId(stream, `started:${c.workerId}`, state.attempt + 1);
-    case 'Complete':
-      return stepId(stream, 'completed', c.attempt);
-    case 'ScheduleRetry':
-      return stepId(stream, 'retry', c.attempt);
-    case 'Release':
-      return stepId(stream, `released:${c.workerId}`, c.attempt);
-    case 'Fail':
-      return stepId(stream, 'failed', c.attempt);
-  }
-}
+const NOT_RUN = 'none';
 
 export class GenerationSaga {
-  constructor(private readonly d: SagaDeps) {}
+  constructor(private readonly deps: SagaDeps) {}
 
-  private meta(requestId: string, causation: string): EventMeta {
-    return {
-      requestId,
-      causationId: causation,
-      correlationId: requestId,
-      workerId: this.d.workerId,
-      occurredAt: new Date(this.d.clock()).toISOString(),
-    };
-  }
-
-  /** Appends a generation decision with the revision read, retrying on conflict. */
-  private async onGeneration(sessionId: string, requestId: string, command: GenerationCommand) {
+  /** Decides a generation command on the revision read and appends it, retrying on conflict. */
+  private async onGeneration(sessionId: string, requestId: string, command: GenerationCommand, observed: AppendContext) {
     const stream = generationStream(sessionId);
-    return this.d.repo.handle(
+    const r = await this.deps.repo.handle(
       GENERATION,
       stream,
-      ({ state, revision }) => {
-        const decision: GenerationDecision = decideGeneration(state, command);
+      ({ state }) => {
+        const decision = decideGeneration(state, command);
         const events = decision.ok ? decision.events : [];
-        // A Claim may decide GenerationFailed(worker_lost) instead of a start: give it the failure step's id.
-        const ids = events.map((e) =>
-          e.type === 'GenerationFailed' && (command.type === 'Claim' || command.type === 'Recover')
-            ? stepId(stream, 'lost', state.attempt)
-            : generationEventId(stream, command, state),
-        );
-        return { events, ids, result: { decision, stateBefore: state.status, revision } };
+        return { events, ids: events.map((e) => generationEventId(stream, command, state, e)), result: decision };
       },
-      this.meta(requestId, `${command.type}:${sessionId}`),
+      commandMeta({ requestId, causationId: `${command.type}:${sessionId}`, workerId: this.deps.workerId, at: this.deps.clock() }),
     );
+    if (r.appended && r.result.ok) for (const e of r.result.events) this.deps.observer?.appended(e, observed);
+    return r;
   }
 
-  private async onAccount(account: string, requestId: string, step: string, decide: Parameters<typeof decideAccount>[1]) {
+  private async onAccount(account: string, requestId: string, command: AccountCommand, observed: AppendContext) {
     const stream = accountStream(account);
-    return this.d.repo.handle(
+    const r = await this.deps.repo.handle(
       ACCOUNT,
       stream,
       ({ state }) => {
-        const decision: AccountDecision = decideAccount(state, decide);
+        const decision = decideAccount(state, command);
         const events = decision.ok ? decision.events : [];
-        return { events, ids: events.map(() => stepId(stream, step)), result: { decision, held: decide.type === 'Deduct' && decide.generationId in state.open } };
+        const held = command.type === 'Deduct' && command.generationId in state.open;
+        return { events, ids: events.map(() => accountEventId(stream, command)), result: { decision, held } };
       },
-      this.meta(requestId, `${decide.type}:${step}`),
+      commandMeta({ requestId, causationId: `${command.type}:${accountStep(command)}`, workerId: this.deps.workerId, at: this.deps.clock() }),
     );
+    if (r.appended && r.result.decision.ok) for (const e of r.result.decision.events) this.deps.observer?.appended(e, observed);
+    return r;
   }
 
   /** Intake: records the request once. A duplicate delivery finds the stream and changes nothing. */
   async request(input: RequestInput): Promise<{ created: boolean }> {
-    const data: GenerationRequested['data'] = { ...input, acceptedAt: new Date(this.d.clock()).toISOString() };
-    const r = await this.onGeneration(input.sessionId, input.requestId, { type: 'Request', data });
+    const data: GenerationRequested['data'] = { ...input, acceptedAt: new Date(this.deps.clock()).toISOString() };
+    const r = await this.onGeneration(input.sessionId, input.requestId, { type: 'Request', data }, { channel: input.channel, provider: NOT_RUN });
     return { created: r.appended };
   }
 
   /** An invalid task that still names a session: record it as rejected so the web app sees it fail. */
   async rejectInvalid(sessionId: string, requestId: string, message: string, place: { channel?: Channel; account?: string }) {
-    const r = await this.onGeneration(sessionId, requestId, { type: 'Reject', code: 'invalid_request', message, ...place });
-    if (r.appended) this.count('rejected', place.channel ?? 'unknown', 'none', 'invalid_request');
+    const r = await this.onGeneration(
+      sessionId,
+      requestId,
+      { type: 'Reject', code: 'invalid_request', message, ...place },
+      { channel: place.channel ?? 'unknown', provider: NOT_RUN },
+    );
     return { recorded: r.appended };
   }
 
   /** Moves the generation forward until it is settled, waiting, or held by another live lease. */
-  async drive(sessionId: string, signal?: AbortSignal): Promise<DriveOutcome> {
+  async drive(sessionId: string, shutdown?: AbortSignal): Promise<DriveOutcome> {
     const stream = generationStream(sessionId);
-    for (let step = 0; step < MAX_STEPS; step++) {
-      const { state } = await this.d.repo.load(GENERATION, stream);
-      const now = this.d.clock();
-      const req = state.request;
-      if (state.status === 'none') return { kind: 'missing' };
-      if (isTerminal(state)) {
-        await this.settle(sessionId, state);
-        return { kind: 'settled', status: state.status };
+    for (let i = 0; i < MAX_STEPS; i++) {
+      const { state } = await this.deps.repo.load(GENERATION, stream);
+      const now = this.deps.clock();
+      const step = nextStep(state, now);
+      if (step.kind === 'missing') return { kind: 'missing' };
+      if (step.kind === 'settle') {
+        await this.settle(sessionId, state, step.status);
+        return { kind: 'settled', status: step.status };
       }
-      if (!req) return { kind: 'missing' };
-      if (state.status === 'requested') {
-        await this.charge(sessionId, req);
+      const req = state.request!;
+      if (step.kind === 'charge') {
+        await this.chargeRequested(sessionId, req);
         continue;
       }
-      if (signal?.aborted) return { kind: 'released' };
-      if (state.status === 'retry_scheduled' && !isClaimable(state, now)) return { kind: 'waiting', until: Date.parse(state.notBefore!) };
-      if (state.status === 'started' && !isLeaseExpired(state, now)) return { kind: 'leased', until: Date.parse(state.leaseUntil!) };
-
-      const claim: GenerationCommand =
-        state.status === 'started'
-          ? { type: 'Recover', workerId: this.d.workerId, now, leaseMs: this.d.options.leaseMs, maxAttempts: this.d.options.maxAttempts }
-          : { type: 'Claim', workerId: this.d.workerId, now, leaseMs: this.d.options.leaseMs, maxAttempts: this.d.options.maxAttempts };
-      const r = await this.onGeneration(sessionId, req.requestId, claim);
-      const started = r.appended && r.result.decision.ok ? r.result.decision.events[0] : undefined;
-      if (started?.type === 'GenerationStarted' && started.data.workerId === this.d.workerId) {
-        if (claim.type === 'Recover') this.d.logger.warn({ session_id: sessionId, attempt: started.data.attempt }, 'generation_recovered');
-        const ran = await this.run(sessionId, req, started.data.attempt, Date.parse(started.data.leaseUntil), signal);
-        if (ran === 'released') return { kind: 'released' };
-      } else if (started?.type === 'GenerationFailed') {
-        this.count('failed', req.channel, 'none', 'worker_lost');
-      }
+      // Shutting down: nothing new starts here; recovery picks the generation up again.
+      if (shutdown?.aborted) return { kind: 'released' };
+      if (step.kind === 'wait') return { kind: 'waiting', until: step.until };
+      if (step.kind === 'leased') return { kind: 'leased', until: step.until };
+      if ((await this.claimAndRun(sessionId, req, step.command, now, shutdown)) === 'released') return { kind: 'released' };
     }
     throw new Error(`generation ${sessionId}: no progress after ${MAX_STEPS} steps`);
   }
 
-  /** Runs the charge step now if it is due (HTTP intake answers 402 at once) and returns where the generation stands. */
-  async chargeNow(sessionId: string): Promise<GenerationState> {
+  /** The charge step alone, when it is due, and where the generation stands after it (HTTP intake answers 402 at once). */
+  async charge(sessionId: string): Promise<GenerationState> {
     const stream = generationStream(sessionId);
-    const first = await this.d.repo.load(GENERATION, stream);
-    if (first.state.status === 'requested' && first.state.request) await this.charge(sessionId, first.state.request);
-    const { state } = await this.d.repo.load(GENERATION, stream);
+    const first = await this.deps.repo.load(GENERATION, stream);
+    if (nextStep(first.state, this.deps.clock()).kind === 'charge') await this.chargeRequested(sessionId, first.state.request!);
+    const { state } = await this.deps.repo.load(GENERATION, stream);
     return { ...state };
   }
 
   /** Requested -> Charged (hold taken, or found already taken) or Rejected. */
-  private async charge(sessionId: string, req: GenerationRequested['data']): Promise<void> {
-    const deduct = await this.onAccount(req.account, req.requestId, `deduct:${sessionId}`, {
-      type: 'Deduct',
-      generationId: sessionId,
-      amount: req.cost,
-      requestId: req.requestId,
-      acceptedAt: req.acceptedAt,
-      now: this.d.clock(),
-    });
+  private async chargeRequested(sessionId: string, req: GenerationRequested['data']): Promise<void> {
+    const observed = { channel: req.channel, provider: NOT_RUN };
+    const deduct = await this.onAccount(
+      req.account,
+      req.requestId,
+      { type: 'Deduct', generationId: sessionId, amount: req.cost, requestId: req.requestId, acceptedAt: req.acceptedAt, now: this.deps.clock() },
+      observed,
+    );
     const decision = deduct.result.decision;
     if (!decision.ok) {
-      const code = decision.code === 'charge_window_expired' ? 'charge_window_expired' : 'insufficient_credits';
-      const r = await this.onGeneration(sessionId, req.requestId, { type: 'Reject', code, message: decision.message });
-      if (r.appended) this.count('rejected', req.channel, 'none', code);
+      await this.onGeneration(sessionId, req.requestId, { type: 'Reject', code: chargeRejection(decision.code), message: decision.message }, observed);
       return;
     }
-    if (deduct.appended) this.d.metrics?.credits.inc({ movement: 'deducted' }, req.cost);
     // No event and no hold: the generation was settled by another worker after our read; the next step sees it.
     if (!deduct.appended && !deduct.result.held) return;
-    await this.onGeneration(sessionId, req.requestId, { type: 'MarkCharged', amount: req.cost });
+    await this.onGeneration(sessionId, req.requestId, { type: 'MarkCharged', amount: req.cost }, observed);
   }
 
   /** Terminal -> hold captured (completed) or returned (failed, rejected). No-op when nothing is held. */
-  private async settle(sessionId: string, state: GenerationState): Promise<void> {
+  private async settle(sessionId: string, state: GenerationState, status: TerminalStatus): Promise<void> {
     const req = state.request;
-    if (!req) return;
-    const completed = state.status === 'completed';
-    const r = await this.onAccount(
-      req.account,
+    if (!req) return; // rejected before it was ever requested: nothing was charged
+    await this.onAccount(req.account, req.requestId, settleCommand(sessionId, status), { channel: req.channel, provider: NOT_RUN });
+  }
+
+  /** Charged, due or lease expired -> Started by us (then run), or Failed(worker_lost) with no attempts left. */
+  private async claimAndRun(
+    sessionId: string,
+    req: GenerationRequested['data'],
+    claim: 'Claim' | 'Recover',
+    now: number,
+    shutdown?: AbortSignal,
+  ): Promise<'done' | 'released'> {
+    const { workerId, options } = this.deps;
+    const r = await this.onGeneration(
+      sessionId,
       req.requestId,
-      `${completed ? 'capture' : 'refund'}:${sessionId}`,
-      completed ? { type: 'Capture', generationId: sessionId } : { type: 'Refund', generationId: sessionId, reason: `generation_${state.status}` },
+      { type: claim, workerId, now, leaseMs: options.leaseMs, maxAttempts: options.maxAttempts },
+      { channel: req.channel, provider: NOT_RUN },
     );
-    if (r.appended) this.d.metrics?.credits.inc({ movement: completed ? 'captured' : 'refunded' }, req.cost);
+    const started = r.appended && r.result.ok ? r.result.events[0] : undefined;
+    if (started?.type !== 'GenerationStarted' || started.data.workerId !== workerId) return 'done';
+    if (claim === 'Recover') this.deps.logger.warn({ session_id: sessionId, attempt: started.data.attempt }, 'generation_recovered');
+    return this.runAttempt(sessionId, req, started.data.attempt, Date.parse(started.data.leaseUntil), shutdown);
   }
 
   /** Started (by us) -> Completed, RetryScheduled, Failed, or Released on shutdown. */
-  private async run(
+  private async runAttempt(
     sessionId: string,
     req: GenerationRequested['data'],
     attempt: number,
     leaseUntil: number,
     shutdown?: AbortSignal,
   ): Promise<'done' | 'released'> {
-    const log = this.d.logger.child({ request_id: req.requestId, session_id: sessionId, channel: req.channel, attempt });
-    const m = this.d.metrics;
-    const margin = this.d.options.leaseMarginMs ?? 5000;
-    const leaseSignal = AbortSignal.timeout(Math.max(1, leaseUntil - this.d.clock() - margin));
-    const signal = shutdown ? AbortSignal.any([leaseSignal, shutdown]) : leaseSignal;
-    const ctx = { requestId: req.requestId, signal };
-    m?.inFlight.inc();
+    const { deps } = this;
+    const log = deps.logger.child({ request_id: req.requestId, session_id: sessionId, channel: req.channel, attempt });
+    deps.observer?.running(1);
     log.info('generation_processing');
-    let outcome: GenerationCommand;
-    let provider = this.d.generator.provider;
+    let outcome;
     try {
-      const prepared = await this.d.images.prepare(req.imageUrls, ctx);
-      const t0 = performance.now();
-      const image = await this.d.generator.generate({ images: prepared.images, prompt: req.prompt }, ctx);
-      const generateMs = performance.now() - t0;
-      provider = image.provider;
-      const path = resultPath(req.channel, parseAccountId(req.account), sessionId);
-      const t1 = performance.now();
-      await this.d.results.put(path, image.bytes, image.contentType, ctx);
-      const resultUrl = await this.d.results.signedUrl(path, this.d.options.signedUrlTtlSeconds, ctx);
-      const uploadMs = performance.now() - t1;
-      const totalMs = Math.max(0, this.d.clock() - Date.parse(req.requestedAt));
-      const data: GenerationCompleted['data'] = {
-        resultPath: path,
-        resultUrl,
-        contentType: image.contentType,
-        provider: image.provider,
-        usage: image.usage,
-        costUsd: image.costUsd,
-        timings: {
-          downloadMs: Math.round(prepared.downloadMs),
-          resizeMs: Math.round(prepared.resizeMs),
-          generateMs: Math.round(generateMs),
-          uploadMs: Math.round(uploadMs),
-          totalMs: Math.round(totalMs),
-        },
-      };
-      outcome = { type: 'Complete', attempt, data };
-    } catch (err) {
-      if (shutdown?.aborted && !leaseSignal.aborted) {
-        outcome = { type: 'Release', attempt, workerId: this.d.workerId, reason: 'worker_shutdown' };
-      } else if (err instanceof PipelineError && err.code === 'rate_limited') {
-        outcome = {
-          type: 'ScheduleRetry',
-          attempt,
-          now: this.d.clock(),
-          retryAfterMs: Math.max(10_000, err.options.retryAfterMs ?? 10_000),
-          reason: err.message,
-          max429Retries: this.d.options.max429Retries,
-        };
-      } else if (err instanceof PipelineError) {
-        outcome = { type: 'Fail', attempt, code: err.code, message: err.message, userMessage: err.userMessage };
-      } else if (leaseSignal.aborted) {
-        outcome = { type: 'Fail', attempt, code: 'upstream_timeout', message: 'the run reached the end of its lease', userMessage: USER_MESSAGES.upstream_timeout };
-      } else {
-        log.error({ err }, 'generation_internal_error');
-        outcome = { type: 'Fail', attempt, code: 'internal_error', message: String((err as Error)?.message ?? err), userMessage: USER_MESSAGES.internal_error };
-      }
+      outcome = await runGeneration(
+        { ...deps, log, signedUrlTtlSeconds: deps.options.signedUrlTtlSeconds, max429Retries: deps.options.max429Retries },
+        { sessionId, request: req, attempt, leaseUntil, leaseMarginMs: deps.options.leaseMarginMs ?? 5000, shutdown },
+      );
     } finally {
-      m?.inFlight.dec();
+      deps.observer?.running(-1);
     }
-    const r = await this.onGeneration(sessionId, req.requestId, outcome);
-    if (!r.result.decision.ok) {
-      log.warn({ reason: r.result.decision.message }, 'generation_outcome_discarded');
+    const r = await this.onGeneration(sessionId, req.requestId, outcome.command, { channel: req.channel, provider: outcome.provider });
+    if (!r.result.ok) {
+      log.warn({ reason: r.result.message }, 'generation_outcome_discarded');
       return 'done';
     }
-    const event = r.result.decision.events[0];
+    const event = r.result.events[0];
     if (!r.appended || !event) return 'done';
-    switch (event.type) {
-      case 'GenerationCompleted': {
-        const t = event.data.timings;
-        m?.stageSeconds.observe({ stage: 'download' }, t.downloadMs / 1000);
-        m?.stageSeconds.observe({ stage: 'resize' }, t.resizeMs / 1000);
-        m?.stageSeconds.observe({ stage: 'generate' }, t.generateMs / 1000);
-        m?.stageSeconds.observe({ stage: 'upload' }, t.uploadMs / 1000);
-        m?.stageSeconds.observe({ stage: 'queue_to_done' }, t.totalMs / 1000);
-        if (event.data.costUsd) m?.costUsd.inc({ provider }, event.data.costUsd);
-        this.count('completed', req.channel, provider, 'none');
-        log.info({ timings: t, provider }, 'generation_completed');
-        break;
-      }
-      case 'RetryScheduled':
-        this.count('retry_scheduled', req.channel, provider, 'rate_limited');
-        log.warn({ not_before: event.data.notBefore }, 'generation_retry_scheduled');
-        break;
-      case 'GenerationFailed':
-        this.count('failed', req.channel, provider, event.data.code);
-        log.warn({ code: event.data.code, error: event.data.message }, 'generation_failed');
-        break;
-      case 'GenerationReleased':
-        log.info('generation_released');
-        return 'released';
+    if (event.type === 'GenerationCompleted') log.info({ timings: event.data.timings, provider: outcome.provider }, 'generation_completed');
+    else if (event.type === 'RetryScheduled') log.warn({ not_before: event.data.notBefore }, 'generation_retry_scheduled');
+    else if (event.type === 'GenerationFailed') log.warn({ code: event.data.code, error: event.data.message }, 'generation_failed');
+    else if (event.type === 'GenerationReleased') {
+      log.info('generation_released');
+      return 'released';
     }
     return 'done';
-  }
-
-  private count(outcome: string, channel: string, provider: string, errorCode: string) {
-    this.d.metrics?.generations.inc({ outcome, channel, provider, error_code: errorCode });
   }
 }

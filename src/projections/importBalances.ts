@@ -7,7 +7,8 @@ import {
   type NewEvent,
 } from '../app/ports/eventStore.ts';
 import type { CreditsGranted } from '../domain/events.ts';
-import { accountIdOf, accountStream, deterministicEventId, parseAccountId, type AccountRef } from '../domain/streams.ts';
+import { accountEventId } from '../domain/stepIds.ts';
+import { accountIdOf, accountStream, parseAccountId, type AccountRef } from '../domain/streams.ts';
 import type { Logger } from '../logger.ts';
 import type { ReadModel, Value } from './readModel.ts';
 
@@ -75,11 +76,11 @@ export async function importBalances(
       else if ((await store.streamRevision(stream)) !== null) res.skippedExisting++;
       else {
         const reference = `opening_balance:${src.table}:${src.key(row)}`;
-        const id = deterministicEventId(stream, `grant:${reference}`);
+        const data: CreditsGranted['data'] = { amount: balance, reason: 'opening_balance', reference };
         const ev: NewEvent<CreditsGranted['data']> = {
-          id,
+          id: accountEventId(stream, { type: 'Grant', ...data }),
           type: 'CreditsGranted',
-          data: { amount: balance, reason: 'opening_balance', reference },
+          data,
           metadata: { requestId: 'import-balances', causationId: reference, correlationId: reference, workerId: 'cli', occurredAt },
         };
         try {

@@ -359,7 +359,7 @@ const requestStep = ({ s, acc, cost, script, chargeNow }: { s: number; acc: numb
       const saga = h.workers[0]!;
       const deliver = async () => {
         await saga.request(input);
-        if (chargeNow) await saga.chargeNow(input.sessionId);
+        if (chargeNow) await saga.charge(input.sessionId);
       };
       await h.exec([deliver], () => h.workers[0]!.request(input));
     });

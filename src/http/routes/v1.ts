@@ -5,7 +5,7 @@ import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
 import { z } from 'zod';
 import { accountView, CreditCommandRejected, grantCredits, statement, statementCsv } from '../../app/credits.ts';
 import type { AggregateRepository } from '../../app/aggregates.ts';
-import { generationView, rejectionOf } from '../../app/generations.ts';
+import { acceptGeneration, generationView } from '../../app/generations.ts';
 import { requestFromTask } from '../../app/intake.ts';
 import type { EventStore } from '../../app/ports/eventStore.ts';
 import type { ResultStore } from '../../app/ports/pipeline.ts';
@@ -91,17 +91,12 @@ export function v1Routes(d: V1Deps): FastifyPluginAsync {
       }
       const task = parsed.data;
       d.metrics?.tasksTaken.inc({ source: 'http' });
-      const { created } = await d.saga.request(requestFromTask(task, d.cost, d.clock()));
-      const state = await d.saga.chargeNow(task.session_id);
-      const status = SESSION_STATUS[state.status];
-      if (state.status === 'rejected') {
-        const rejected = await rejectionOf(d.store, task.session_id);
-        if (rejected?.code === 'insufficient_credits') {
-          throw new HttpError(402, 'insufficient_credits', rejected.message ?? 'insufficient credits', { session_id: task.session_id });
-        }
+      const { created, status, rejection } = await acceptGeneration(d.saga, d.store, requestFromTask(task, d.cost, d.clock()));
+      if (rejection?.code === 'insufficient_credits') {
+        throw new HttpError(402, 'insufficient_credits', rejection.message ?? 'insufficient credits', { session_id: task.session_id });
       }
-      if (state.status === 'charged') d.submit?.(task.session_id);
-      return reply.code(202).send({ session_id: task.session_id, status, duplicate: !created, request_id: task.request_id });
+      if (status === 'charged') d.submit?.(task.session_id);
+      return reply.code(202).send({ session_id: task.session_id, status: SESSION_STATUS[status], duplicate: !created, request_id: task.request_id });
     });
 
     app.get<{ Params: { sessionId: string } }>('/v1/generations/:sessionId', async (req) => {

@@ -1,0 +1,56 @@
+// Deterministic event ids (ledger.md): derived from the stream, the step and the attempt, so a retried append of the
+// same step carries the same id and the store recognises it. Every writer of the ledger names its steps here.
+import type { AccountCommand } from './account.ts';
+import type { GenerationEvent } from './events.ts';
+import { assertNever } from './exhaustive.ts';
+import type { GenerationCommand, GenerationState } from './generation.ts';
+import { deterministicEventId } from './streams.ts';
+
+/** The step an account command performs (also its causation): one per grant or revocation reference, one per hold. */
+export function accountStep(c: AccountCommand): string {
+  switch (c.type) {
+    case 'Grant':
+      return `grant:${c.reference}`;
+    case 'Revoke':
+      return `revoke:${c.reference}`;
+    case 'Deduct':
+      return `deduct:${c.generationId}`;
+    case 'Capture':
+      return `capture:${c.generationId}`;
+    case 'Refund':
+      return `refund:${c.generationId}`;
+    default:
+      return assertNever(c, 'account command');
+  }
+}
+
+export const accountEventId = (stream: string, c: AccountCommand): string => deterministicEventId(stream, accountStep(c));
+
+/** The id of `event`, decided by command `c` on a generation in state `before`. */
+export function generationEventId(stream: string, c: GenerationCommand, before: GenerationState, event: GenerationEvent): string {
+  const id = (step: string, attempt = 0) => deterministicEventId(stream, step, attempt);
+  switch (c.type) {
+    case 'Request':
+      return id('requested');
+    case 'MarkCharged':
+      return id('charged');
+    case 'Reject':
+      return id('rejected');
+    case 'Claim':
+    case 'Recover':
+      // A claim with no attempts left decides GenerationFailed(worker_lost): the failure step's id.
+      if (event.type === 'GenerationFailed') return id('lost', before.attempt);
+      // Two workers claiming the same attempt must produce different ids, or one would "replay" the other's claim.
+      return id(`started:${c.workerId}`, before.attempt + 1);
+    case 'Complete':
+      return id('completed', c.attempt);
+    case 'ScheduleRetry':
+      return id('retry', c.attempt);
+    case 'Release':
+      return id(`released:${c.workerId}`, c.attempt);
+    case 'Fail':
+      return id('failed', c.attempt);
+    default:
+      return assertNever(c, 'generation command');
+  }
+}
