@@ -82,7 +82,6 @@ async function verifyInBackground(store: EventStore, metrics: Metrics, log: Logg
     const { violations, summary } = await verifyLedger(store);
     metrics.verifyViolations.set(violations.length);
     metrics.verifyLastRun.set(Date.now() / 1000);
-    metrics.openHolds.set(summary.openHolds);
     if (violations.length) log.error({ violations: violations.slice(0, 20), count: violations.length }, 'ledger_verify_violations');
     else log.info({ events: summary.events }, 'ledger_verified');
   } catch (err) {

@@ -1,4 +1,5 @@
-// Reading the global log page by page after a position: the one loop behind recovery, verify and the projectors.
+// Reading the global log page by page after a position: the one page loop behind recovery, verify, the rebuild swap
+// and the consumer (consumer.ts) that the projectors and the pending index follow the log with.
 import { comparePositions, START, type EventFilter, type EventStore, type Position, type RecordedEvent } from './ports/eventStore.ts';
 
 /** Up to `max` events strictly after `after` (store reads are inclusive, so the event at `after` is dropped). */
@@ -9,11 +10,22 @@ export async function readAfter(store: EventStore, after: Position | 'start', ma
   return out.length > max ? out.slice(0, max) : out;
 }
 
-/** The whole log as it stands, in pages (each non-empty), oldest first. */
-export async function* readLog(store: EventStore, options: { pageSize?: number; filter?: EventFilter } = {}): AsyncGenerator<RecordedEvent[]> {
-  let after: Position | 'start' = 'start';
+export interface ReadLogOptions {
+  /** exclusive; default: the start */
+  after?: Position | 'start';
+  /** inclusive; default: the log as it stands */
+  until?: Position | null;
+  pageSize?: number;
+  filter?: EventFilter;
+}
+
+/** The log after `after` up to `until`, in pages (each non-empty), oldest first. */
+export async function* readLog(store: EventStore, options: ReadLogOptions = {}): AsyncGenerator<RecordedEvent[]> {
+  const { until } = options;
+  let after: Position | 'start' = options.after ?? 'start';
   for (;;) {
-    const page = await readAfter(store, after, options.pageSize ?? 5000, options.filter);
+    let page = await readAfter(store, after, options.pageSize ?? 5000, options.filter);
+    if (until) page = page.filter((e) => comparePositions(e.position, until) <= 0);
     if (page.length === 0) return;
     yield page;
     after = page[page.length - 1]!.position;

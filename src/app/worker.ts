@@ -6,7 +6,8 @@ import type { Metrics } from '../metrics.ts';
 import { recordQueuedTask, type IntakeDeps } from './intake.ts';
 import { PendingIndex, type PendingSnapshot } from './pending.ts';
 import { STREAM_PREFIXES } from '../domain/streams.ts';
-import { comparePositions, type EventStore, type Position } from './ports/eventStore.ts';
+import { START, comparePositions, type EventStore } from './ports/eventStore.ts';
+import { consume, type CheckpointedProcessor } from './consumer.ts';
 import type { TaskQueue } from './ports/queue.ts';
 import type { DriveOutcome, GenerationSaga } from './saga.ts';
 
@@ -162,7 +163,7 @@ export class GenerationWorker {
     }
   }
 
-  /** Keeps the pending index current from the global log (catch-up, then live), resubscribing after failures. */
+  /** Keeps the pending index current from the global log (catch-up, then live), resuming after failures. */
   private async followLog(): Promise<void> {
     const snapshot = await this.d.snapshots?.load().catch((err) => (this.log.warn({ err }, 'pending_snapshot_unreadable'), null));
     if (snapshot) {
@@ -172,42 +173,45 @@ export class GenerationWorker {
       if (head && comparePositions(cached.position!, head) <= 0) this.index = cached;
       else this.log.warn('pending_snapshot_ignored_ahead_of_log');
     }
-    let from: Position | 'start' = this.index.position ?? 'start';
-    let failures = 0;
-    let savedAt = from;
+    let savedAt = this.index.position;
     const save = async () => {
       const snap = this.index.toSnapshot();
       if (!snap || !this.d.snapshots || savedAt === this.index.position) return;
-      savedAt = this.index.position!;
+      savedAt = this.index.position;
       await this.d.snapshots.save(snap).catch((err) => this.log.warn({ err }, 'pending_snapshot_save_failed'));
     };
     const saver = setInterval(() => void save(), 30_000).unref();
     this.shutdown.signal.addEventListener('abort', () => clearInterval(saver), { once: true });
     this.loops.push(new Promise<void>((resolve) => this.shutdown.signal.addEventListener('abort', () => void save().finally(resolve), { once: true })));
+    // The index lives in memory: its checkpoint is its position (saved with it), and a batch always applies.
+    const processor: CheckpointedProcessor = {
+      checkpoint: async () => this.index.position ?? START,
+      apply: async (events) => {
+        for (const e of events) this.index.apply(e);
+        return { ok: true, applied: events.length };
+      },
+    };
+    let failures = 0;
     while (!this.shutdown.signal.aborted) {
-      const sub = this.d.store.subscribeToAll({ fromPosition: from, filter: { streamPrefixes: STREAM_PREFIXES } });
-      const onAbort = () => void sub.close();
-      this.shutdown.signal.addEventListener('abort', onAbort, { once: true });
       try {
-        for await (const item of sub) {
-          if (item.kind === 'caughtUp') {
-            if (!this.caughtUp) {
-              this.caughtUp = true;
-              this.log.info({ pending: this.index.size }, 'pending_index_caught_up');
-              void this.recover(true);
-            }
-            continue;
-          }
-          this.index.apply(item.event);
-          from = item.event.position;
-          failures = 0;
-        }
+        await consume({
+          store: this.d.store,
+          processor,
+          batchSize: 1000,
+          filter: { streamPrefixes: STREAM_PREFIXES },
+          signal: this.shutdown.signal,
+          onRead: (_cp, caughtUp) => {
+            failures = 0;
+            if (!caughtUp || this.caughtUp) return;
+            this.caughtUp = true;
+            this.log.info({ pending: this.index.size }, 'pending_index_caught_up');
+            void this.recover(true);
+          },
+        });
       } catch (err) {
         failures += 1;
-        this.log.error({ err }, 'log_subscription_dropped');
+        this.log.error({ err }, 'log_follow_failed');
         await sleep(Math.min(10_000, 200 * 2 ** failures), this.shutdown.signal);
-      } finally {
-        this.shutdown.signal.removeEventListener('abort', onAbort);
       }
     }
   }

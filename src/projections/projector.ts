@@ -11,7 +11,7 @@ import {
   type Position,
   type RecordedEvent,
 } from '../app/ports/eventStore.ts';
-import { readAfter } from '../app/log.ts';
+import { consume, type CheckpointedProcessor } from '../app/consumer.ts';
 import { decodeRecorded, type LedgerRecord } from '../app/recorded.ts';
 import type { Logger } from '../logger.ts';
 import type { Metrics } from '../metrics.ts';
@@ -106,42 +106,19 @@ export async function commitBatch(
   return fresh.length;
 }
 
-/** Reads the events after `after` (exclusive), up to `max`. readAll's fromPosition is inclusive, so the first may repeat. */
-
-export interface CatchUpOptions {
-  batchSize: number;
-  /** stop once the checkpoint reaches this position (default: the head when called) */
-  until?: Position | null;
-  onBatch?: (applied: number, checkpoint: Position) => void;
-  signal?: AbortSignal;
-}
-
-/**
- * Applies batches until the target's checkpoint reaches `until`. The next page is read while the current one is
- * written (one page of read-ahead), so reads and writes overlap.
- */
-export async function catchUp(
-  store: EventStore,
-  run: <T>(fn: (tx: ReadModelTx) => Promise<T>) => Promise<T>,
-  t: Target,
-  opts: CatchUpOptions,
-): Promise<Position> {
-  const until = opts.until === undefined ? await store.headPosition() : opts.until;
-  let cp = (await run((tx) => tx.lockCheckpoint(t.checkpoint))).position;
-  if (!until || comparePositions(cp, until) >= 0) return cp;
-  let next = readAfter(store, cp, opts.batchSize);
-  while (!opts.signal?.aborted) {
-    const events = (await next).filter((e) => comparePositions(e.position, until) <= 0);
-    if (events.length === 0) break;
-    const last = events[events.length - 1]!.position;
-    next = comparePositions(last, until) < 0 ? readAfter(store, last, opts.batchSize) : Promise.resolve([]);
-    const expected = cp;
-    const applied = await run((tx) => commitBatch(tx, t, expected, events));
-    cp = last;
-    opts.onBatch?.(applied, cp);
-  }
-  next.catch(() => undefined);
-  return cp;
+/** A target as a checkpointed processor: each batch in one transaction of `run`, compare-and-set on the checkpoint. */
+export function targetProcessor(run: <T>(fn: (tx: ReadModelTx) => Promise<T>) => Promise<T>, t: Target): CheckpointedProcessor {
+  return {
+    checkpoint: async () => (await run((tx) => tx.lockCheckpoint(t.checkpoint))).position,
+    async apply(events, expected) {
+      try {
+        return { ok: true, applied: await run((tx) => commitBatch(tx, t, expected, events)) };
+      } catch (err) {
+        if (err instanceof CheckpointConflictError) return { ok: false, reason: 'mismatch' };
+        throw err;
+      }
+    },
+  };
 }
 
 export interface ProjectorOptions {
@@ -157,6 +134,9 @@ export interface ProjectorOptions {
   lockPollMs?: number;
 }
 
+/** How often, at most, a projection's gauges are recomputed while it is catching up. */
+const REPORT_EVERY_MS = 10_000;
+
 /** A long-running projector: waits for the lock, then follows the log until stopped. */
 export class Projector {
   readonly name: ProjectionName;
@@ -164,9 +144,11 @@ export class Projector {
   private done: Promise<void> | null = null;
   private _active = false;
   private lease: { held: boolean } | null = null;
+  private lastReport = 0;
+  private changedSinceReport = true;
 
-  constructor(private readonly o: ProjectorOptions) {
-    this.name = o.projection.name;
+  constructor(private readonly options: ProjectorOptions) {
+    this.name = options.projection.name;
   }
 
   /** true while this instance believes it holds the lock (its writes are fenced by the lock either way) */
@@ -176,7 +158,7 @@ export class Projector {
 
   start(): void {
     this.done ??= this.loop().catch((err) => {
-      if (!this.ac.signal.aborted) this.o.logger.error({ err, projection: this.name }, 'projector_stopped');
+      if (!this.ac.signal.aborted) this.options.logger.error({ err, projection: this.name }, 'projector_stopped');
     });
   }
 
@@ -186,19 +168,17 @@ export class Projector {
   }
 
   private async loop(): Promise<void> {
-    const { store, readModel, logger } = this.o;
+    const { store, readModel, logger, metrics } = this.options;
     const signal = this.ac.signal;
-    const t: Target = {
-      ...liveTarget(this.o.projection),
+    const target: Target = {
+      ...liveTarget(this.options.projection),
       onRefused: (key, reason) => logger.error({ projection: this.name, key, reason }, 'projection_row_refused'),
     };
-    const batchSize = this.o.batchSize ?? 500;
-    const pollMs = this.o.pollMs ?? 200;
     let backoff = 100;
     while (!signal.aborted) {
       let lease;
       try {
-        lease = await readModel.acquire(this.name, { signal, pollMs: this.o.lockPollMs ?? 1000 });
+        lease = await readModel.acquire(this.name, { signal, pollMs: this.options.lockPollMs ?? 1000 });
       } catch (err) {
         if (signal.aborted) return;
         logger.warn({ err, projection: this.name }, 'projection_lock_failed');
@@ -208,29 +188,23 @@ export class Projector {
       this._active = true;
       this.lease = lease;
       logger.info({ projection: this.name }, 'projection_lock_acquired');
+      const held = lease;
       try {
-        let cp: Position | null = null; // known checkpoint; re-read after a conflict
-        while (!signal.aborted && lease.held) {
-          cp ??= (await lease.transaction((tx) => tx.lockCheckpoint(this.name))).position;
-          const events = await readAfter(store, cp, batchSize);
-          await this.reportLag(cp, events.length === 0);
-          if (events.length === 0) {
-            await sleep(pollMs, undefined, { signal }).catch(() => undefined);
-            continue;
-          }
-          try {
-            const expected = cp;
-            const n = await lease.transaction((tx) => commitBatch(tx, t, expected, events));
-            cp = events[events.length - 1]!.position;
-            this.holdsDirty ||= n > 0;
-            this.o.metrics?.projectionEvents.inc({ projection: this.name }, n);
-          } catch (err) {
-            if (!(err instanceof CheckpointConflictError)) throw err;
-            cp = null;
-            logger.info({ projection: this.name, reason: err.message }, 'projection_checkpoint_moved'); // e.g. a rebuild swapped in
-          }
-          backoff = 100;
-        }
+        await consume({
+          store,
+          processor: targetProcessor((fn) => held.transaction(fn), target),
+          batchSize: this.options.batchSize ?? 500,
+          pollMs: this.options.pollMs ?? 200,
+          signal,
+          active: () => held.held,
+          onRead: (cp, caughtUp) => this.report(cp, caughtUp),
+          onBatch: (applied) => {
+            this.changedSinceReport ||= applied > 0;
+            metrics?.projectionEvents.inc({ projection: this.name }, applied);
+            backoff = 100;
+          },
+          onMoved: (cp) => logger.info({ projection: this.name, checkpoint: formatPosition(cp) }, 'projection_checkpoint_moved'), // e.g. a rebuild swapped in
+        });
       } catch (err) {
         if (signal.aborted) break;
         logger.error({ err, projection: this.name }, 'projection_batch_failed');
@@ -243,21 +217,15 @@ export class Projector {
     }
   }
 
-  private lastHoldsReport = 0;
-  private holdsDirty = true;
-
-  private async reportLag(cp: Position, idle: boolean): Promise<void> {
-    const metrics = this.o.metrics;
+  /** Lag after every read; the projection's own gauges after changes, once caught up or at most every 10 s. */
+  private async report(cp: Position, caughtUp: boolean): Promise<void> {
+    const { metrics, projection, store, readModel } = this.options;
     if (!metrics) return;
-    const head = await this.o.store.headPosition();
-    metrics.projectionLag.set({ projection: this.name }, lagOf(head, cp));
-    // Open holds, from this projection's state: a full SUM, so once caught up after changes, else every 10 s at most.
-    if (this.name === 'credit-balances' && this.holdsDirty && (idle || Date.now() - this.lastHoldsReport > 10_000)) {
-      this.lastHoldsReport = Date.now();
-      this.holdsDirty = false;
-      const r = await this.o.readModel.query(`SELECT COALESCE(SUM(held), 0) AS held FROM ${this.o.projection.state.name}`);
-      metrics.openHolds.set(Number(r[0]?.held ?? 0));
-    }
+    metrics.projectionLag.set({ projection: this.name }, lagOf(await store.headPosition(), cp));
+    if (!projection.report || !this.changedSinceReport || !(caughtUp || Date.now() - this.lastReport > REPORT_EVERY_MS)) return;
+    this.lastReport = Date.now();
+    this.changedSinceReport = false;
+    await projection.report(readModel, metrics);
   }
 }
 

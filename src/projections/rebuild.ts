@@ -4,13 +4,12 @@
 // platform tables, and set the live checkpoint. Readers see the old rows until that commit and the new ones after it;
 // the live projector then finds its checkpoint moved (compare-and-set fails) and continues from the new one.
 import { START, comparePositions, formatPosition, type EventStore, type Position } from '../app/ports/eventStore.ts';
-import { TERMINAL_SESSION_STATUSES } from '../domain/generation.ts';
-import { MOVEMENT_EFFECT, MOVEMENT_KIND, type MovementEffect } from '../domain/movement.ts';
 import type { Logger } from '../logger.ts';
-import { applyEvents, catchUp, liveTarget, publish, shadowTarget, type Target } from './projector.ts';
-import { readAfter } from '../app/log.ts';
+import { consume } from '../app/consumer.ts';
+import { readLog } from '../app/log.ts';
+import { applyEvents, liveTarget, publish, shadowTarget, targetProcessor } from './projector.ts';
 import type { Projection } from './projections.ts';
-import type { ReadModel, ReadModelTx } from './readModel.ts';
+import type { ReadModel } from './readModel.ts';
 
 export interface RebuildOptions {
   store: EventStore;
@@ -29,38 +28,6 @@ export interface RebuildResult {
   events: number;
   checkpoint: string;
   ms: number;
-}
-
-const posWhere = (p: Position, c: string, pr: string) =>
-  `(${c} < ${p.commit} OR (${c} = ${p.commit} AND ${pr} <= ${p.prepare}))`;
-
-/** Seeds the shadow with the state as of `from`: entries up to it, account totals summed from them; session rows copied. */
-async function seed(tx: ReadModelTx, t: Target, from: Position): Promise<void> {
-  const p = t.projection;
-  if (p.name === 'credit-balances') {
-    const e = t.entries!.name;
-    await tx.exec(`INSERT INTO ${e} SELECT * FROM ${p.entries!.name} WHERE ${posWhere(from, 'global_commit', 'global_prepare')}`, null);
-    // Each total is the sum of its movements, by the same table the live projection applies (domain/movement.ts).
-    const sum = (quantity: keyof MovementEffect) =>
-      `SUM(CASE x.event_type ${Object.entries(MOVEMENT_KIND).map(([type, kind]) => `WHEN '${type}' THEN x.credits * ${MOVEMENT_EFFECT[kind][quantity]}`).join(' ')} ELSE 0 END)`;
-    await tx.exec(
-      `INSERT INTO ${t.state.name} (account, kind, owner_id, shopper_hash, balance, granted, spent, held, updated_at, last_commit, last_prepare)
-       SELECT a.account, a.kind, a.owner_id, a.shopper_hash, ${sum('balance')}, ${sum('earned')}, ${sum('spent')}, ${sum('held')},
-         MAX(x.occurred_at), MAX(x.global_commit), MAX(x.global_prepare)
-       FROM ${e} x JOIN ${p.state.name} a ON a.account = x.account
-       GROUP BY a.account, a.kind, a.owner_id, a.shopper_hash`,
-      null,
-    );
-  } else {
-    // Session rows are a function of their last event: copy them and re-apply what follows `from`. Terminal rows accept
-    // no later event, so they stay as they are.
-    await tx.exec(`INSERT INTO ${t.state.name} SELECT * FROM ${p.state.name}`, null);
-    await tx.exec(
-      `UPDATE ${t.state.name} SET last_commit = ${from.commit}, last_prepare = ${from.prepare}
-       WHERE status NOT IN (${TERMINAL_SESSION_STATUSES.map((s) => `'${s}'`).join(', ')}) AND NOT ${posWhere(from, 'last_commit', 'last_prepare')}`,
-      null,
-    );
-  }
 }
 
 export async function rebuildProjection(o: RebuildOptions): Promise<RebuildResult> {
@@ -84,13 +51,15 @@ export async function rebuildProjection(o: RebuildOptions): Promise<RebuildResul
       }
       await tx.lockCheckpoint(t.checkpoint);
       await tx.setCheckpoint(t.checkpoint, from, 0);
-      if (comparePositions(from, START) !== 0) await seed(tx, t, from);
+      if (comparePositions(from, START) !== 0) await p.seed(tx, { state: t.state, entries: t.entries }, from);
     });
     const head = await store.headPosition();
     const total = head ? Math.max(0, Number(head.commit - from.commit)) : 0;
     let done = 0;
     logger.info({ projection: p.name, from: formatPosition(from), head: head && formatPosition(head) }, 'rebuild_started');
-    await catchUp(store, (fn) => lease.transaction(fn), t, {
+    await consume({
+      store,
+      processor: targetProcessor((fn) => lease.transaction(fn), t),
       batchSize,
       until: head,
       signal: o.signal,
@@ -106,9 +75,7 @@ export async function rebuildProjection(o: RebuildOptions): Promise<RebuildResul
       let cp = shadow.position;
       let events = shadow.events;
       // Events the live projection applied after our snapshot of the head: apply them to the shadow here.
-      while (comparePositions(cp, live.position) < 0) {
-        const batch = (await readAfter(store, cp, batchSize)).filter((e) => comparePositions(e.position, live.position) <= 0);
-        if (batch.length === 0) break;
+      for await (const batch of readLog(store, { after: cp, until: live.position, pageSize: batchSize })) {
         await applyEvents(tx, t, batch);
         cp = batch[batch.length - 1]!.position;
         events += batch.length;

@@ -78,6 +78,9 @@ export const LEDGER_ENTRIES: TableSpec = {
   indexes: [['account', 'global_commit'], ['generation_id'], ['occurred_at']],
 };
 
+/** Every table the projections own (created by `migrate` in both read models). */
+export const PROJECTION_TABLES: readonly TableSpec[] = [SESSIONS, ACCOUNTS, LEDGER_ENTRIES];
+
 /**
  * A rebuild's shadow table: same columns and key, no secondary indexes (only the rebuild writes it, by key), UNLOGGED in
  * Postgres (a crash loses it and the rebuild is started again; the swap copies it into the logged live table).

@@ -15,12 +15,10 @@ import type {
 } from '../../../projections/readModel.ts';
 import {
   CHECKPOINTS_DDL,
-  LEDGER_ENTRIES,
-  ACCOUNTS,
-  SESSIONS,
   PLATFORM_COLUMNS,
   PLATFORM_DDL,
   PLATFORM_INDEXES,
+  PROJECTION_TABLES,
   pgArrayType,
   renderDdl,
   renderSql,
@@ -203,7 +201,7 @@ export class PgReadModel implements ReadModel {
       await c.query(`SELECT pg_advisory_xact_lock(hashtext(current_schema() || ':wearon-migrate'))`);
       await c.query(renderDdl(CHECKPOINTS_DDL, 'postgres'));
       await c.query('ALTER TABLE projection_checkpoints ENABLE ROW LEVEL SECURITY');
-      for (const t of [SESSIONS, ACCOUNTS, LEDGER_ENTRIES]) for (const s of tableDdl('postgres', t)) await c.query(s);
+      for (const t of PROJECTION_TABLES) for (const s of tableDdl('postgres', t)) await c.query(s);
       for (const s of PLATFORM_DDL) await c.query(renderDdl(s, 'postgres'));
       for (const [table, cols] of Object.entries(PLATFORM_COLUMNS)) {
         const have = await c.query(

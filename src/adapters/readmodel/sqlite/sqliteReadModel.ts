@@ -19,13 +19,11 @@ import type {
   Value,
 } from '../../../projections/readModel.ts';
 import {
-  ACCOUNTS,
   CHECKPOINTS_DDL,
-  LEDGER_ENTRIES,
   PLATFORM_COLUMNS,
   PLATFORM_DDL,
   PLATFORM_INDEXES,
-  SESSIONS,
+  PROJECTION_TABLES,
   renderDdl,
   renderSql,
   tableDdl,
@@ -159,7 +157,7 @@ export class SqliteReadModel implements ReadModel {
     this.db.exec(renderDdl(CHECKPOINTS_DDL, 'sqlite'));
     this.db.exec(`CREATE TABLE IF NOT EXISTS projection_locks (
       projection TEXT PRIMARY KEY, owner TEXT NOT NULL, pid INTEGER NOT NULL, heartbeat_ms INTEGER NOT NULL)`);
-    for (const t of [SESSIONS, ACCOUNTS, LEDGER_ENTRIES]) for (const s of tableDdl('sqlite', t)) this.db.exec(s);
+    for (const t of PROJECTION_TABLES) for (const s of tableDdl('sqlite', t)) this.db.exec(s);
     for (const s of PLATFORM_DDL) this.db.exec(renderDdl(s, 'sqlite'));
     for (const [table, cols] of Object.entries(PLATFORM_COLUMNS)) {
       const have = new Set((this.db.pragma(`table_info(${table})`) as { name: string }[]).map((c) => c.name));
