@@ -9,7 +9,7 @@ import sharp from 'sharp';
 import { Redis } from 'ioredis';
 import { loadConfig } from '../src/config.ts';
 import { silentLogger } from '../src/logger.ts';
-import { startService } from '../src/main.ts';
+import { startService } from '../src/compose/service.ts';
 import { readLog } from '../src/app/log.ts';
 import { createInputImages } from '../src/adapters/images/prepare.ts';
 import { buildProducerTask, serializeProducerTask } from '../src/contract.ts';

@@ -11,7 +11,7 @@ import type { BenchSuite, Figure } from './types.ts';
 import { fixturesDir } from '../tests/support/services.ts';
 import { createHttpServer } from '../src/http/server.ts';
 import { estimateBodyRoutes } from '../src/http/routes/estimateBody.ts';
-import { createSizeRecStack } from '../src/adapters/pose/stack.ts';
+import { createSizeRecStack } from '../src/compose/sizeRecommendation.ts';
 import { createMetrics } from '../src/metrics.ts';
 import { silentLogger } from '../src/logger.ts';
 
@@ -70,7 +70,7 @@ export const sizeRecBench: BenchSuite = async (ctx) => {
     },
     silentLogger(),
     metrics,
-  );
+  ).value;
   const app = createHttpServer({ logger: silentLogger(), metrics });
   await app.register(estimateBodyRoutes({ recommend: stack.recommend }));
   try {

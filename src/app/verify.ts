@@ -2,6 +2,8 @@
 import { UndecodableEventError } from '../domain/decode.ts';
 import { LedgerAuditor, type LedgerSummary, type Violation } from '../domain/invariants.ts';
 import { STREAM_PREFIXES } from '../domain/streams.ts';
+import type { Logger } from '../logger.ts';
+import type { Metrics } from '../metrics.ts';
 import type { EventStore } from './ports/eventStore.ts';
 import { readLog } from './log.ts';
 import { decodeRecorded } from './recorded.ts';
@@ -33,4 +35,17 @@ export async function verifyLedger(store: EventStore, o: VerifyOptions = {}): Pr
   }
   const now = o.now ?? Date.now();
   return auditor.report(o.quiescent ?? false, now - (o.settleGraceMs ?? 10 * 60 * 1000));
+}
+
+/** The periodic check of a running worker: invariants 1-3 (3 for generations idle 10 minutes), exported as metrics. */
+export async function verifyAndExport(store: EventStore, metrics: Metrics, log: Logger): Promise<void> {
+  try {
+    const { violations, summary } = await verifyLedger(store);
+    metrics.verifyViolations.set(violations.length);
+    metrics.verifyLastRun.set(Date.now() / 1000);
+    if (violations.length) log.error({ violations: violations.slice(0, 20), count: violations.length }, 'ledger_verify_violations');
+    else log.info({ events: summary.events }, 'ledger_verified');
+  } catch (err) {
+    log.error({ err }, 'ledger_verify_failed');
+  }
 }

@@ -1,4 +1,4 @@
-// The fastify instance: request ids, error mapping, HTTP metrics. Routes are plugins registered by main.ts.
+// The fastify instance: request ids, error mapping, HTTP metrics. Routes are plugins registered by compose/service.ts.
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance } from 'fastify';
 import { randomUUID } from 'node:crypto';
 import type { Logger } from '../logger.ts';

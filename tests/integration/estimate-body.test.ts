@@ -11,7 +11,7 @@ import type { FastifyInstance } from 'fastify';
 import { fixturesDir } from '../support/services.ts';
 import { createHttpServer } from '../../src/http/server.ts';
 import { estimateBodyRoutes } from '../../src/http/routes/estimateBody.ts';
-import { createSizeRecStack, type SizeRecStack } from '../../src/adapters/pose/stack.ts';
+import { createSizeRecStack, type SizeRecStack } from '../../src/compose/sizeRecommendation.ts';
 import { PoseOverloadedError, PoseTimeoutError } from '../../src/adapters/pose/estimator.ts';
 import { createMetrics } from '../../src/metrics.ts';
 import { silentLogger } from '../../src/logger.ts';
@@ -108,7 +108,7 @@ describe.skipIf(!ok)('POST /estimate-body with real photographs', () => {
     base = `http://127.0.0.1:${(files.address() as AddressInfo).port}`;
 
     const metrics = createMetrics({ defaults: false });
-    stack = createSizeRecStack(baseConfig, silentLogger(), metrics);
+    stack = createSizeRecStack(baseConfig, silentLogger(), metrics).value;
     await stack.pose.load();
     app = createHttpServer({ logger: silentLogger(), metrics });
     await app.register(estimateBodyRoutes({ recommend: stack.recommend }));
@@ -287,7 +287,7 @@ describe.skipIf(!ok)('POST /estimate-body with real photographs', () => {
   });
 
   it('answers 503 with Retry-After while the model is not loaded', async () => {
-    const cold = createSizeRecStack(baseConfig, silentLogger());
+    const cold = createSizeRecStack(baseConfig, silentLogger()).value;
     const coldApp = createHttpServer({ logger: silentLogger(), metrics: createMetrics({ defaults: false }) });
     await coldApp.register(estimateBodyRoutes({ recommend: cold.recommend }));
     try {
@@ -303,7 +303,7 @@ describe.skipIf(!ok)('POST /estimate-body with real photographs', () => {
   });
 
   it('rejects work beyond the queue bound and past the deadline with retryable errors', async () => {
-    const small = createSizeRecStack({ ...baseConfig, POSE_QUEUE_MAX: 1, POSE_TIMEOUT_MS: 20_000 }, silentLogger());
+    const small = createSizeRecStack({ ...baseConfig, POSE_QUEUE_MAX: 1, POSE_TIMEOUT_MS: 20_000 }, silentLogger()).value;
     await small.pose.load();
     try {
       const img = readFileSync(path.join(FIX, 'pifu-ryota-apose.png'));
@@ -320,7 +320,7 @@ describe.skipIf(!ok)('POST /estimate-body with real photographs', () => {
     } finally {
       await small.pose.close();
     }
-    const hasty = createSizeRecStack({ ...baseConfig, POSE_TIMEOUT_MS: 1 }, silentLogger());
+    const hasty = createSizeRecStack({ ...baseConfig, POSE_TIMEOUT_MS: 1 }, silentLogger()).value;
     await hasty.pose.load();
     try {
       await expect(hasty.pose.estimate(readFileSync(path.join(FIX, 'pifu-ryota-apose.png')))).rejects.toBeInstanceOf(PoseTimeoutError);

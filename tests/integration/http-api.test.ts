@@ -3,7 +3,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../src/config.ts';
 import { silentLogger } from '../../src/logger.ts';
-import { startService, type Service } from '../../src/main.ts';
+import { startService, type Service } from '../../src/compose/service.ts';
 import { freePort, tempDir } from '../support/stack.ts';
 
 describe('/v1 with API_TOKEN', () => {

@@ -5,7 +5,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import sharp from 'sharp';
-import { createPipelineAdapters } from '../../src/adapters/pipelineAdapters.ts';
+import { createPipelineAdapters } from '../../src/compose/pipeline.ts';
 import { loadConfig } from '../../src/config.ts';
 import { resultPath } from '../../src/domain/resultPath.ts';
 import { filesRoutes } from '../../src/http/routes/files.ts';

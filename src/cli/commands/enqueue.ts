@@ -1,7 +1,8 @@
 // `wearon enqueue`: pushes producer-shaped tasks onto the Redis queue, exactly as the platform does (LPUSH of the
 // snake_case JSON), for manual runs, the end-to-end tests and the crash script.
 import { CURRENT_PAYLOAD_VERSION, accountOfTask, buildProducerTask, parseTaskPayload, serializeProducerTask } from '../../contract.ts';
-import { createRedis } from '../../adapters/queue/redisTaskQueue.ts';
+import { openRedis } from '../../compose/redis.ts';
+import { withScope } from '../../compose/scope.ts';
 import { UsageError, parseArgs, type CliCommand } from '../command.ts';
 
 export interface EnqueueOptions {
@@ -116,19 +117,20 @@ export const enqueueCommand: CliCommand = {
       ctx.err('wearon enqueue: REDIS_URL is not set; the Redis intake is off');
       return 2;
     }
-    const redis = createRedis(ctx.config.REDIS_URL, ctx.logger, { name: 'wearon-enqueue' });
-    try {
-      // LPUSH in batches: one round trip per 500 tasks, each element its own LPUSH argument (same order as single pushes)
-      for (let i = 0; i < payloads.length; i += 500) await redis.lpush(ctx.config.QUEUE_KEY, ...payloads.slice(i, i + 500));
-      for (const raw of payloads) ctx.out(describe(raw));
-      ctx.err(`pushed ${payloads.length} task(s) onto ${ctx.config.QUEUE_KEY} (payload version ${CURRENT_PAYLOAD_VERSION})`);
-      return 0;
-    } catch (err) {
-      ctx.err(`wearon enqueue: Redis error: ${(err as Error).message}`);
-      return 1;
-    } finally {
-      await redis.quit().catch(() => redis.disconnect());
-    }
+    const url = ctx.config.REDIS_URL;
+    return withScope(ctx.logger, async (scope) => {
+      const redis = scope.add(openRedis(url, ctx.logger, 'wearon-enqueue'));
+      try {
+        // LPUSH in batches: one round trip per 500 tasks, each element its own LPUSH argument (same order as single pushes)
+        for (let i = 0; i < payloads.length; i += 500) await redis.lpush(ctx.config.QUEUE_KEY, ...payloads.slice(i, i + 500));
+        for (const raw of payloads) ctx.out(describe(raw));
+        ctx.err(`pushed ${payloads.length} task(s) onto ${ctx.config.QUEUE_KEY} (payload version ${CURRENT_PAYLOAD_VERSION})`);
+        return 0;
+      } catch (err) {
+        ctx.err(`wearon enqueue: Redis error: ${(err as Error).message}`);
+        return 1;
+      }
+    });
   },
 };
 

@@ -3,19 +3,16 @@ import { GRANT_REASONS, type GrantReason } from '../../domain/events.ts';
 import { accountView, CreditCommandRejected, grantCredits, revokeCredits, statement, statementCsv } from '../../app/credits.ts';
 import { PendingIndex } from '../../app/pending.ts';
 import { verifyLedger } from '../../app/verify.ts';
-import { createRepository, openEventStore, startService, workerIdOf } from '../../main.ts';
+import { createRepository, openEventStore, workerIdOf } from '../../compose/ledger.ts';
+import { openReadModel } from '../../compose/readModel.ts';
+import { withScope } from '../../compose/scope.ts';
+import { startService } from '../../compose/service.ts';
 import { UsageError, parseArgs, type CliCommand, type CliContext } from '../command.ts';
 import type { EventStore } from '../../app/ports/eventStore.ts';
-import { openReadModel } from '../../projections/wiring.ts';
 import { verifyReadModels, type Drift } from '../../projections/verifyReadModels.ts';
 
-async function withStore<T>(ctx: CliContext, fn: (store: EventStore) => Promise<T>): Promise<T> {
-  const store = await openEventStore(ctx.config, ctx.logger);
-  try {
-    return await fn(store);
-  } finally {
-    await store.close();
-  }
+function withStore<T>(ctx: CliContext, fn: (store: EventStore) => Promise<T>): Promise<T> {
+  return withScope(ctx.logger, async (scope) => fn(scope.add(await openEventStore(ctx.config, ctx.logger))));
 }
 
 function positiveInt(v: string | true | undefined, name: string): number {
@@ -138,14 +135,8 @@ export const verifyCommand: CliCommand = {
 };
 
 /** Every read-model row compared with a fresh fold of the events (the projectors should be caught up). */
-async function readModelDrifts(ctx: CliContext, store: EventStore): Promise<Drift[]> {
-  const readModel = openReadModel(ctx.config, ctx.logger);
-  try {
-    await readModel.migrate();
-    return await verifyReadModels(store, readModel, ctx.logger);
-  } finally {
-    await readModel.close();
-  }
+function readModelDrifts(ctx: CliContext, store: EventStore): Promise<Drift[]> {
+  return withScope(ctx.logger, async (scope) => verifyReadModels(store, scope.add(await openReadModel(ctx.config, ctx.logger)), ctx.logger));
 }
 
 export const recoverCommand: CliCommand = {

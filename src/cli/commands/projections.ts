@@ -1,7 +1,8 @@
 // `wearon projections`: checkpoint, head and lag per projection.
-import { openEventStore } from '../../main.ts';
+import { openEventStore } from '../../compose/ledger.ts';
+import { openReadModel } from '../../compose/readModel.ts';
+import { withScope } from '../../compose/scope.ts';
 import { projectionStatus } from '../../projections/projector.ts';
-import { openReadModel } from '../../projections/wiring.ts';
 import { parseArgs, type CliCommand } from '../command.ts';
 
 export const projectionsCommand: CliCommand = {
@@ -10,10 +11,9 @@ export const projectionsCommand: CliCommand = {
   usage: 'wearon projections [--json]',
   async run(args, ctx) {
     const { flags } = parseArgs(args, ['json']);
-    const store = await openEventStore(ctx.config, ctx.logger);
-    const readModel = openReadModel(ctx.config, ctx.logger);
-    try {
-      await readModel.migrate();
+    return withScope(ctx.logger, async (scope) => {
+      const store = scope.add(await openEventStore(ctx.config, ctx.logger));
+      const readModel = scope.add(await openReadModel(ctx.config, ctx.logger));
       const rows = await projectionStatus(store, readModel);
       if (flags.json) ctx.out(JSON.stringify(rows));
       else {
@@ -23,9 +23,6 @@ export const projectionsCommand: CliCommand = {
         }
       }
       return 0;
-    } finally {
-      await readModel.close();
-      await store.close();
-    }
+    });
   },
 };

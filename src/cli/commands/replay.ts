@@ -1,10 +1,11 @@
 // `wearon replay <projection|all> [--from <position>]`: rebuilds a projection into shadow tables while the worker keeps
 // running, then swaps it in atomically (src/projections/rebuild.ts).
 import { parsePosition } from '../../app/ports/eventStore.ts';
-import { openEventStore } from '../../main.ts';
+import { openEventStore } from '../../compose/ledger.ts';
+import { openReadModel } from '../../compose/readModel.ts';
+import { withScope } from '../../compose/scope.ts';
 import { PROJECTION_NAMES, projectionByName } from '../../projections/projections.ts';
 import { rebuildProjection } from '../../projections/rebuild.ts';
-import { openReadModel } from '../../projections/wiring.ts';
 import { UsageError, parseArgs, type CliCommand } from '../command.ts';
 import { createProgress } from '../progress.ts';
 
@@ -20,14 +21,14 @@ export const replayCommand: CliCommand = {
     const from = typeof flags.from === 'string' ? parsePosition(flags.from) : undefined;
     const batchSize = typeof flags['batch-size'] === 'string' ? Number(flags['batch-size']) : 5000;
     if (!Number.isInteger(batchSize) || batchSize < 1) throw new UsageError('--batch-size must be a positive integer');
-    const store = await openEventStore(ctx.config, ctx.logger);
-    const readModel = openReadModel(ctx.config, ctx.logger);
     const ac = new AbortController();
     const onSignal = () => ac.abort();
     process.once('SIGINT', onSignal);
     process.once('SIGTERM', onSignal);
-    try {
-      await readModel.migrate();
+    return withScope(ctx.logger, async (scope) => {
+      scope.defer(() => (process.off('SIGINT', onSignal), process.off('SIGTERM', onSignal)));
+      const store = scope.add(await openEventStore(ctx.config, ctx.logger));
+      const readModel = scope.add(await openReadModel(ctx.config, ctx.logger));
       for (const projection of projections) {
         const progress = createProgress(`replay ${projection.name}`);
         const r = await rebuildProjection({
@@ -44,11 +45,6 @@ export const replayCommand: CliCommand = {
         ctx.out(JSON.stringify({ projection: projection.name, ...r }));
       }
       return 0;
-    } finally {
-      process.off('SIGINT', onSignal);
-      process.off('SIGTERM', onSignal);
-      await readModel.close();
-      await store.close();
-    }
+    });
   },
 };

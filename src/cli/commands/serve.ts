@@ -1,6 +1,6 @@
 // `wearon serve` (everything in one process), `wearon worker` and `wearon project` (one part each, with health and
 // metrics endpoints). All run until SIGTERM/SIGINT, then drain and exit 0.
-import { startService, type Parts } from '../../main.ts';
+import { startService, type Parts } from '../../compose/service.ts';
 import { parseArgs, type CliCommand, type CliContext } from '../command.ts';
 
 async function runUntilSignal(parts: Parts, ctx: CliContext): Promise<number> {

@@ -1,16 +1,20 @@
-// Chooses and builds the generation pipeline's adapters from config, for main.ts:
+// Chooses and builds the generation pipeline's adapters from config:
 //   generator: OpenAI when OPENAI_API_KEY is set, else the labelled `preview` composite;
 //   results:   Supabase Storage when SUPABASE_URL + SUPABASE_SERVICE_ROLE_KEY are set, else the local store
 //              (served by the /files route, which needs `localStore`).
+//   upstream budget: shared through Redis when there is a connection, else per process.
+import type { Redis } from 'ioredis';
 import type { Config } from '../config.ts';
 import type { Logger } from '../logger.ts';
 import type { Metrics } from '../metrics.ts';
 import type { ImageGenerator, InputImages, RateLimiter, ResultStore } from '../app/ports/pipeline.ts';
-import { createInputImages } from './images/prepare.ts';
-import { createOpenAIGenerator } from './imagegen/openai.ts';
-import { createPreviewGenerator } from './imagegen/preview.ts';
-import { createLocalResultStore, loadOrCreateSigningSecret, type LocalResultStore } from './storage/local.ts';
-import { createSupabaseResultStore } from './storage/supabase.ts';
+import { createInputImages } from '../adapters/images/prepare.ts';
+import { createOpenAIGenerator } from '../adapters/imagegen/openai.ts';
+import { createPreviewGenerator } from '../adapters/imagegen/preview.ts';
+import { MemoryRateLimiter } from '../adapters/ratelimit/memoryRateLimiter.ts';
+import { RedisRateLimiter } from '../adapters/ratelimit/redisRateLimiter.ts';
+import { createLocalResultStore, loadOrCreateSigningSecret, type LocalResultStore } from '../adapters/storage/local.ts';
+import { createSupabaseResultStore } from '../adapters/storage/supabase.ts';
 
 export interface PipelineAdapters {
   inputImages: InputImages;
@@ -20,6 +24,13 @@ export interface PipelineAdapters {
   localStore: LocalResultStore | null;
 }
 
+export function createRateLimiter(config: Pick<Config, 'OPENAI_RATE_LIMIT_PER_MIN'>, logger: Logger, redis?: Redis): RateLimiter {
+  return redis
+    ? new RedisRateLimiter({ redis, logger, limit: config.OPENAI_RATE_LIMIT_PER_MIN })
+    : new MemoryRateLimiter(config.OPENAI_RATE_LIMIT_PER_MIN);
+}
+
+/** Nothing here holds a connection or a thread of its own, so there is nothing to close. */
 export async function createPipelineAdapters(
   config: Config,
   deps: { logger: Logger; metrics: Metrics; rateLimiter?: RateLimiter },

@@ -1,0 +1,148 @@
+// The service: starts the requested parts (HTTP API, worker, projectors) from the factories of this folder, and stops
+// them in reverse order. `wearon serve`, `worker` and `project` run it; nothing else starts intake.
+import path from 'node:path';
+import { pendingIndexFile } from '../adapters/pendingIndexFile.ts';
+import { HealthMonitor } from '../app/health.ts';
+import type { EventStore } from '../app/ports/eventStore.ts';
+import type { TaskQueue } from '../app/ports/queue.ts';
+import { verifyAndExport } from '../app/verify.ts';
+import { GenerationWorker } from '../app/worker.ts';
+import type { Config } from '../config.ts';
+import { filesRoutes } from '../http/routes/files.ts';
+import { healthRoutes } from '../http/routes/health.ts';
+import { projectionsRoutes } from '../http/routes/projections.ts';
+import { v1Routes } from '../http/routes/v1.ts';
+import { createHttpServer } from '../http/server.ts';
+import type { Logger } from '../logger.ts';
+import { createMetrics, type Metrics } from '../metrics.ts';
+import { createGeneration } from './generation.ts';
+import { openEventStore, workerIdOf } from './ledger.ts';
+import { startProjections, type RunningProjections } from './readModel.ts';
+import { openRedis, openTaskQueue } from './redis.ts';
+import { Scope } from './scope.ts';
+
+export interface Parts {
+  http: boolean;
+  worker: boolean;
+  projections: boolean;
+}
+
+export interface Service {
+  workerId: string;
+  store: EventStore;
+  metrics: Metrics;
+  worker?: GenerationWorker;
+  address?: string;
+  stop(): Promise<void>;
+}
+
+/** Starts the requested parts of the service; `stop()` shuts them down in reverse order. */
+export async function startService(config: Config, parts: Parts, logger: Logger): Promise<Service> {
+  const metrics = createMetrics();
+  const workerId = workerIdOf(config);
+  const log = logger.child({ worker_id: workerId });
+  const scope = new Scope(log);
+  const stop = () => scope.close();
+
+  try {
+    const store = scope.add(await openEventStore(config, log, metrics));
+    const health = new HealthMonitor({ metrics });
+    health.add({ name: 'ledger', check: async () => (await store.ping(), { store: store.kind }) });
+
+    const redis = config.REDIS_URL ? scope.add(openRedis(config.REDIS_URL, log, 'commands')) : undefined;
+    if (redis) health.add({ name: 'redis', check: async () => void (await redis.ping()) });
+    else log.warn('no REDIS_URL: the Redis intake is off and the upstream budget is per process');
+
+    const clock = () => Date.now();
+    const { saga, repo, pipeline } = await createGeneration(config, { store, workerId, logger: log, metrics, redis });
+
+    let worker: GenerationWorker | undefined;
+    if (parts.worker) {
+      let queue: TaskQueue | undefined;
+      if (config.REDIS_URL) queue = scope.add(openTaskQueue({ ...config, REDIS_URL: config.REDIS_URL }, workerId, log));
+      const w = new GenerationWorker({
+        saga,
+        store,
+        snapshots: pendingIndexFile(path.join(config.DATA_DIR, 'pending-index.json')),
+        ...(queue ? { queue } : {}),
+        cost: config.GENERATION_COST,
+        clock,
+        logger: log,
+        metrics,
+        options: {
+          concurrency: config.WORKER_CONCURRENCY,
+          recoveryIntervalMs: config.RECOVERY_INTERVAL_MS,
+          shutdownGraceMs: config.SHUTDOWN_GRACE_MS,
+        },
+      });
+      worker = w;
+      health.add({ name: 'worker', check: async () => {
+        if (!w.ready) throw new Error('pending index still catching up with the log');
+        return { in_flight: w.inFlight, pending: w.index.size };
+      } });
+      w.start();
+      scope.defer(() => w.stop());
+      if (config.VERIFY_INTERVAL_MS > 0) {
+        // A first pass shortly after start, so the "verify stale" alert has a fresh timestamp after a deploy.
+        const firstVerify = setTimeout(() => void verifyAndExport(store, metrics, log), 30_000).unref();
+        const verifyTimer = setInterval(() => void verifyAndExport(store, metrics, log), config.VERIFY_INTERVAL_MS).unref();
+        scope.defer(() => (clearTimeout(firstVerify), clearInterval(verifyTimer)));
+      }
+      log.info({ concurrency: config.WORKER_CONCURRENCY, generator: pipeline.generator.provider, intake: queue ? 'redis+http' : 'http' }, 'worker_started');
+    }
+
+    let projections: RunningProjections | undefined;
+    if (parts.projections) {
+      const running = scope.add(await startProjections(config, store, log, metrics));
+      projections = running;
+      health.add({ name: 'read_model', check: async () => void (await running.readModel.query('SELECT 1 AS ok')) });
+      log.info({ read_model: running.readModel.dialect, projectors: running.projectors.length }, 'projections_started');
+    }
+
+    let address: string | undefined;
+    if (parts.http) {
+      const app = createHttpServer({ logger: log, metrics });
+      await app.register(healthRoutes({ health, metrics, startedAt: Date.now() }));
+      await app.register(
+        v1Routes({
+          store,
+          repo,
+          saga,
+          results: pipeline.resultStore,
+          ...(config.API_TOKEN ? { apiToken: config.API_TOKEN } : {}),
+          cost: config.GENERATION_COST,
+          workerId,
+          signedUrlTtlSeconds: config.SIGNED_URL_TTL_SECONDS,
+          clock,
+          metrics,
+          ...(worker ? { submit: (id: string) => void worker!.submit(id) } : {}),
+        }),
+      );
+      if (pipeline.localStore) await app.register(filesRoutes({ store: pipeline.localStore }));
+      if (projections) {
+        await app.register(projectionsRoutes({ store, readModel: projections.readModel, ...(config.API_TOKEN ? { apiToken: config.API_TOKEN } : {}) }));
+      }
+      if (config.POSE_ENABLED) {
+        const { createSizeRecStack } = await import('./sizeRecommendation.ts');
+        const { estimateBodyRoutes } = await import('../http/routes/estimateBody.ts');
+        const stack = scope.add(createSizeRecStack(config, log, metrics));
+        health.add({ name: 'pose', check: async () => {
+          if (!stack.pose.ready()) throw new Error('pose model not loaded');
+          return { model: config.POSE_MODEL };
+        } });
+        void stack.pose.load().catch((err: unknown) => log.error({ err }, 'pose_model_load_failed'));
+        await app.register(estimateBodyRoutes({ recommend: stack.recommend }));
+      }
+      address = await app.listen({ host: config.HOST, port: config.PORT });
+      // Closed first on shutdown: no new requests while the worker drains.
+      scope.defer(() => app.close());
+      log.info({ address }, 'http_listening');
+    }
+    health.start();
+    scope.defer(() => health.stop());
+    return { workerId, store, metrics, ...(worker ? { worker } : {}), ...(address ? { address } : {}), stop };
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+}
