@@ -1,15 +1,17 @@
 // Finance and ops commands on the ledger: grant, revoke, balance, statement, verify, recover.
-import { GRANT_REASONS, type GrantReason } from '../../domain/events.ts';
 import { accountView, CreditCommandRejected, grantCredits, revokeCredits, statement, statementCsv } from '../../app/credits.ts';
-import { PendingIndex } from '../../app/pending.ts';
+import type { EventStore } from '../../app/ports/eventStore.ts';
+import { recoverDue } from '../../app/recover.ts';
 import { verifyLedger } from '../../app/verify.ts';
+import { createGeneration } from '../../compose/generation.ts';
 import { createRepository, openEventStore, workerIdOf } from '../../compose/ledger.ts';
 import { openReadModel } from '../../compose/readModel.ts';
+import { openRedis } from '../../compose/redis.ts';
 import { withScope } from '../../compose/scope.ts';
-import { startService } from '../../compose/service.ts';
-import { UsageError, parseArgs, type CliCommand, type CliContext } from '../command.ts';
-import type { EventStore } from '../../app/ports/eventStore.ts';
+import { GRANT_REASONS, type GrantReason } from '../../domain/events.ts';
+import { createMetrics } from '../../metrics.ts';
 import { verifyReadModels, type Drift } from '../../projections/verifyReadModels.ts';
+import { UsageError, parseArgs, type CliCommand, type CliContext } from '../command.ts';
 
 function withStore<T>(ctx: CliContext, fn: (store: EventStore) => Promise<T>): Promise<T> {
   return withScope(ctx.logger, async (scope) => fn(scope.add(await openEventStore(ctx.config, ctx.logger))));
@@ -143,22 +145,22 @@ export const recoverCommand: CliCommand = {
   name: 'recover',
   summary: 'run the saga recovery pass now: drive every unfinished generation that is due',
   usage: 'wearon recover',
-  run: async (args, ctx) => {
+  run: (args, ctx) => {
     parseArgs(args);
-    const service = await startService({ ...ctx.config, POSE_ENABLED: false }, { http: false, worker: true, projections: false }, ctx.logger);
-    try {
-      const index = await PendingIndex.fromLog(service.store);
-      const due = index.due(Date.now(), true);
-      ctx.err(`recover: ${due.length} generation(s) due of ${index.size} unfinished`);
-      let done = 0;
-      for (const id of due) {
-        const outcome = await service.worker!.submit(id);
-        done += 1;
-        ctx.err(`recover: [${done}/${due.length}] ${id}: ${outcome?.kind ?? 'error'}`);
-      }
+    return withScope(ctx.logger, async (scope) => {
+      const metrics = createMetrics();
+      const store = scope.add(await openEventStore(ctx.config, ctx.logger, metrics));
+      // Redis only for the upstream budget shared with the workers; the queue is never opened.
+      const redis = ctx.config.REDIS_URL ? scope.add(openRedis(ctx.config.REDIS_URL, ctx.logger, 'wearon-recover')) : undefined;
+      const { saga } = await createGeneration(ctx.config, { store, workerId: workerIdOf(ctx.config), logger: ctx.logger, metrics, redis });
+      await recoverDue(
+        { store, saga, logger: ctx.logger },
+        {
+          onStart: (due, unfinished) => ctx.err(`recover: ${due} generation(s) due of ${unfinished} unfinished`),
+          onDriven: (done, due, id, outcome) => ctx.err(`recover: [${done}/${due}] ${id}: ${outcome?.kind ?? 'error'}`),
+        },
+      );
       return 0;
-    } finally {
-      await service.stop();
-    }
+    });
   },
 };
