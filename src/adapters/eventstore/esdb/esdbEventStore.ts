@@ -255,7 +255,6 @@ export class EsdbEventStore implements EventStore {
         metadata: { ...e.metadata, [ESDB_CORRELATION]: e.metadata.correlationId, [ESDB_CAUSATION]: e.metadata.causationId },
       }),
     );
-    const stop = this.options.metrics?.appendSeconds.startTimer({ store: this.kind });
     try {
       // Same event ids on every attempt: if an earlier attempt committed before the connection broke, the server
       // recognises the retry and answers with the original result instead of writing twice.
@@ -276,13 +275,10 @@ export class EsdbEventStore implements EventStore {
       return { nextRevision, position };
     } catch (err) {
       if (err instanceof WrongExpectedVersionError) {
-        this.options.metrics?.appendConflicts.inc();
         const actual = err.actualVersion === 'no_stream' || typeof err.actualVersion !== 'bigint' ? 'no_stream' : Number(err.actualVersion);
         throw new WrongExpectedRevisionError(streamId, expected, actual);
       }
       throw err;
-    } finally {
-      stop?.();
     }
   }
 
