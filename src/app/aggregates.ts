@@ -34,7 +34,8 @@ export interface Loaded<S> {
   revision: number;
 }
 
-interface Kind<S, E> {
+/** What the repository needs to know of an aggregate type: its name, state, decoder and fold. */
+export interface AggregateType<S, E> {
   name: string;
   /** the state's shape version: a snapshot of another version is ignored and the stream folded again */
   stateVersion: number;
@@ -44,7 +45,7 @@ interface Kind<S, E> {
   evolve: (s: S, e: E, at: number) => S;
 }
 
-export const ACCOUNT: Kind<AccountState, AccountEvent> = {
+export const ACCOUNT: AggregateType<AccountState, AccountEvent> = {
   name: 'account',
   stateVersion: ACCOUNT_STATE_VERSION,
   initial: initialAccount,
@@ -52,7 +53,7 @@ export const ACCOUNT: Kind<AccountState, AccountEvent> = {
   evolve: evolveAccount,
 };
 
-export const GENERATION: Kind<GenerationState, GenerationEvent> = {
+export const GENERATION: AggregateType<GenerationState, GenerationEvent> = {
   name: 'generation',
   stateVersion: GENERATION_STATE_VERSION,
   initial: initialGeneration,
@@ -120,10 +121,10 @@ export class AggregateRepository {
    * the returned revision only makes the append conflict and retry. Loads of one stream are serialised so no event is
    * applied twice.
    */
-  async load<S, E>(kind: Kind<S, E>, streamId: string): Promise<Loaded<S>> {
-    const key = `${kind.name}:${streamId}`;
+  async load<S, E>(aggregate: AggregateType<S, E>, streamId: string): Promise<Loaded<S>> {
+    const key = `${aggregate.name}:${streamId}`;
     for (let pending = this.loading.get(key); pending; pending = this.loading.get(key)) await pending.catch(() => {});
-    const work = this.loadUnlocked(kind, streamId, key);
+    const work = this.loadUnlocked(aggregate, streamId, key);
     this.loading.set(key, work);
     try {
       return await work;
@@ -132,21 +133,21 @@ export class AggregateRepository {
     }
   }
 
-  private async loadUnlocked<S, E>(kind: Kind<S, E>, streamId: string, key: string): Promise<Loaded<S>> {
+  private async loadUnlocked<S, E>(aggregate: AggregateType<S, E>, streamId: string, key: string): Promise<Loaded<S>> {
     let current = this.cache.get(key) as Loaded<S> | undefined;
     if (!current && hasSnapshots(this.store)) {
       const snap = this.store.readSnapshot(streamId);
       const stored = snap?.state as Partial<VersionedState<S>> | undefined;
       // Unversioned (written before versions existed) or another version: not this shape, fold from the start.
-      if (snap && stored?.version === kind.stateVersion && stored.state !== undefined) current = { state: stored.state, revision: snap.revision };
+      if (snap && stored?.version === aggregate.stateVersion && stored.state !== undefined) current = { state: stored.state, revision: snap.revision };
     }
-    let state = current?.state ?? kind.initial();
+    let state = current?.state ?? aggregate.initial();
     let revision = current?.revision ?? -1;
     const startRevision = revision;
     for (;;) {
       const page: RecordedEvent[] = await this.store.readStream(streamId, { fromRevision: revision + 1, maxCount: PAGE });
       for (const e of page) {
-        state = kind.evolve(state, kind.decode(e), eventTime(e));
+        state = aggregate.evolve(state, aggregate.decode(e), eventTime(e));
         revision = e.revision;
       }
       if (page.length < PAGE) break;
@@ -154,7 +155,7 @@ export class AggregateRepository {
     if (revision >= 0) {
       this.cache.set(key, { state, revision });
       if (hasSnapshots(this.store) && Math.floor(revision / SNAPSHOT_EVERY) > Math.floor(startRevision / SNAPSHOT_EVERY)) {
-        this.store.writeSnapshot(streamId, revision, { version: kind.stateVersion, state } satisfies VersionedState<S>);
+        this.store.writeSnapshot(streamId, revision, { version: aggregate.stateVersion, state } satisfies VersionedState<S>);
       }
     }
     return { state, revision };
@@ -165,14 +166,14 @@ export class AggregateRepository {
    * `decide` returns the events to append (possibly none) or throws its own typed rejection.
    */
   async handle<S, E extends { type: string; data: unknown }, R>(
-    kind: Kind<S, E>,
+    aggregate: AggregateType<S, E>,
     streamId: string,
     decide: (loaded: Loaded<S>) => { events: E[]; ids: string[]; result: R },
     meta: EventMeta,
     maxRetries = 20,
   ): Promise<{ result: R; appended: boolean; revision: number }> {
     for (let attempt = 0; ; attempt++) {
-      const loaded = await this.load(kind, streamId);
+      const loaded = await this.load(aggregate, streamId);
       const { events, ids, result } = decide(loaded);
       if (events.length === 0) return { result, appended: false, revision: loaded.revision };
       const toAppend: NewEvent[] = events.map((e, i) => ({ id: ids[i]!, type: e.type, data: e.data, metadata: meta }));

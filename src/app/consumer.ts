@@ -41,19 +41,19 @@ export interface ConsumeOptions {
 }
 
 /** Runs until `until` is reached, or (following) until `signal` aborts or `active()` fails; returns the checkpoint. */
-export async function consume(o: ConsumeOptions): Promise<Position> {
-  const { store, processor, batchSize, filter, until, signal } = o;
+export async function consume(options: ConsumeOptions): Promise<Position> {
+  const { store, processor, batchSize, filter, until, signal } = options;
   const bounded = until !== undefined;
-  const wait = o.wait ?? ((s?: AbortSignal) => sleep(o.pollMs ?? 200, undefined, { signal: s }).catch(() => undefined));
+  const wait = options.wait ?? ((s?: AbortSignal) => sleep(options.pollMs ?? 200, undefined, { signal: s }).catch(() => undefined));
   const within = (events: RecordedEvent[]) => (until ? events.filter((e) => comparePositions(e.position, until) <= 0) : events);
   const read = (after: Position) => readAfter(store, after, batchSize, filter).then(within);
   let cp = await processor.checkpoint();
   if (bounded && (!until || comparePositions(cp, until) >= 0)) return cp;
   let next = read(cp);
   try {
-    while (!signal?.aborted && (o.active?.() ?? true)) {
+    while (!signal?.aborted && (options.active?.() ?? true)) {
       const events = await next;
-      await o.onRead?.(cp, events.length === 0);
+      await options.onRead?.(cp, events.length === 0);
       if (events.length === 0) {
         if (bounded) break;
         await wait(signal);
@@ -66,12 +66,12 @@ export async function consume(o: ConsumeOptions): Promise<Position> {
       if (!stored.ok) {
         next.catch(() => undefined);
         cp = await processor.checkpoint();
-        o.onMoved?.(cp);
+        options.onMoved?.(cp);
         next = read(cp);
         continue;
       }
       cp = last;
-      o.onBatch?.(stored.applied, cp);
+      options.onBatch?.(stored.applied, cp);
     }
   } finally {
     next.catch(() => undefined);

@@ -17,7 +17,7 @@ export interface VerifyOptions {
   onProgress?: (events: number) => void;
 }
 
-export async function verifyLedger(store: EventStore, o: VerifyOptions = {}): Promise<{ violations: Violation[]; summary: LedgerSummary }> {
+export async function verifyLedger(store: EventStore, options: VerifyOptions = {}): Promise<{ violations: Violation[]; summary: LedgerSummary }> {
   const auditor = new LedgerAuditor();
   let count = 0;
   for await (const page of readLog(store, { filter: { streamPrefixes: STREAM_PREFIXES } })) {
@@ -31,10 +31,10 @@ export async function verifyLedger(store: EventStore, o: VerifyOptions = {}): Pr
       }
     }
     count += page.length;
-    o.onProgress?.(count);
+    options.onProgress?.(count);
   }
-  const now = o.now ?? Date.now();
-  return auditor.report(o.quiescent ?? false, now - (o.settleGraceMs ?? 10 * 60 * 1000));
+  const now = options.now ?? Date.now();
+  return auditor.report(options.quiescent ?? false, now - (options.settleGraceMs ?? 10 * 60 * 1000));
 }
 
 /** The periodic check of a running worker: invariants 1-3 (3 for generations idle 10 minutes), exported as metrics. */

@@ -52,10 +52,10 @@ export class GenerationWorker {
   private readonly saga: GenerationSaga;
   private readonly metrics: Metrics | undefined;
 
-  constructor(private readonly d: WorkerDeps) {
-    this.log = d.logger.child({ component: 'worker' });
-    this.saga = d.saga;
-    this.metrics = d.metrics;
+  constructor(private readonly deps: WorkerDeps) {
+    this.log = deps.logger.child({ component: 'worker' });
+    this.saga = deps.saga;
+    this.metrics = deps.metrics;
   }
 
   get inFlight(): number {
@@ -72,7 +72,7 @@ export class GenerationWorker {
     this.started = true;
     this.loops.push(this.followLog());
     this.loops.push(this.recoveryLoop());
-    if (this.d.queue) this.loops.push(this.intakeLoop(this.d.queue));
+    if (this.deps.queue) this.loops.push(this.intakeLoop(this.deps.queue));
     else this.log.warn('redis intake is off (no REDIS_URL): tasks arrive over HTTP only');
   }
 
@@ -100,7 +100,7 @@ export class GenerationWorker {
     try {
       const outcome = await this.saga.drive(sessionId, this.shutdown.signal);
       if ((outcome.kind === 'waiting' || outcome.kind === 'leased') && !this.stopIntake.signal.aborted) {
-        const delay = Math.max(0, outcome.until - this.d.clock()) + 50;
+        const delay = Math.max(0, outcome.until - this.deps.clock()) + 50;
         this.timers.set(sessionId, setTimeout(() => {
           this.timers.delete(sessionId);
           void this.submit(sessionId);
@@ -115,7 +115,7 @@ export class GenerationWorker {
   }
 
   private async waitForSlot(signal: AbortSignal): Promise<void> {
-    while (this.driving.size >= this.d.options.concurrency && !signal.aborted) {
+    while (this.driving.size >= this.deps.options.concurrency && !signal.aborted) {
       await new Promise<void>((resolve) => {
         this.slotWaiters.push(resolve);
         signal.addEventListener('abort', () => resolve(), { once: true });
@@ -134,7 +134,7 @@ export class GenerationWorker {
         await this.waitForSlot(signal);
         if (signal.aborted) break;
         try {
-          const item = await queue.take(this.d.options.takeTimeoutMs ?? 2000);
+          const item = await queue.take(this.deps.options.takeTimeoutMs ?? 2000);
           if (!item) continue;
           const result = await this.recordWithRetry(queue, item, signal);
           if (result?.kind === 'accepted') void this.submit(result.sessionId);
@@ -154,7 +154,7 @@ export class GenerationWorker {
   private async recordWithRetry(queue: TaskQueue, item: { raw: string }, signal: AbortSignal) {
     for (let attempt = 0; ; attempt++) {
       try {
-        return await recordQueuedTask(queue, item, this.d);
+        return await recordQueuedTask(queue, item, this.deps);
       } catch (err) {
         this.log.error({ err, attempt }, 'intake_record_failed');
         if (signal.aborted) return undefined;
@@ -165,10 +165,10 @@ export class GenerationWorker {
 
   /** Keeps the pending index current from the global log (catch-up, then live), resuming after failures. */
   private async followLog(): Promise<void> {
-    const snapshot = await this.d.snapshots?.load().catch((err) => (this.log.warn({ err }, 'pending_snapshot_unreadable'), null));
+    const snapshot = await this.deps.snapshots?.load().catch((err) => (this.log.warn({ err }, 'pending_snapshot_unreadable'), null));
     if (snapshot) {
       const cached = PendingIndex.fromSnapshot(snapshot);
-      const head = await this.d.store.headPosition();
+      const head = await this.deps.store.headPosition();
       // A snapshot ahead of the log belongs to another ledger (a wiped data dir, another cluster): ignore it.
       if (head && comparePositions(cached.position!, head) <= 0) this.index = cached;
       else this.log.warn('pending_snapshot_ignored_ahead_of_log');
@@ -176,9 +176,9 @@ export class GenerationWorker {
     let savedAt = this.index.position;
     const save = async () => {
       const snap = this.index.toSnapshot();
-      if (!snap || !this.d.snapshots || savedAt === this.index.position) return;
+      if (!snap || !this.deps.snapshots || savedAt === this.index.position) return;
       savedAt = this.index.position;
-      await this.d.snapshots.save(snap).catch((err) => this.log.warn({ err }, 'pending_snapshot_save_failed'));
+      await this.deps.snapshots.save(snap).catch((err) => this.log.warn({ err }, 'pending_snapshot_save_failed'));
     };
     const saver = setInterval(() => void save(), 30_000).unref();
     this.shutdown.signal.addEventListener('abort', () => clearInterval(saver), { once: true });
@@ -195,7 +195,7 @@ export class GenerationWorker {
     while (!this.shutdown.signal.aborted) {
       try {
         await consume({
-          store: this.d.store,
+          store: this.deps.store,
           processor,
           batchSize: 1000,
           filter: { streamPrefixes: STREAM_PREFIXES },
@@ -205,7 +205,8 @@ export class GenerationWorker {
             if (!caughtUp || this.caughtUp) return;
             this.caughtUp = true;
             this.log.info({ pending: this.index.size }, 'pending_index_caught_up');
-            void this.recover(true);
+            // Right after start nothing is driven by this process: what is due is due now, grace or not.
+            void this.recoveryPass({ ignoreGrace: true });
           },
         });
       } catch (err) {
@@ -218,13 +219,13 @@ export class GenerationWorker {
 
   private async recoveryLoop(): Promise<void> {
     while (!this.stopIntake.signal.aborted) {
-      await sleep(this.d.options.recoveryIntervalMs, this.stopIntake.signal);
+      await sleep(this.deps.options.recoveryIntervalMs, this.stopIntake.signal);
       if (this.stopIntake.signal.aborted) break;
-      await this.recover(false).catch((err) => this.log.error({ err }, 'recovery_failed'));
-      if (this.d.queue) {
-        const moved = await this.d.queue.redriveOrphans().catch((err) => (this.log.warn({ err }, 'redrive_failed'), 0));
+      await this.recoveryPass({ ignoreGrace: false }).catch((err) => this.log.error({ err }, 'recovery_failed'));
+      if (this.deps.queue) {
+        const moved = await this.deps.queue.redriveOrphans().catch((err) => (this.log.warn({ err }, 'redrive_failed'), 0));
         if (moved) this.log.warn({ moved }, 'orphaned_tasks_redriven');
-        await this.reportQueueDepth(this.d.queue);
+        await this.reportQueueDepth(this.deps.queue);
       }
     }
   }
@@ -244,9 +245,9 @@ export class GenerationWorker {
    * One recovery pass: drives every generation the index says is due. Queued work is charged and run, never failed;
    * only expired leases with no attempts left fail (worker_lost), and only terminal generations are refunded.
    */
-  async recover(ignoreGrace: boolean): Promise<number> {
+  private async recoveryPass({ ignoreGrace }: { ignoreGrace: boolean }): Promise<number> {
     if (!this.caughtUp) return 0;
-    const due = this.index.due(this.d.clock(), ignoreGrace).filter((id) => !this.driving.has(id));
+    const due = this.index.due(this.deps.clock(), ignoreGrace).filter((id) => !this.driving.has(id));
     let n = 0;
     for (const id of due) {
       if (this.stopIntake.signal.aborted) break;
@@ -265,7 +266,7 @@ export class GenerationWorker {
     this.timers.clear();
     const all = () => Promise.allSettled([...this.driving.values()]);
     const graceOver = new AbortController();
-    const graceful = await Promise.race([all().then(() => true), sleep(this.d.options.shutdownGraceMs, graceOver.signal).then(() => false)]);
+    const graceful = await Promise.race([all().then(() => true), sleep(this.deps.options.shutdownGraceMs, graceOver.signal).then(() => false)]);
     graceOver.abort();
     if (!graceful) this.log.warn({ in_flight: this.driving.size }, 'shutdown_grace_elapsed_releasing');
     this.shutdown.abort();

@@ -11,7 +11,7 @@ import { startProjectors, type Projector } from '../projections/projector.ts';
 import type { ReadModel } from '../projections/readModel.ts';
 import type { Resource } from './scope.ts';
 
-export function readModelPath(config: Pick<Config, 'DATA_DIR'>): string {
+function readModelPath(config: Pick<Config, 'DATA_DIR'>): string {
   return path.join(config.DATA_DIR, 'readmodels.sqlite');
 }
 

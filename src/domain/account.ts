@@ -53,7 +53,6 @@ export type AccountCommand =
 
 export type AccountRejectionCode = 'invalid_amount' | 'invalid_reason' | 'invalid_reference' | 'insufficient_credits' | 'charge_window_expired';
 
-export type Decision<E> = { ok: true; events: E[] } | { ok: false; code: string; message: string };
 export type AccountDecision = { ok: true; events: AccountEvent[] } | { ok: false; code: AccountRejectionCode; message: string };
 
 const accept = (...events: AccountEvent[]): AccountDecision => ({ ok: true, events });
@@ -108,7 +107,7 @@ export function decideAccount(state: AccountState, command: AccountCommand): Acc
 /**
  * Applies one event. `at` is the event's occurredAt in epoch ms: it ages out settled ids identically on every replica.
  * Takes ownership of `state` and updates it in place (the maps can hold thousands of ids, so copying them per event
- * would make a replay quadratic); callers that must keep the old state clone it first (`cloneAccount`).
+ * would make a replay quadratic); a caller that must keep the old state copies it first.
  */
 export function evolveAccount(s: AccountState, event: AccountEvent, at: number): AccountState {
   const m = accountMovement(event);
@@ -138,10 +137,6 @@ export function evolveAccount(s: AccountState, event: AccountEvent, at: number):
     delete s.recentlySettled[key];
   }
   return s;
-}
-
-export function cloneAccount(s: AccountState): AccountState {
-  return { ...s, open: { ...s.open }, recentlySettled: { ...s.recentlySettled }, references: { ...s.references } };
 }
 
 export function foldAccount(events: Iterable<{ event: AccountEvent; at: number }>, from: AccountState = initialAccount()): AccountState {

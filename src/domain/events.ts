@@ -19,15 +19,6 @@ export const GRANT_REASONS: readonly GrantReason[] = [
   'transfer_in',
 ];
 
-/** Who caused an event and why; carried as event metadata on every append. */
-export interface EventMetadata {
-  requestId: string;
-  causationId: string;
-  correlationId: string;
-  workerId: string;
-  occurredAt: string; // ISO-8601
-}
-
 // ---- credit-account-{kind}-{id} ----
 export interface CreditsGranted {
   type: 'CreditsGranted';

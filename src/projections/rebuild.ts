@@ -30,13 +30,13 @@ export interface RebuildResult {
   ms: number;
 }
 
-export async function rebuildProjection(o: RebuildOptions): Promise<RebuildResult> {
+export async function rebuildProjection(options: RebuildOptions): Promise<RebuildResult> {
   const started = Date.now();
-  const { store, readModel, projection: p, logger } = o;
+  const { store, readModel, projection: p, logger } = options;
   const t = shadowTarget(p);
-  const batchSize = o.batchSize ?? 5000;
-  const from = o.from ?? START;
-  const lease = await readModel.acquire(t.checkpoint, { signal: o.signal, pollMs: 500 }); // one rebuild at a time
+  const batchSize = options.batchSize ?? 5000;
+  const from = options.from ?? START;
+  const lease = await readModel.acquire(t.checkpoint, { signal: options.signal, pollMs: 500 }); // one rebuild at a time
   try {
     for (const s of [t.state, t.entries]) {
       if (!s) continue;
@@ -62,13 +62,13 @@ export async function rebuildProjection(o: RebuildOptions): Promise<RebuildResul
       processor: targetProcessor((fn) => lease.transaction(fn), t),
       batchSize,
       until: head,
-      signal: o.signal,
+      signal: options.signal,
       onBatch: (n) => {
         done += n;
-        o.onProgress?.(done, total);
+        options.onProgress?.(done, total);
       },
     });
-    o.signal?.throwIfAborted();
+    options.signal?.throwIfAborted();
     const final = await readModel.transaction(async (tx) => {
       const live = await tx.lockCheckpoint(p.name); // blocks the live projector until commit
       const shadow = await tx.lockCheckpoint(t.checkpoint);

@@ -3,7 +3,7 @@ import type { FastifyPluginAsync } from 'fastify';
 import type { EventStore } from '../../app/ports/eventStore.ts';
 import { projectionStatus } from '../../projections/projector.ts';
 import type { ReadModel } from '../../projections/readModel.ts';
-import { authorize } from './v1.ts';
+import { bearerAuth } from '../auth.ts';
 
 export interface ProjectionsRouteDeps {
   store: EventStore;
@@ -13,9 +13,7 @@ export interface ProjectionsRouteDeps {
 
 export function projectionsRoutes(deps: ProjectionsRouteDeps): FastifyPluginAsync {
   return async (app) => {
-    app.get('/v1/projections', async (req) => {
-      authorize(req, deps.apiToken);
-      return { projections: await projectionStatus(deps.store, deps.readModel) };
-    });
+    await app.register(bearerAuth(deps.apiToken));
+    app.get('/v1/projections', async () => ({ projections: await projectionStatus(deps.store, deps.readModel) }));
   };
 }

@@ -1,7 +1,6 @@
-// /v1: HTTP intake and reads for the producer, finance and ops. Guarded by a bearer token (API_TOKEN); without one
-// configured, only loopback clients are answered.
-import { timingSafeEqual, createHash } from 'node:crypto';
-import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
+// /v1: HTTP intake and reads for the producer, finance and ops. Guarded by a bearer token (API_TOKEN, ../auth.ts);
+// without one configured, only loopback clients are answered.
+import type { FastifyPluginAsync } from 'fastify';
 import { z } from 'zod';
 import { accountView, CreditCommandRejected, grantCredits, statement, statementCsv } from '../../app/credits.ts';
 import type { AggregateRepository } from '../../app/aggregates.ts';
@@ -15,6 +14,7 @@ import { GRANT_REASONS } from '../../domain/events.ts';
 import { SESSION_STATUS } from '../../domain/generation.ts';
 import { InvalidAccountError } from '../../domain/streams.ts';
 import type { Metrics } from '../../metrics.ts';
+import { bearerAuth } from '../auth.ts';
 import { HttpError } from '../errors.ts';
 
 export interface V1Deps {
@@ -31,27 +31,6 @@ export interface V1Deps {
   /** hands an accepted generation to this process's worker, when it runs one */
   submit?: (sessionId: string) => void;
 }
-
-const LOOPBACK = /^(127\.|::1$|::ffff:127\.)/;
-
-function tokenMatches(given: string, expected: string): boolean {
-  const a = createHash('sha256').update(given).digest();
-  const b = createHash('sha256').update(expected).digest();
-  return timingSafeEqual(a, b);
-}
-
-export function authorize(req: FastifyRequest, apiToken: string | undefined): void {
-  if (!apiToken) {
-    if (LOOPBACK.test(req.socket.remoteAddress ?? '')) return;
-    throw new HttpError(401, 'unauthorized', 'no API_TOKEN is configured: /v1 answers loopback clients only');
-  }
-  const header = req.headers.authorization ?? '';
-  const m = /^Bearer\s+(.+)$/i.exec(header);
-  if (!m || !tokenMatches(m[1]!.trim(), apiToken)) {
-    throw new HttpError(401, 'unauthorized', 'a valid bearer token is required', undefined, { 'www-authenticate': 'Bearer' });
-  }
-}
-
 
 const grantBody = z.object({
   amount: z.number().int().positive(),
@@ -76,7 +55,7 @@ function badAccount(err: unknown): never {
 
 export function v1Routes(d: V1Deps): FastifyPluginAsync {
   return async (app) => {
-    app.addHook('onRequest', async (req) => authorize(req, d.apiToken));
+    await app.register(bearerAuth(d.apiToken));
 
     app.post('/v1/generations', async (req, reply) => {
       const body = req.body;

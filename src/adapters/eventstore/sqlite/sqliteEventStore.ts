@@ -323,7 +323,7 @@ export class SqliteEventStore implements EventStore {
     this.db.prepare('SELECT 1').get();
   }
 
-  /** Snapshots are a cache of folded state (never the truth): see app/aggregateLoader.ts. */
+  /** Snapshots are a cache of folded state (never the truth): see app/aggregates.ts. */
   readSnapshot(streamId: string): { revision: number; state: unknown } | null {
     const row = this.stmt.getSnapshot.get(streamId);
     return row ? { revision: row.revision, state: JSON.parse(row.state) } : null;

@@ -168,25 +168,25 @@ export class PgReadModel implements ReadModel {
   readonly dialect = 'postgres' as const;
   readonly pool: pg.Pool;
 
-  constructor(private readonly o: PgReadModelOptions) {
-    this.pool = new pg.Pool(this.clientConfig(o.poolSize ?? 4));
+  constructor(private readonly options: PgReadModelOptions) {
+    this.pool = new pg.Pool(this.clientConfig(options.poolSize ?? 4));
     // An idle client that dies is replaced by the pool; log instead of crashing the process.
-    this.pool.on('error', (err) => o.logger?.warn({ err }, 'readmodel_pg_idle_error'));
+    this.pool.on('error', (err) => options.logger?.warn({ err }, 'readmodel_pg_idle_error'));
     // Runs before any query of a new pooled client (node-postgres queues queries in order).
-    this.pool.on('connect', (c) => void c.query(this.sessionSql).catch((err) => o.logger?.warn({ err }, 'readmodel_pg_session_setup_failed')));
+    this.pool.on('connect', (c) => void c.query(this.sessionSql).catch((err) => options.logger?.warn({ err }, 'readmodel_pg_session_setup_failed')));
   }
 
   /** Session settings, sent with SET after connecting (poolers may refuse startup `options`). */
   private get sessionSql(): string {
-    const sets = [`SET statement_timeout = ${this.o.statementTimeoutMs ?? 600_000}`];
-    if (this.o.schema) sets.push(`SET search_path = ${this.o.schema}`);
+    const sets = [`SET statement_timeout = ${this.options.statementTimeoutMs ?? 600_000}`];
+    if (this.options.schema) sets.push(`SET search_path = ${this.options.schema}`);
     return sets.join('; ');
   }
 
   private clientConfig(max?: number): pg.PoolConfig {
     return {
-      connectionString: this.o.connectionString,
-      connectionTimeoutMillis: this.o.connectTimeoutMs ?? 10_000,
+      connectionString: this.options.connectionString,
+      connectionTimeoutMillis: this.options.connectTimeoutMs ?? 10_000,
       types: TYPES,
       ...(max ? { max } : {}),
     };
@@ -226,7 +226,7 @@ export class PgReadModel implements ReadModel {
     const client = new pg.Client(this.clientConfig());
     let held = false;
     const lost = (err?: Error) => {
-      if (held) this.o.logger?.warn({ err, projection }, 'projection_lock_lost');
+      if (held) this.options.logger?.warn({ err, projection }, 'projection_lock_lost');
       held = false;
     };
     client.on('error', lost);

@@ -136,16 +136,16 @@ export class SqliteReadModel implements ReadModel {
   private queue: Promise<unknown> = Promise.resolve();
   private readonly tx: SqliteTx;
 
-  constructor(private readonly o: SqliteReadModelOptions) {
-    if (o.path !== ':memory:') mkdirSync(dirname(o.path), { recursive: true });
-    this.db = new Database(o.path);
+  constructor(private readonly options: SqliteReadModelOptions) {
+    if (options.path !== ':memory:') mkdirSync(dirname(options.path), { recursive: true });
+    this.db = new Database(options.path);
     this.db.pragma('journal_mode = WAL');
     // Read models can be rebuilt from the ledger: NORMAL is durable enough (a lost tail is re-projected).
     this.db.pragma('synchronous = NORMAL');
     this.db.pragma('busy_timeout = 0'); // waits are asynchronous (begin)
     // 64 MiB page cache (default 2 MiB): ledger_entries and its indexes outgrow the default at a few 100k rows,
     // and every batch then pays page reads; measured ~1.5x on the credit-balances rebuild.
-    this.db.pragma(`cache_size = -${(o.cacheMiB ?? 64) * 1024}`);
+    this.db.pragma(`cache_size = -${(options.cacheMiB ?? 64) * 1024}`);
     this.tx = new SqliteTx(this.db);
   }
 
@@ -190,7 +190,7 @@ export class SqliteReadModel implements ReadModel {
    * the event loop, and with it the very transaction (same process, other connection) we are waiting for.
    */
   private async begin(): Promise<void> {
-    const until = Date.now() + (this.o.busyTimeoutMs ?? 30_000);
+    const until = Date.now() + (this.options.busyTimeoutMs ?? 30_000);
     for (let delay = 2; ; delay = Math.min(delay * 2, 50)) {
       try {
         this.db.exec('BEGIN IMMEDIATE');
@@ -208,7 +208,7 @@ export class SqliteReadModel implements ReadModel {
 
   async acquire(projection: string, options: { signal?: AbortSignal; pollMs?: number } = {}): Promise<ProjectionLease> {
     const owner = randomUUID();
-    const staleMs = this.o.lockStaleMs ?? 15_000;
+    const staleMs = this.options.lockStaleMs ?? 15_000;
     const pollMs = options.pollMs ?? 1000;
     const tryTake = () =>
       this.run(async () => {
@@ -239,7 +239,7 @@ export class SqliteReadModel implements ReadModel {
         fence();
         this.db.prepare('UPDATE projection_locks SET heartbeat_ms = ? WHERE projection = ? AND owner = ?').run(Date.now(), projection, owner);
       }).catch((err) => {
-        if (held) this.o.logger?.warn({ err, projection }, 'projection_lock_lost');
+        if (held) this.options.logger?.warn({ err, projection }, 'projection_lock_lost');
         held = false;
       });
     }, Math.max(100, Math.floor(staleMs / 3)));
