@@ -4,14 +4,14 @@
 // may drive any generation at any time; optimistic concurrency on both streams decides every race, and deterministic
 // event ids (domain/stepIds.ts) make a retried append recognisable. Running an attempt is runGeneration's job; metrics
 // are observed from what is appended (sagaMetrics.ts).
-import { decideAccount, type AccountCommand } from '../domain/account.ts';
-import type { Channel, GenerationRequested } from '../domain/events.ts';
+import { decideAccount, type AccountCommand, type AccountState } from '../domain/account.ts';
+import type { Channel, GenerationEvent, GenerationRequested, LedgerEvent } from '../domain/events.ts';
 import { decideGeneration, type GenerationCommand, type GenerationState, type TerminalStatus } from '../domain/generation.ts';
 import { chargeRejection, nextStep, settleCommand } from '../domain/saga.ts';
 import { accountEventId, accountStep, generationEventId } from '../domain/stepIds.ts';
 import { accountStream, generationStream } from '../domain/streams.ts';
 import type { Logger } from '../logger.ts';
-import { ACCOUNT, GENERATION, commandMeta, type AggregateRepository } from './aggregates.ts';
+import { ACCOUNT, GENERATION, commandMeta, type AggregateRepository, type AggregateType } from './aggregates.ts';
 import type { ImageGenerator, InputImages, ResultStore } from './ports/pipeline.ts';
 import { runGeneration } from './runGeneration.ts';
 import type { AppendContext, SagaObserver } from './sagaMetrics.ts';
@@ -53,38 +53,48 @@ const NOT_RUN = 'none';
 export class GenerationSaga {
   constructor(private readonly deps: SagaDeps) {}
 
-  /** Decides a generation command on the revision read and appends it, retrying on conflict. */
-  private async onGeneration(sessionId: string, requestId: string, command: GenerationCommand, observed: AppendContext) {
-    const stream = generationStream(sessionId);
+  /** Appends what `decide` decides on the revision read (retrying on conflict), and shows the observer what was appended. */
+  private async append<S, E extends LedgerEvent, R>(
+    aggregate: AggregateType<S, E>,
+    stream: string,
+    decide: (state: S) => { events: E[]; id: (event: E) => string; result: R },
+    cause: { requestId: string; causationId: string },
+    observed: AppendContext,
+  ) {
+    let decided: E[] = [];
     const r = await this.deps.repo.handle(
-      GENERATION,
+      aggregate,
       stream,
       ({ state }) => {
-        const decision = decideGeneration(state, command);
-        const events = decision.ok ? decision.events : [];
-        return { events, ids: events.map((e) => generationEventId(stream, command, state, e)), result: decision };
+        const d = decide(state);
+        decided = d.events;
+        return { events: d.events, ids: d.events.map(d.id), result: d.result };
       },
-      commandMeta({ requestId, causationId: `${command.type}:${sessionId}`, workerId: this.deps.workerId, at: this.deps.clock() }),
+      commandMeta({ ...cause, workerId: this.deps.workerId, at: this.deps.clock() }),
     );
-    if (r.appended && r.result.ok) for (const e of r.result.events) this.deps.observer?.appended(e, observed);
+    if (r.appended) for (const e of decided) this.deps.observer?.appended(e, observed);
     return r;
   }
 
-  private async onAccount(account: string, requestId: string, command: AccountCommand, observed: AppendContext) {
+  private onGeneration(sessionId: string, requestId: string, command: GenerationCommand, observed: AppendContext) {
+    const stream = generationStream(sessionId);
+    const decide = (state: GenerationState) => {
+      const decision = decideGeneration(state, command);
+      const id = (e: GenerationEvent) => generationEventId(stream, command, state, e);
+      return { events: decision.ok ? decision.events : [], id, result: decision };
+    };
+    return this.append(GENERATION, stream, decide, { requestId, causationId: `${command.type}:${sessionId}` }, observed);
+  }
+
+  private onAccount(account: string, requestId: string, command: AccountCommand, observed: AppendContext) {
     const stream = accountStream(account);
-    const r = await this.deps.repo.handle(
-      ACCOUNT,
-      stream,
-      ({ state }) => {
-        const decision = decideAccount(state, command);
-        const events = decision.ok ? decision.events : [];
-        const held = command.type === 'Deduct' && command.generationId in state.open;
-        return { events, ids: events.map(() => accountEventId(stream, command)), result: { decision, held } };
-      },
-      commandMeta({ requestId, causationId: `${command.type}:${accountStep(command)}`, workerId: this.deps.workerId, at: this.deps.clock() }),
-    );
-    if (r.appended && r.result.decision.ok) for (const e of r.result.decision.events) this.deps.observer?.appended(e, observed);
-    return r;
+    const decide = (state: AccountState) => {
+      const decision = decideAccount(state, command);
+      // A deduction that finds its hold already taken appends nothing, yet the generation is charged.
+      const held = command.type === 'Deduct' && command.generationId in state.open;
+      return { events: decision.ok ? decision.events : [], id: () => accountEventId(stream, command), result: { decision, held } };
+    };
+    return this.append(ACCOUNT, stream, decide, { requestId, causationId: `${command.type}:${accountStep(command)}` }, observed);
   }
 
   /** Intake: records the request once. A duplicate delivery finds the stream and changes nothing. */

@@ -25,7 +25,16 @@ export function abortableSleep(ms: number, signal?: AbortSignal): Promise<void> 
   });
 }
 
-export class MemoryRateLimiter implements RateLimiter {
+/** A limiter that grants slots: the port's `acquire` is the wait of one slot. */
+export abstract class SlotRateLimiter implements RateLimiter {
+  abstract acquireSlot(signal?: AbortSignal): Promise<RateLimitGrant>;
+
+  async acquire(signal?: AbortSignal): Promise<number> {
+    return (await this.acquireSlot(signal)).waitedMs;
+  }
+}
+
+export class MemoryRateLimiter extends SlotRateLimiter {
   /** grant times (monotonic ms), oldest first */
   private readonly grants: number[] = [];
 
@@ -33,12 +42,9 @@ export class MemoryRateLimiter implements RateLimiter {
     readonly limit: number,
     readonly windowMs = 60_000,
   ) {
+    super();
     if (!Number.isInteger(limit) || limit < 1) throw new RangeError('limit must be a positive integer');
     if (!(windowMs > 0)) throw new RangeError('windowMs must be positive');
-  }
-
-  async acquire(signal?: AbortSignal): Promise<number> {
-    return (await this.acquireSlot(signal)).waitedMs;
   }
 
   async acquireSlot(signal?: AbortSignal): Promise<RateLimitGrant> {

@@ -5,9 +5,8 @@
 // going, bounded per process, and an upstream 429 is still handled by the saga.
 import { randomBytes } from 'node:crypto';
 import type { Redis } from 'ioredis';
-import type { RateLimiter } from '../../app/ports/pipeline.ts';
 import type { Logger } from '../../logger.ts';
-import { MemoryRateLimiter, abortableSleep, type RateLimitGrant } from './memoryRateLimiter.ts';
+import { MemoryRateLimiter, SlotRateLimiter, abortableSleep, type RateLimitGrant } from './memoryRateLimiter.ts';
 
 export const DEFAULT_RATE_LIMIT_KEY = 'wearon:ratelimit:openai';
 
@@ -37,7 +36,7 @@ export interface RedisRateLimiterOptions {
   maxSleepMs?: number;
 }
 
-export class RedisRateLimiter implements RateLimiter {
+export class RedisRateLimiter extends SlotRateLimiter {
   readonly limit: number;
   readonly windowMs: number;
   readonly key: string;
@@ -48,6 +47,7 @@ export class RedisRateLimiter implements RateLimiter {
   private lastWarn = 0;
 
   constructor(o: RedisRateLimiterOptions) {
+    super();
     if (!Number.isInteger(o.limit) || o.limit < 1) throw new RangeError('limit must be a positive integer');
     this.redis = o.redis;
     this.logger = o.logger;
@@ -56,10 +56,6 @@ export class RedisRateLimiter implements RateLimiter {
     this.key = o.key ?? DEFAULT_RATE_LIMIT_KEY;
     this.maxSleepMs = o.maxSleepMs ?? 5_000;
     this.fallback = new MemoryRateLimiter(this.limit, this.windowMs);
-  }
-
-  async acquire(signal?: AbortSignal): Promise<number> {
-    return (await this.acquireSlot(signal)).waitedMs;
   }
 
   async acquireSlot(signal?: AbortSignal): Promise<RateLimitGrant> {

@@ -1,20 +1,13 @@
 // `wearon enqueue`: pushes producer-shaped tasks onto the Redis queue, exactly as the platform does (LPUSH of the
 // snake_case JSON), for manual runs, the end-to-end tests and the crash script.
-import { CURRENT_PAYLOAD_VERSION, accountOfTask, buildProducerTask, parseTaskPayload, serializeProducerTask } from '../../contract.ts';
+import { CURRENT_PAYLOAD_VERSION, accountOfTask, buildProducerTask, parseTaskPayload, serializeProducerTask, type BuildTaskOptions } from '../../contract.ts';
 import { openRedis } from '../../compose/redis.ts';
 import { withScope } from '../../compose/scope.ts';
 import { UsageError, parseArgs, type CliCommand } from '../command.ts';
 
-export interface EnqueueOptions {
-  userId?: string;
-  storeId?: string;
-  shopperEmail?: string;
-  imageUrls: string[];
-  prompt?: string;
-  /** with count > 1 every payload carries this session id: duplicate deliveries of one generation */
-  sessionId?: string;
+export interface EnqueueOptions extends Omit<BuildTaskOptions, 'requestId'> {
+  /** how many payloads; with a sessionId, all of them carry it (duplicate deliveries of one generation) */
   count?: number;
-  now?: Date;
 }
 
 /**
