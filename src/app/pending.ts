@@ -7,7 +7,7 @@ import { isTerminalStatus, statusAfter, type GenerationStatus } from '../domain/
 import { accountMovement } from '../domain/movement.ts';
 import type { EventStore, Position, RecordedEvent } from './ports/eventStore.ts';
 import { readLog } from './log.ts';
-import { decodeRecorded } from './recorded.ts';
+import { decodeRecorded, eventTime } from './recorded.ts';
 
 export interface PendingEntry {
   status: Exclude<GenerationStatus, 'none'>;
@@ -58,7 +58,8 @@ export class PendingIndex {
     this.position = e.position;
     const r = decodeRecorded(e);
     if (!r) return;
-    const grace = r.at + this.settleGraceMs;
+    const at = eventTime(e);
+    const grace = at + this.settleGraceMs;
     if (r.stream === 'account') {
       const m = accountMovement(r.event);
       switch (m.kind) {
@@ -85,7 +86,7 @@ export class PendingIndex {
     const { sessionId, event } = r;
     const entry = this.entries.get(sessionId) ?? { status: 'requested' as const, dueAt: grace, holdOpen: false };
     entry.status = statusAfter(event);
-    entry.dueAt = dueAfter(event, r.at, grace);
+    entry.dueAt = dueAfter(event, at, grace);
     this.entries.set(sessionId, entry);
     if (isTerminalStatus(entry.status) && !entry.holdOpen) this.entries.delete(sessionId);
   }

@@ -6,7 +6,7 @@ import type { Logger } from '../logger.ts';
 import type { Metrics } from '../metrics.ts';
 import type { EventStore } from './ports/eventStore.ts';
 import { readLog } from './log.ts';
-import { decodeRecorded } from './recorded.ts';
+import { decodeRecorded, eventTime } from './recorded.ts';
 
 export interface VerifyOptions {
   /** recovery ran with nothing in flight: invariant 3 applies to every generation */
@@ -24,7 +24,7 @@ export async function verifyLedger(store: EventStore, options: VerifyOptions = {
     for (const e of page) {
       try {
         const r = decodeRecorded(e);
-        if (r) auditor.add(e.streamId, r.event, r.at);
+        if (r) auditor.add(e.streamId, r.event, eventTime(e));
       } catch (err) {
         if (!(err instanceof UndecodableEventError)) throw err;
         auditor.addUndecodable(e.streamId, err.message);

@@ -55,17 +55,17 @@ export interface AccountMovement {
 
 export function accountMovement(e: AccountEvent): AccountMovement {
   const kind = MOVEMENT_KIND[e.type];
-  const none = { generationId: null, reference: null, reason: null, requestId: null };
+  const credits = e.data.amount;
   switch (e.type) {
     case 'CreditsGranted':
     case 'CreditsRevoked':
-      return { ...none, kind, credits: e.data.amount, reference: e.data.reference, reason: e.data.reason };
+      return { kind, credits, generationId: null, reference: e.data.reference, reason: e.data.reason, requestId: null };
     case 'CreditDeducted':
-      return { ...none, kind, credits: e.data.amount, generationId: e.data.generationId, requestId: e.data.requestId };
+      return { kind, credits, generationId: e.data.generationId, reference: null, reason: null, requestId: e.data.requestId };
     case 'CreditCaptured':
-      return { ...none, kind, credits: e.data.amount, generationId: e.data.generationId };
+      return { kind, credits, generationId: e.data.generationId, reference: null, reason: null, requestId: null };
     case 'CreditRefunded':
-      return { ...none, kind, credits: e.data.amount, generationId: e.data.generationId, reason: e.data.reason };
+      return { kind, credits, generationId: e.data.generationId, reference: null, reason: e.data.reason, requestId: null };
     default:
       return assertNever(e, 'account event');
   }

@@ -42,14 +42,14 @@ export const sessionStatus: Projection = {
         prompt: d.prompt,
         cost: d.cost,
         requested_at: iso(d.requestedAt),
-        ...statusFields(SESSION_STATUS[statusAfter(event)]),
+        ...statusColumns(event, occurredAt),
         ...pos(r),
       };
     }
     if (!prev && event.type === 'GenerationRejected') return rejectedUnrequested(r, event);
     // Events of an unknown session (no Requested seen) or after a terminal one change nothing.
     if (!prev || notApplied(prev, r) || TERMINAL.has(prev.status as string)) return prev;
-    return { ...prev, ...statusFields(SESSION_STATUS[statusAfter(event)]), ...outcomeColumns(event, occurredAt), ...pos(r) };
+    return { ...prev, ...statusColumns(event, occurredAt), ...pos(r) };
   },
   async seed(tx, shadow, from) {
     // Session rows are a function of their last event: copy them and re-apply what follows `from`. Terminal rows accept
@@ -78,34 +78,56 @@ export const sessionStatus: Projection = {
   },
 };
 
-/** The columns an event sets besides the status (statusFields resets them all first). */
-function outcomeColumns(e: GenerationEvent, occurredAt: string): Row {
+/**
+ * Every status-dependent column after `e`: all reset first, so a later step never inherits a stale message or result
+ * (BUG-13), then what the event itself says. (Built in place: a spread per event is the costliest step of a replay.)
+ */
+function statusColumns(e: GenerationEvent, occurredAt: string): Row {
+  const row: Row = {
+    status: SESSION_STATUS[statusAfter(e)],
+    error_code: null,
+    error_message: null,
+    generated_image_url: null,
+    input_tokens: null,
+    output_tokens: null,
+    estimated_cost_usd: null,
+    processing_time_ms: null,
+    completed_at: null,
+  };
   switch (e.type) {
     case 'GenerationRequested':
     case 'GenerationCharged':
     case 'GenerationStarted':
     case 'GenerationReleased':
-      return {};
+      break;
     case 'RetryScheduled':
-      return { error_code: 'rate_limited', error_message: RETRY_MESSAGE };
+      row.error_code = 'rate_limited';
+      row.error_message = RETRY_MESSAGE;
+      break;
     case 'GenerationCompleted': {
       const d = e.data;
-      return {
-        generated_image_url: d.resultUrl ?? d.resultPath,
-        input_tokens: d.usage?.inputTokens ?? null,
-        output_tokens: d.usage?.outputTokens ?? null,
-        estimated_cost_usd: d.costUsd == null ? null : Math.round(d.costUsd * 1e6) / 1e6,
-        processing_time_ms: Math.round(d.timings.totalMs),
-        completed_at: iso(occurredAt),
-      };
+      row.generated_image_url = d.resultUrl ?? d.resultPath;
+      row.input_tokens = d.usage?.inputTokens ?? null;
+      row.output_tokens = d.usage?.outputTokens ?? null;
+      row.estimated_cost_usd = d.costUsd == null ? null : Math.round(d.costUsd * 1e6) / 1e6;
+      row.processing_time_ms = Math.round(d.timings.totalMs);
+      row.completed_at = iso(occurredAt);
+      break;
     }
     case 'GenerationFailed':
-      return { error_code: e.data.code, error_message: e.data.userMessage, completed_at: iso(occurredAt) };
+      row.error_code = e.data.code;
+      row.error_message = e.data.userMessage;
+      row.completed_at = iso(occurredAt);
+      break;
     case 'GenerationRejected':
-      return { error_code: e.data.code, error_message: rejectionMessage(e.data.code), completed_at: iso(occurredAt) };
+      row.error_code = e.data.code;
+      row.error_message = rejectionMessage(e.data.code);
+      row.completed_at = iso(occurredAt);
+      break;
     default:
-      return assertNever(e, 'generation event');
+      assertNever(e, 'generation event');
   }
+  return row;
 }
 
 const rejectionMessage = (code: string) => REJECTION_MESSAGES[code] ?? 'Generation request rejected';
@@ -128,24 +150,7 @@ function rejectedUnrequested(r: LedgerRecord & { stream: 'generation' }, rejecte
     prompt: '',
     cost: 0,
     requested_at: iso(occurredAt),
-    ...statusFields(SESSION_STATUS[statusAfter(rejected)]),
-    ...outcomeColumns(rejected, occurredAt),
+    ...statusColumns(rejected, occurredAt),
     ...pos(r),
   };
 }
-
-/** Every status-dependent column, reset: a later step never inherits a stale message or result (BUG-13). */
-function statusFields(status: string): Row {
-  return {
-    status,
-    error_code: null,
-    error_message: null,
-    generated_image_url: null,
-    input_tokens: null,
-    output_tokens: null,
-    estimated_cost_usd: null,
-    processing_time_ms: null,
-    completed_at: null,
-  };
-}
-
