@@ -14,6 +14,15 @@ export const CHARGE_WINDOW_MS = 60 * 60 * 1000;
 /** Window plus a margin for clock skew between workers. */
 export const SETTLED_RETENTION_MS = CHARGE_WINDOW_MS + 60 * 60 * 1000;
 
+/**
+ * The most credits one account can hold or have been granted (net of revocations): 2^31 - 1, the largest value of the
+ * platform's `integer` credit columns (user_credits, store_credits, store_shopper_credits) and of the projections' own
+ * tables. Every amount, balance, hold and published total stays within it, so every store and read model holds it
+ * exactly (and a JavaScript number never comes near 2^53). balance + held + captured = granted - revoked, so bounding
+ * the net grant bounds them all.
+ */
+export const MAX_CREDITS = 2_147_483_647;
+
 export interface AccountState {
   balance: number;
   granted: number;
@@ -49,26 +58,40 @@ export type AccountCommand =
   | { type: 'Capture'; generationId: string }
   | { type: 'Refund'; generationId: string; reason: string };
 
-export type AccountRejectionCode = 'invalid_amount' | 'invalid_reason' | 'invalid_reference' | 'insufficient_credits' | 'charge_window_expired';
+export type AccountRejectionCode =
+  | 'invalid_amount'
+  | 'invalid_reason'
+  | 'invalid_reference'
+  | 'credit_bound_exceeded'
+  | 'insufficient_credits'
+  | 'charge_window_expired';
 
 export type Decision<E> = { ok: true; events: E[] } | { ok: false; code: string; message: string };
 export type AccountDecision = { ok: true; events: AccountEvent[] } | { ok: false; code: AccountRejectionCode; message: string };
 
 const accept = (...events: AccountEvent[]): AccountDecision => ({ ok: true, events });
 const refuse = (code: AccountRejectionCode, message: string): AccountDecision => ({ ok: false, code, message });
-const isPositiveInt = (n: number) => Number.isSafeInteger(n) && n > 0;
+const isCreditAmount = (n: number) => Number.isInteger(n) && n > 0 && n <= MAX_CREDITS;
+const INVALID_AMOUNT = `amount must be a whole number of credits from 1 to ${MAX_CREDITS}`;
 
 export function decideAccount(state: AccountState, command: AccountCommand): AccountDecision {
   switch (command.type) {
     case 'Grant': {
-      if (!isPositiveInt(command.amount)) return refuse('invalid_amount', 'amount must be a positive whole number of credits');
+      if (!isCreditAmount(command.amount)) return refuse('invalid_amount', INVALID_AMOUNT);
       if (!GRANT_REASONS.includes(command.reason)) return refuse('invalid_reason', `reason must be one of ${GRANT_REASONS.join(', ')}`);
       if (!command.reference.trim()) return refuse('invalid_reference', 'a grant needs a reference (order id, webhook id)');
       if (`grant:${command.reference}` in state.references) return accept();
+      const net = state.granted - state.revoked;
+      if (net + command.amount > MAX_CREDITS) {
+        return refuse(
+          'credit_bound_exceeded',
+          `granting ${command.amount} would raise the credits granted to this account to ${net + command.amount}, past the ledger's bound of ${MAX_CREDITS} (the platform's integer columns); at most ${Math.max(0, MAX_CREDITS - net)} more can be granted`,
+        );
+      }
       return accept({ type: 'CreditsGranted', data: { amount: command.amount, reason: command.reason, reference: command.reference } });
     }
     case 'Revoke': {
-      if (!isPositiveInt(command.amount)) return refuse('invalid_amount', 'amount must be a positive whole number of credits');
+      if (!isCreditAmount(command.amount)) return refuse('invalid_amount', INVALID_AMOUNT);
       if (!command.reference.trim()) return refuse('invalid_reference', 'a revocation needs a reference');
       if (`revoke:${command.reference}` in state.references) return accept();
       if (state.balance < command.amount) {
@@ -77,7 +100,7 @@ export function decideAccount(state: AccountState, command: AccountCommand): Acc
       return accept({ type: 'CreditsRevoked', data: { amount: command.amount, reason: command.reason, reference: command.reference } });
     }
     case 'Deduct': {
-      if (!isPositiveInt(command.amount)) return refuse('invalid_amount', 'amount must be a positive whole number of credits');
+      if (!isCreditAmount(command.amount)) return refuse('invalid_amount', INVALID_AMOUNT);
       if (command.generationId in state.open || `g:${command.generationId}` in state.recentlySettled) return accept();
       if (command.now - Date.parse(command.acceptedAt) > CHARGE_WINDOW_MS) {
         return refuse('charge_window_expired', 'the generation was accepted too long ago to be charged');

@@ -6,6 +6,7 @@ import {
   type EventStore,
   type NewEvent,
 } from '../app/ports/eventStore.ts';
+import { decideAccount, initialAccount } from '../domain/account.ts';
 import type { CreditsGranted } from '../domain/events.ts';
 import { accountIdOf, accountStream, deterministicEventId, parseAccountId, type AccountRef } from '../domain/streams.ts';
 import type { Logger } from '../logger.ts';
@@ -75,11 +76,14 @@ export async function importBalances(
       else if ((await store.streamRevision(stream)) !== null) res.skippedExisting++;
       else {
         const reference = `opening_balance:${src.table}:${src.key(row)}`;
+        // The account decider's rules hold for opening balances too (a whole amount within MAX_CREDITS).
+        const decision = decideAccount(initialAccount(), { type: 'Grant', amount: balance, reason: 'opening_balance', reference });
+        if (!decision.ok) throw new Error(`opening balance refused (${decision.code}): ${decision.message}`);
         const id = deterministicEventId(stream, `grant:${reference}`);
         const ev: NewEvent<CreditsGranted['data']> = {
           id,
           type: 'CreditsGranted',
-          data: { amount: balance, reason: 'opening_balance', reference },
+          data: (decision.events[0] as CreditsGranted).data,
           metadata: { requestId: 'import-balances', causationId: reference, correlationId: reference, workerId: 'cli', occurredAt },
         };
         try {

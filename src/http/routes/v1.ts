@@ -10,6 +10,7 @@ import type { EventStore } from '../../app/ports/eventStore.ts';
 import type { ResultStore } from '../../app/ports/pipeline.ts';
 import type { GenerationSaga } from '../../app/saga.ts';
 import { describeIssues, generationTaskPayloadSchema } from '../../contract.ts';
+import { MAX_CREDITS } from '../../domain/account.ts';
 import { GRANT_REASONS, type GenerationEvent } from '../../domain/events.ts';
 import { foldGeneration, SESSION_STATUS } from '../../domain/generation.ts';
 import { generationStream, InvalidAccountError } from '../../domain/streams.ts';
@@ -53,7 +54,7 @@ export function authorize(req: FastifyRequest, apiToken: string | undefined): vo
 
 
 const grantBody = z.object({
-  amount: z.number().int().positive(),
+  amount: z.number().int().positive().max(MAX_CREDITS),
   reason: z.enum(GRANT_REASONS as [string, ...string[]]),
   reference: z.string().trim().min(1).max(200),
 });
