@@ -30,19 +30,31 @@ interface Kind<S, E> {
   name: string;
   initial: () => S;
   evolve: (s: S, e: E, at: number) => S;
+  /** Version of the folded state's shape and meaning: a snapshot written under another version is ignored (re-folded). */
+  stateVersion: number;
 }
 
 export const ACCOUNT: Kind<AccountState, AccountEvent> = {
   name: 'account',
   initial: initialAccount,
   evolve: evolveAccount,
+  stateVersion: 2, // 2: `references` maps each reference to its amount (was 1)
 };
 
 export const GENERATION: Kind<GenerationState, GenerationEvent> = {
   name: 'generation',
   initial: initialGeneration,
   evolve: (s, e) => evolveGeneration(s, e),
+  stateVersion: 1,
 };
+
+/** How a snapshot's state is stored: tagged with the state version it was folded under. */
+interface VersionedState {
+  v: number;
+  state: unknown;
+}
+const isVersion = (x: unknown, v: number): x is VersionedState =>
+  typeof x === 'object' && x !== null && (x as Partial<VersionedState>).v === v && 'state' in x;
 
 const PAGE = 1000;
 const SNAPSHOT_EVERY = 500;
@@ -109,7 +121,7 @@ export class AggregateRepository {
     let current = this.cache.get(key) as Loaded<S> | undefined;
     if (!current && hasSnapshots(this.store)) {
       const snap = this.store.readSnapshot(streamId);
-      if (snap) current = { state: snap.state as S, revision: snap.revision };
+      if (snap && isVersion(snap.state, kind.stateVersion)) current = { state: snap.state.state as S, revision: snap.revision };
     }
     let state = current?.state ?? kind.initial();
     let revision = current?.revision ?? -1;
@@ -125,7 +137,7 @@ export class AggregateRepository {
     if (revision >= 0) {
       this.cache.set(key, { state, revision });
       if (hasSnapshots(this.store) && Math.floor(revision / SNAPSHOT_EVERY) > Math.floor(startRevision / SNAPSHOT_EVERY)) {
-        this.store.writeSnapshot(streamId, revision, state);
+        this.store.writeSnapshot(streamId, revision, { v: kind.stateVersion, state } satisfies VersionedState);
       }
     }
     return { state, revision };

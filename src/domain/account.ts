@@ -35,8 +35,8 @@ export interface AccountState {
   /** `g:<generationId>` -> settled at (epoch ms of the settling event), oldest first. The prefix keeps keys
    * non-numeric so JavaScript preserves insertion order, which pruning relies on. */
   recentlySettled: Record<string, number>;
-  /** idempotency keys of grants (`grant:<ref>`) and revocations (`revoke:<ref>`) already applied */
-  references: Record<string, 1>;
+  /** idempotency keys of grants (`grant:<ref>`) and revocations (`revoke:<ref>`) already applied -> their amount */
+  references: Record<string, number>;
 }
 
 export const initialAccount = (): AccountState => ({
@@ -62,6 +62,7 @@ export type AccountRejectionCode =
   | 'invalid_amount'
   | 'invalid_reason'
   | 'invalid_reference'
+  | 'reference_conflict'
   | 'credit_bound_exceeded'
   | 'insufficient_credits'
   | 'charge_window_expired';
@@ -74,13 +75,22 @@ const refuse = (code: AccountRejectionCode, message: string): AccountDecision =>
 const isCreditAmount = (n: number) => Number.isInteger(n) && n > 0 && n <= MAX_CREDITS;
 const INVALID_AMOUNT = `amount must be a whole number of credits from 1 to ${MAX_CREDITS}`;
 
+/** A repeated reference is a replay only with the same amount; another amount is a caller's bug, said so. */
+function replayOf(state: AccountState, key: string, amount: number, what: string): AccountDecision | null {
+  const recorded = state.references[key];
+  if (recorded === undefined) return null;
+  if (recorded === amount) return accept();
+  return refuse('reference_conflict', `reference ${JSON.stringify(key.slice(key.indexOf(':') + 1))} was already used for a ${what} of ${recorded} credits, not ${amount}`);
+}
+
 export function decideAccount(state: AccountState, command: AccountCommand): AccountDecision {
   switch (command.type) {
     case 'Grant': {
       if (!isCreditAmount(command.amount)) return refuse('invalid_amount', INVALID_AMOUNT);
       if (!GRANT_REASONS.includes(command.reason)) return refuse('invalid_reason', `reason must be one of ${GRANT_REASONS.join(', ')}`);
       if (!command.reference.trim()) return refuse('invalid_reference', 'a grant needs a reference (order id, webhook id)');
-      if (`grant:${command.reference}` in state.references) return accept();
+      const replay = replayOf(state, `grant:${command.reference}`, command.amount, 'grant');
+      if (replay) return replay;
       const net = state.granted - state.revoked;
       if (net + command.amount > MAX_CREDITS) {
         return refuse(
@@ -93,7 +103,8 @@ export function decideAccount(state: AccountState, command: AccountCommand): Acc
     case 'Revoke': {
       if (!isCreditAmount(command.amount)) return refuse('invalid_amount', INVALID_AMOUNT);
       if (!command.reference.trim()) return refuse('invalid_reference', 'a revocation needs a reference');
-      if (`revoke:${command.reference}` in state.references) return accept();
+      const replay = replayOf(state, `revoke:${command.reference}`, command.amount, 'revocation');
+      if (replay) return replay;
       if (state.balance < command.amount) {
         return refuse('insufficient_credits', `cannot revoke ${command.amount}: balance is ${state.balance}`);
       }
@@ -136,12 +147,12 @@ export function evolveAccount(s: AccountState, event: AccountEvent, at: number):
     case 'CreditsGranted':
       s.balance += event.data.amount;
       s.granted += event.data.amount;
-      s.references[`grant:${event.data.reference}`] = 1;
+      s.references[`grant:${event.data.reference}`] = event.data.amount;
       break;
     case 'CreditsRevoked':
       s.balance -= event.data.amount;
       s.revoked += event.data.amount;
-      s.references[`revoke:${event.data.reference}`] = 1;
+      s.references[`revoke:${event.data.reference}`] = event.data.amount;
       break;
     case 'CreditDeducted':
       s.balance -= event.data.amount;

@@ -161,6 +161,8 @@ class Harness {
   /** grant reference -> amount of the first grant issued with it (per account) */
   readonly grants = new Map<string, { account: string; amount: number }>();
   readonly revocations = new Set<string>();
+  /** revocation reference -> every amount issued with it (per account) */
+  readonly revocationAmounts = new Map<string, Set<number>>();
   readonly sessions = new Map<string, SessionModel>();
   /** operations interrupted by a crash that their caller retries (webhook grants, queue redelivery) */
   private retryAfterCrash: Array<() => Promise<unknown>> = [];
@@ -302,10 +304,21 @@ const grantStep = (acc: number, amount: number, ref: number) =>
       const key = `${account}/${reference}`;
       const first = !h.grants.has(key);
       if (first) h.grants.set(key, { account, amount });
-      const grant = () => grantCredits(h.admin, account, { amount, reason: 'purchase', reference }, { requestId: `grant-${reference}`, workerId: 'admin', now: h.now });
+      // A reference reused with another amount is refused (reference_conflict): a caller's bug, never applied.
+      const conflicting = !first && h.grants.get(key)!.amount !== amount;
+      const grant = () =>
+        grantCredits(h.admin, account, { amount, reason: 'purchase', reference }, { requestId: `grant-${reference}`, workerId: 'admin', now: h.now }).catch(
+          (err) => {
+            if (err instanceof CreditCommandRejected && err.code === 'reference_conflict') return { conflict: true };
+            throw err;
+          },
+        );
       const [r] = await h.exec([grant], grant);
+      if (r?.status !== 'fulfilled') return;
+      const v = r.value as { applied?: boolean; conflict?: boolean };
+      expect(v.conflict === true, `grant ${key} (${amount}): reference_conflict exactly when the amount differs from the first`).toBe(conflicting);
       // Idempotent on the reference: only the first grant with it applies (a crash's retry may find it applied).
-      if (r?.status === 'fulfilled') expect((r.value as { applied: boolean }).applied, `grant ${key}: applied only the first time`).toBe(first);
+      if (!conflicting) expect(v.applied, `grant ${key}: applied only the first time`).toBe(first);
     });
 
 const grantCmd = fc
@@ -318,16 +331,24 @@ const revokeCmd = fc
     step(`revoke(acc${acc}, ${amount}, ref${ref})`, async (h) => {
       const account = h.accounts[acc]!;
       const reference = `rev${ref}`;
+      const key = `${account}/${reference}`;
+      const issued = h.revocationAmounts.get(key) ?? new Set<number>();
       const revoke = () =>
         revokeCredits(h.admin, account, { amount, reason: 'correction', reference }, { requestId: `revoke-${reference}`, workerId: 'admin', now: h.now }).catch(
           (err) => {
             // Refused for lack of balance: a legitimate answer, never a bug.
             if (err instanceof CreditCommandRejected && err.code === 'insufficient_credits') return { applied: false };
+            // Refused because an earlier revocation with this reference applied another amount.
+            if (err instanceof CreditCommandRejected && err.code === 'reference_conflict') {
+              expect([...issued].some((a) => a !== amount), `revoke ${key} (${amount}): reference_conflict without an earlier other amount`).toBe(true);
+              return { applied: false };
+            }
             throw err;
           },
         );
       await h.exec([revoke]);
-      h.revocations.add(`${account}/${reference}`);
+      h.revocationAmounts.set(key, issued.add(amount));
+      h.revocations.add(key);
     }),
   );
 

@@ -49,9 +49,14 @@ describe('Grant', () => {
     });
   });
 
-  it('is idempotent on the reference, whatever the amount of the repeat', () => {
+  it('is idempotent on the reference when the repeat has the same amount', () => {
     account.given(granted(5, 'order-1')).when({ type: 'Grant', amount: 5, reason: 'purchase', reference: 'order-1' }).thenNothing();
-    account.given(granted(5, 'order-1')).when({ type: 'Grant', amount: 9, reason: 'purchase', reference: 'order-1' }).thenNothing();
+  });
+
+  it('refuses a reference already used with another amount, and says which (a caller bug surfaces)', () => {
+    const d = account.given(granted(5, 'order-1')).when({ type: 'Grant', amount: 9, reason: 'purchase', reference: 'order-1' });
+    d.thenRejects('reference_conflict');
+    expect(!d.decision.ok && d.decision.message).toBe('reference "order-1" was already used for a grant of 5 credits, not 9');
   });
 
   it('applies a grant with another reference', () => {
@@ -127,6 +132,11 @@ describe('Revoke', () => {
   it('is idempotent on the reference, even when the balance no longer covers it', () => {
     const revoked: AccountEvent = { type: 'CreditsRevoked', data: { amount: 5, reason: 'cb', reference: 'cb-1' } };
     account.given(granted(5), revoked).when({ type: 'Revoke', amount: 5, reason: 'cb', reference: 'cb-1' }).thenNothing();
+  });
+
+  it('refuses a revocation reference already used with another amount', () => {
+    const revoked: AccountEvent = { type: 'CreditsRevoked', data: { amount: 2, reason: 'cb', reference: 'cb-1' } };
+    account.given(granted(5), revoked).when({ type: 'Revoke', amount: 3, reason: 'cb', reference: 'cb-1' }).thenRejects('reference_conflict');
   });
 
   it('rejects a bad amount and a blank reference', () => {

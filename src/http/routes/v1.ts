@@ -165,7 +165,8 @@ export function v1Routes(d: V1Deps): FastifyPluginAsync {
         const view = await accountView(d.repo, r.account);
         return reply.code(r.applied ? 201 : 200).send({ applied: r.applied, account: view });
       } catch (err) {
-        if (err instanceof CreditCommandRejected) throw new HttpError(422, err.code, err.message);
+        // A reference reused with another amount conflicts with the recorded grant (409); other refusals are 422.
+        if (err instanceof CreditCommandRejected) throw new HttpError(err.code === 'reference_conflict' ? 409 : 422, err.code, err.message);
         return badAccount(err);
       }
     });

@@ -1,0 +1,159 @@
+// What the adversarial probe found at the HTTP surface (issue 11), on the real service composition (SQLite ledger,
+// fastify on a loopback port, token mode): `%` in account ids (3), router-level errors in the one shape (5), CSV cells
+// led by tab or CR (6), one rule for emails (7), platform ids are UUIDs (8), a grant reference reused with another
+// amount (9).
+import { randomUUID } from 'node:crypto';
+import net from 'node:net';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { openSqliteEventStore } from '../../src/adapters/eventstore/sqlite/sqliteEventStore.ts';
+import { AggregateRepository } from '../../src/app/aggregates.ts';
+import { grantCredits } from '../../src/app/credits.ts';
+import { grantCommand, revokeCommand } from '../../src/cli/commands/ledger.ts';
+import { loadConfig } from '../../src/config.ts';
+import { buildProducerTask, serializeProducerTask } from '../../src/contract.ts';
+import { evolveAccount, initialAccount } from '../../src/domain/account.ts';
+import { accountStream, hashShopperEmail } from '../../src/domain/streams.ts';
+import { silentLogger } from '../../src/logger.ts';
+import { startService, type Service } from '../../src/main.ts';
+import { freePort, tempDir } from '../support/stack.ts';
+
+const logger = silentLogger();
+const token = 'hardening-token-0123456789';
+const auth = { authorization: `Bearer ${token}` };
+const json = { ...auth, 'content-type': 'application/json' };
+
+interface ErrorBody {
+  error: { code: string; message: string; details?: unknown };
+  request_id: string;
+}
+
+/** The one error shape, with the same request id in the body and the X-Request-Id header. */
+async function expectErrorShape(r: Response, status: number, code: string): Promise<ErrorBody> {
+  expect(r.status).toBe(status);
+  const id = r.headers.get('x-request-id');
+  expect(id).toMatch(/^[A-Za-z0-9._:-]{1,128}$/);
+  expect(r.headers.get('content-type')).toMatch(/^application\/json/);
+  const body = (await r.json()) as ErrorBody;
+  expect(body).toMatchObject({ error: { code, message: expect.any(String) }, request_id: id });
+  expect(Object.keys(body).sort()).toEqual(['error', 'request_id']);
+  return body;
+}
+
+/** One raw HTTP exchange over a socket: what a client that bypasses fetch's URL normalisation sends. */
+function rawRequest(port: number, text: string, deadlineMs = 10_000): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const socket = net.connect({ host: '127.0.0.1', port });
+    const chunks: Buffer[] = [];
+    const timer = setTimeout(() => (socket.destroy(), reject(new Error(`no complete answer within ${deadlineMs} ms`))), deadlineMs);
+    socket.on('data', (c) => chunks.push(c));
+    socket.on('error', () => undefined); // the server may reset after answering; what it sent is in `chunks`
+    socket.on('close', () => (clearTimeout(timer), resolve(Buffer.concat(chunks).toString('latin1'))));
+    socket.write(text);
+  });
+}
+
+function parseRaw(text: string): { status: number; headers: Record<string, string>; body: string } {
+  const [head = '', ...rest] = text.split('\r\n\r\n');
+  const [statusLine = '', ...lines] = head.split('\r\n');
+  const headers = Object.fromEntries(lines.map((l) => [l.slice(0, l.indexOf(':')).toLowerCase(), l.slice(l.indexOf(':') + 1).trim()]));
+  return { status: Number(statusLine.split(' ')[1]), headers, body: rest.join('\r\n\r\n') };
+}
+
+describe('HTTP hardening (issue 11)', () => {
+  let service: Service;
+  let base: string;
+  let port: number;
+  let dataDir: string;
+  const store = `${randomUUID()}`;
+
+  beforeAll(async () => {
+    port = await freePort();
+    dataDir = tempDir('hardening');
+    const config = loadConfig({ DATA_DIR: dataDir, HOST: '127.0.0.1', PORT: String(port), API_TOKEN: token, POSE_ENABLED: 'false' });
+    service = await startService(config, { http: true, worker: false, projections: false }, logger);
+    base = `http://127.0.0.1:${port}`;
+  });
+  afterAll(() => service?.stop());
+
+  const grant = (account: string, body: Record<string, unknown>) =>
+    fetch(`${base}/v1/accounts/${encodeURIComponent(account)}/grants`, { method: 'POST', headers: json, body: JSON.stringify(body) });
+  const cli = async (command: typeof grantCommand, args: string[]) => {
+    const out: string[] = [];
+    const err: string[] = [];
+    const code = await command.run(args, { config: loadConfig({ DATA_DIR: dataDir }), logger, out: (l) => out.push(l), err: (l) => err.push(l) });
+    return { code, out, err };
+  };
+
+  describe('item 9: a grant reference reused with another amount', () => {
+    it('answers 409 reference_conflict naming both amounts; the same amount stays an idempotent 200', async () => {
+      const account = `store:${randomUUID()}`;
+      expect((await grant(account, { amount: 5, reason: 'purchase', reference: 'order-9' })).status).toBe(201);
+      const again = await grant(account, { amount: 5, reason: 'purchase', reference: 'order-9' });
+      expect(again.status).toBe(200);
+      expect(await again.json()).toMatchObject({ applied: false, account: { balance: 5 } });
+      const body = await expectErrorShape(await grant(account, { amount: 7, reason: 'purchase', reference: 'order-9' }), 409, 'reference_conflict');
+      expect(body.error.message).toBe('reference "order-9" was already used for a grant of 5 credits, not 7');
+      const view = (await (await fetch(`${base}/v1/accounts/${account}`, { headers: auth })).json()) as { balance: number };
+      expect(view.balance).toBe(5);
+    });
+
+    it('the CLI says so and exits non-zero, for grants and revocations', async () => {
+      const account = `user:${randomUUID()}`;
+      expect((await cli(grantCommand, [account, '5', '--reason', 'purchase', '--reference', 'cli-9'])).code).toBe(0);
+      expect((await cli(grantCommand, [account, '5', '--reason', 'purchase', '--reference', 'cli-9'])).out).toEqual([
+        `already applied (same reference): ${account} balance 5`,
+      ]);
+      const conflict = await cli(grantCommand, [account, '6', '--reason', 'purchase', '--reference', 'cli-9']);
+      expect(conflict).toEqual({ code: 1, out: [], err: ['refused (reference_conflict): reference "cli-9" was already used for a grant of 5 credits, not 6'] });
+      expect((await cli(revokeCommand, [account, '2', '--reason', 'x', '--reference', 'rev-9'])).code).toBe(0);
+      const revoke = await cli(revokeCommand, [account, '1', '--reason', 'x', '--reference', 'rev-9']);
+      expect(revoke).toEqual({ code: 1, out: [], err: ['refused (reference_conflict): reference "rev-9" was already used for a revocation of 2 credits, not 1'] });
+    });
+
+    it('an account snapshot folded before references kept their amounts is ignored, so a replay is not taken for a conflict', async () => {
+      const dir = tempDir('snap');
+      const ledger = openSqliteEventStore({ path: `${dir}/ledger.sqlite`, writer: 'inline' });
+      try {
+        const account = `user:${randomUUID()}`;
+        const ctx = { requestId: 't', workerId: 't' };
+        await grantCredits(new AggregateRepository(ledger), account, { amount: 5, reason: 'purchase', reference: 'old' }, ctx);
+        // what the previous version wrote after folding that grant: the bare state, each reference mapped to 1
+        const folded = evolveAccount(initialAccount(), { type: 'CreditsGranted', data: { amount: 5, reason: 'purchase', reference: 'old' } }, Date.now());
+        ledger.writeSnapshot(accountStream(account), 0, { ...folded, references: { 'grant:old': 1 } });
+        // written with the store's next commit: wait until it is there
+        for (const until = Date.now() + 10_000; !(ledger.readSnapshot(accountStream(account))?.state as { references?: unknown })?.references; ) {
+          if (Date.now() > until) throw new Error('the legacy snapshot was never written');
+          await new Promise((r) => setTimeout(r, 10));
+        }
+        const r = await grantCredits(new AggregateRepository(ledger), account, { amount: 5, reason: 'purchase', reference: 'old' }, ctx);
+        expect(r.applied).toBe(false);
+      } finally {
+        await ledger.close();
+      }
+    });
+  });
+});
+
+/** RFC 4180 cells of one CSV line (quoted cells may hold commas, quotes and CR). */
+function parseCsvLine(line: string): string[] {
+  const cells: string[] = [];
+  let i = 0;
+  while (i <= line.length) {
+    if (line[i] === '"') {
+      let cell = '';
+      i++;
+      for (;;) {
+        if (line[i] === '"' && line[i + 1] === '"') (cell += '"'), (i += 2);
+        else if (line[i] === '"') break;
+        else cell += line[i++];
+      }
+      cells.push(cell);
+      i += 2; // closing quote and comma
+    } else {
+      const end = line.indexOf(',', i);
+      cells.push(line.slice(i, end < 0 ? line.length : end));
+      i = end < 0 ? line.length + 1 : end + 1;
+    }
+  }
+  return cells;
+}
