@@ -84,6 +84,28 @@ describe('HTTP hardening (issue 11)', () => {
     return { code, out, err };
   };
 
+  describe('item 3: a % in an account id', () => {
+    it('answers 400 invalid_account for a malformed id instead of 500', async () => {
+      for (const path of ['user%3A%25', 'user:%25', 'store%3A%25zz', 'user%3A100%25']) {
+        const body = await expectErrorShape(await fetch(`${base}/v1/accounts/${path}`, { headers: auth }), 400, 'invalid_account');
+        expect(body.error.message).not.toContain('URI');
+      }
+      await expectErrorShape(await fetch(`${base}/v1/accounts/user%3A%25/statement`, { headers: auth }), 400, 'invalid_account');
+      await expectErrorShape(await grant('user:%', { amount: 1, reason: 'purchase', reference: 'pct' }), 400, 'invalid_account');
+    });
+
+    it('handles a valid shopper id whose email holds a %, correctly encoded', async () => {
+      const email = '100%real@example.com';
+      const account = `shopper:${store}:${email}`;
+      expect((await grant(account, { amount: 4, reason: 'purchase', reference: 'pct-1' })).status).toBe(201);
+      const r = await fetch(`${base}/v1/accounts/${encodeURIComponent(account)}`, { headers: auth });
+      expect(r.status).toBe(200);
+      expect(await r.json()).toMatchObject({ account: `shopper:${store}.${hashShopperEmail(email)}`, balance: 4 });
+      const st = await fetch(`${base}/v1/accounts/${encodeURIComponent(account)}/statement`, { headers: auth });
+      expect(((await st.json()) as { lines: unknown[] }).lines).toHaveLength(1);
+    });
+  });
+
   describe('item 9: a grant reference reused with another amount', () => {
     it('answers 409 reference_conflict naming both amounts; the same amount stays an idempotent 200', async () => {
       const account = `store:${randomUUID()}`;

@@ -65,10 +65,6 @@ const statementQuery = z.object({
   limit: z.coerce.number().int().min(1).max(10_000).default(1000),
 });
 
-function account(param: string): string {
-  return decodeURIComponent(param);
-}
-
 function badAccount(err: unknown): never {
   if (err instanceof InvalidAccountError) throw new HttpError(400, 'invalid_account', err.message);
   throw err;
@@ -136,8 +132,9 @@ export function v1Routes(d: V1Deps): FastifyPluginAsync {
       };
     });
 
+    // `:account` arrives percent-decoded by the router; decoding it again would misread a `%` in an email.
     app.get<{ Params: { account: string } }>('/v1/accounts/:account', async (req) => {
-      const view = await accountView(d.repo, account(req.params.account)).catch(badAccount);
+      const view = await accountView(d.repo, req.params.account).catch(badAccount);
       if (!view.exists) throw new HttpError(404, 'not_found', `account ${view.account} has no movements`);
       return view;
     });
@@ -145,7 +142,7 @@ export function v1Routes(d: V1Deps): FastifyPluginAsync {
     app.get<{ Params: { account: string } }>('/v1/accounts/:account/statement', async (req, reply) => {
       const q = statementQuery.safeParse(req.query);
       if (!q.success) throw new HttpError(400, 'invalid_request', describeIssues(q.error));
-      const s = await statement(d.store, account(req.params.account), { fromRevision: q.data.from, limit: q.data.limit }).catch(badAccount);
+      const s = await statement(d.store, req.params.account, { fromRevision: q.data.from, limit: q.data.limit }).catch(badAccount);
       if (q.data.format === 'csv') {
         if (s.next_revision !== null) void reply.header('x-next-revision', String(s.next_revision));
         return reply.header('content-type', 'text/csv; charset=utf-8').send(statementCsv(s.lines));
@@ -161,7 +158,7 @@ export function v1Routes(d: V1Deps): FastifyPluginAsync {
         });
       }
       try {
-        const r = await grantCredits(d.repo, account(req.params.account), body.data as never, { requestId: req.id, workerId: d.workerId });
+        const r = await grantCredits(d.repo, req.params.account, body.data as never, { requestId: req.id, workerId: d.workerId });
         const view = await accountView(d.repo, r.account);
         return reply.code(r.applied ? 201 : 200).send({ applied: r.applied, account: view });
       } catch (err) {
