@@ -106,6 +106,55 @@ describe('HTTP hardening (issue 11)', () => {
     });
   });
 
+  describe('item 5: router-level errors have the one shape and X-Request-Id, and never echo the path', () => {
+    it('a 10 KB id answers 414 in the API shape, without the id', async () => {
+      const long = 'x'.repeat(10_000);
+      for (const path of [`/v1/generations/${long}`, `/v1/accounts/user:${long}`]) {
+        const r = await fetch(`${base}${path}`, { headers: { ...auth, 'x-request-id': 'req_long-1' } });
+        const body = await expectErrorShape(r, 414, 'uri_too_long');
+        expect(body.request_id).toBe('req_long-1');
+        expect(JSON.stringify(body)).not.toContain('xxxxxxxxxx');
+      }
+    });
+
+    it('a path that does not percent-decode answers 400 bad_url in the API shape, without the path', async () => {
+      for (const path of ['/v1/generations/%ff%fe', '/files/%c0%ae%c0%ae/%c0%ae%c0%ae/etc/passwd', '/v1/accounts/user:%E0%A4%A']) {
+        const answer = parseRaw(await rawRequest(port, `GET ${path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${token}\r\nConnection: close\r\n\r\n`));
+        expect(answer.status).toBe(400);
+        expect(answer.headers['x-request-id']).toMatch(/^req_/);
+        const body = JSON.parse(answer.body) as ErrorBody;
+        expect(body).toEqual({ error: { code: 'bad_url', message: expect.any(String) }, request_id: answer.headers['x-request-id'] });
+        expect(answer.body).not.toMatch(/%ff|%c0|%E0|passwd/i);
+      }
+    });
+
+    it('an unknown route answers 404 without echoing the path', async () => {
+      const marker = `probe-${randomUUID()}`;
+      const body = await expectErrorShape(await fetch(`${base}/${marker}?q=${marker}`), 404, 'not_found');
+      expect(JSON.stringify(body)).not.toContain(marker);
+    });
+
+    it('a malformed HTTP request answers 400 in the API shape with an X-Request-Id', async () => {
+      const answer = parseRaw(await rawRequest(port, 'GET /health HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n'));
+      expect(answer.status).toBe(400);
+      expect(answer.headers['x-request-id']).toMatch(/^req_/);
+      expect(JSON.parse(answer.body)).toEqual({ error: { code: 'bad_request', message: expect.any(String) }, request_id: answer.headers['x-request-id'] });
+    });
+
+    it('oversized headers answer 431 in the API shape', async () => {
+      const answer = parseRaw(await rawRequest(port, `GET /health HTTP/1.1\r\nHost: x\r\nX-Big: ${'y'.repeat(20_000)}\r\n\r\n`));
+      expect(answer.status).toBe(431);
+      expect(JSON.parse(answer.body)).toEqual({ error: { code: 'headers_too_large', message: expect.any(String) }, request_id: answer.headers['x-request-id'] });
+    });
+
+    it('what held keeps holding: no token, no answer; a forged signed path is still refused', async () => {
+      await expectErrorShape(await fetch(`${base}/v1/accounts/user:${randomUUID()}`), 401, 'unauthorized');
+      const r = await fetch(`${base}/files/..%2f..%2fledger.sqlite?expires=9999999999&sig=00`);
+      expect([403, 404]).toContain(r.status);
+      await expectErrorShape(r, r.status, r.status === 403 ? 'invalid_signature' : 'not_found');
+    });
+  });
+
   describe('item 9: a grant reference reused with another amount', () => {
     it('answers 409 reference_conflict naming both amounts; the same amount stays an idempotent 200', async () => {
       const account = `store:${randomUUID()}`;
