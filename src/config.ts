@@ -15,6 +15,14 @@ const list = z
   .optional()
   .transform((v) => (v ?? '').split(',').map((s) => s.trim()).filter(Boolean));
 
+/**
+ * HTTP deadlines (ms). A client gets `headers` to send its request line and headers and `request` for the whole request
+ * with its body (slow-body clients: answered 408, then cut); a socket with no traffic for `idle` is closed (longer than
+ * the slowest handler, /estimate-body); an idle keep-alive connection is closed after `keepAlive` (above the usual
+ * 60 s of load balancers and nginx, so they close first).
+ */
+export const HTTP_TIMEOUT_DEFAULTS = { headersMs: 10_000, requestMs: 30_000, idleMs: 120_000, keepAliveMs: 72_000 } as const;
+
 export const configSchema = z.object({
   NODE_ENV: z.string().default('development'),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
@@ -26,6 +34,10 @@ export const configSchema = z.object({
   PUBLIC_BASE_URL: optionalUrl,
   /** Identifies this process in leases, queue processing lists and event metadata. */
   WORKER_ID: optionalString,
+  HTTP_HEADERS_TIMEOUT_MS: int(HTTP_TIMEOUT_DEFAULTS.headersMs, 100),
+  HTTP_REQUEST_TIMEOUT_MS: int(HTTP_TIMEOUT_DEFAULTS.requestMs, 100),
+  HTTP_IDLE_TIMEOUT_MS: int(HTTP_TIMEOUT_DEFAULTS.idleMs, 100),
+  HTTP_KEEP_ALIVE_TIMEOUT_MS: int(HTTP_TIMEOUT_DEFAULTS.keepAliveMs, 100),
 
   // --- intake ---
   REDIS_URL: optionalUrl,
@@ -109,6 +121,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     throw new ConfigError(`invalid configuration:\n${lines.join('\n')}`);
   }
   const c = parsed.data;
+  if (c.HTTP_HEADERS_TIMEOUT_MS > c.HTTP_REQUEST_TIMEOUT_MS) {
+    throw new ConfigError('HTTP_HEADERS_TIMEOUT_MS must not exceed HTTP_REQUEST_TIMEOUT_MS (the headers are part of the request)');
+  }
   if (Boolean(c.SUPABASE_URL) !== Boolean(c.SUPABASE_SERVICE_ROLE_KEY)) {
     throw new ConfigError('SUPABASE_URL and SUPABASE_SERVICE_ROLE_KEY must be set together');
   }

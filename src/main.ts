@@ -204,7 +204,16 @@ export async function startService(config: Config, parts: Parts, logger: Logger)
 
     let address: string | undefined;
     if (parts.http) {
-      const app = createHttpServer({ logger: log, metrics });
+      const app = createHttpServer({
+        logger: log,
+        metrics,
+        timeouts: {
+          headersMs: config.HTTP_HEADERS_TIMEOUT_MS,
+          requestMs: config.HTTP_REQUEST_TIMEOUT_MS,
+          idleMs: config.HTTP_IDLE_TIMEOUT_MS,
+          keepAliveMs: config.HTTP_KEEP_ALIVE_TIMEOUT_MS,
+        },
+      });
       await app.register(healthRoutes({ health, metrics, startedAt: Date.now() }));
       await app.register(
         v1Routes({

@@ -3,6 +3,7 @@ import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type
 import { randomUUID } from 'node:crypto';
 import { STATUS_CODES } from 'node:http';
 import type { Socket } from 'node:net';
+import { HTTP_TIMEOUT_DEFAULTS } from '../config.ts';
 import type { Logger } from '../logger.ts';
 import type { Metrics } from '../metrics.ts';
 import { HttpError, type ErrorBody } from './errors.ts';
@@ -28,15 +29,35 @@ const CLIENT_ERRORS: Record<string, [status: number, code: string, message: stri
   HPE_HEADER_OVERFLOW: [431, 'headers_too_large', 'the request headers are too large'],
 };
 
+export interface HttpTimeouts {
+  headersMs: number;
+  requestMs: number;
+  idleMs: number;
+  keepAliveMs: number;
+}
+
 export interface HttpServerOptions {
   logger: Logger;
   metrics: Metrics;
   bodyLimit?: number;
+  /** deadlines for slow clients (HTTP_*_TIMEOUT_MS; see HTTP_TIMEOUT_DEFAULTS) */
+  timeouts?: HttpTimeouts;
 }
 
-export function createHttpServer({ logger, metrics, bodyLimit = 1024 * 1024 }: HttpServerOptions): FastifyInstance {
+export function createHttpServer({ logger, metrics, bodyLimit = 1024 * 1024, timeouts = HTTP_TIMEOUT_DEFAULTS }: HttpServerOptions): FastifyInstance {
   const app = Fastify({
     loggerInstance: logger as FastifyBaseLogger,
+    // Slow clients: the headers and the whole request each have a deadline (answered 408, then cut), a silent socket
+    // is closed, and so is an idle keep-alive one. Node checks the request deadlines every connectionsCheckingInterval
+    // (30 s by default): a quarter of the shortest deadline, at most 1 s, keeps them close to what is configured.
+    requestTimeout: timeouts.requestMs,
+    connectionTimeout: timeouts.idleMs,
+    keepAliveTimeout: timeouts.keepAliveMs,
+    http: {
+      headersTimeout: timeouts.headersMs,
+      requestTimeout: timeouts.requestMs,
+      connectionsCheckingInterval: Math.max(25, Math.min(1000, Math.floor(Math.min(timeouts.headersMs, timeouts.requestMs) / 4))),
+    },
     // Request lines are logged once, in onResponse below, with the route and status.
     logController: new LogController({ disableRequestLogging: true, requestIdLogLabel: 'request_id' }),
     bodyLimit,
