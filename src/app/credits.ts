@@ -186,8 +186,9 @@ const CSV_COLUMNS: (keyof StatementLine)[] = [
 export function statementCsv(lines: StatementLine[]): string {
   const cell = (v: unknown) => {
     const s = v === null || v === undefined ? '' : String(v);
-    // Quote what needs it, and defuse spreadsheet formulas.
-    const safe = /^[=+\-@]/.test(s) && Number.isNaN(Number(s)) ? `'${s}` : s;
+    // Defuse spreadsheet formulas (OWASP CSV injection: cells led by = + - @ TAB CR get a leading '); numbers (the
+    // signed amounts) stay numbers. Then quote what needs it.
+    const safe = typeof v !== 'number' && /^[=+\-@\t\r]/.test(s) ? `'${s}` : s;
     return /[",\n\r]/.test(safe) ? `"${safe.replace(/"/g, '""')}"` : safe;
   };
   return [CSV_COLUMNS.join(','), ...lines.map((l) => CSV_COLUMNS.map((c) => cell(l[c])).join(','))].join('\n') + '\n';

@@ -155,6 +155,27 @@ describe('HTTP hardening (issue 11)', () => {
     });
   });
 
+  describe('item 6: CSV statements defuse formula cells led by tab and CR, as =, +, -, @ are', () => {
+    it('prefixes each such cell with a quote, via the CLI (which keeps references as typed) and the HTTP CSV', async () => {
+      const account = `user:${randomUUID()}`;
+      const refs = ['\t=HYPERLINK("http://evil.example")', '\r=1+2', '=SUM(A1)', '+1', '-1+2', '@cmd', 'plain'];
+      for (const [i, reference] of refs.entries()) {
+        expect((await cli(grantCommand, [account, String(i + 1), '--reason', 'purchase', '--reference', reference])).code).toBe(0);
+      }
+      expect((await cli(revokeCommand, [account, '1', '--reason', '\tcmd|/c calc', '--reference', 'rev-1'])).code).toBe(0);
+      const r = await fetch(`${base}/v1/accounts/${account}/statement?format=csv`, { headers: auth });
+      expect(r.status).toBe(200);
+      const csv = await r.text();
+      // every cell that starts with one of = + - @ TAB CR (after an optional opening quote) starts with ' instead
+      const cells = csv.split('\n').slice(1, -1).flatMap((line) => parseCsvLine(line));
+      const dangerous = cells.filter((c) => /^[=+\-@\t\r]/.test(c) && Number.isNaN(Number(c)));
+      expect(dangerous).toEqual([]);
+      expect(cells).toEqual(expect.arrayContaining(["'\t=HYPERLINK(\"http://evil.example\")", "'\r=1+2", "'=SUM(A1)", "'+1", "'-1+2", "'@cmd", 'plain', "'\tcmd|/c calc"]));
+      // numbers stay numbers: the revocation's signed amount is -1, not '-1
+      expect(cells).toContain('-1');
+    });
+  });
+
   describe('item 9: a grant reference reused with another amount', () => {
     it('answers 409 reference_conflict naming both amounts; the same amount stays an idempotent 200', async () => {
       const account = `store:${randomUUID()}`;
