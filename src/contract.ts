@@ -4,7 +4,7 @@
 // silently accepted work that could only fail later (unknown version, ambiguous owner, bounds the upstream imposes).
 import { randomBytes, randomUUID } from 'node:crypto';
 import { z } from 'zod';
-import { InvalidAccountError, accountIdOf, parseAccountId } from './domain/streams.ts';
+import { InvalidAccountError, MAX_EMAIL_CHARS, accountIdOf, isEmail, parseAccountId } from './domain/streams.ts';
 
 /** Payload versions this worker understands. A producer that bumps the version must wait for a worker that knows it. */
 export const SUPPORTED_PAYLOAD_VERSIONS = [1] as const;
@@ -47,12 +47,7 @@ export const generationTaskPayloadSchema = z
     /** B2B resell mode: the generation is charged to this shopper's account at the store. */
     shopper_email: z.preprocess(
       absentToUndefined,
-      z
-        .string()
-        .trim()
-        .max(320)
-        .refine((s) => /^[^\s@]+@[^\s@]+$/.test(s), 'must be an email address')
-        .optional(),
+      z.string().trim().max(MAX_EMAIL_CHARS).refine(isEmail, 'must be an email address').optional(),
     ),
     session_id: z.string().regex(SESSION_ID, 'must be 1-128 of [A-Za-z0-9_-] (a UUID)'),
     image_urls: z

@@ -176,6 +176,20 @@ describe('HTTP hardening (issue 11)', () => {
     });
   });
 
+  describe('item 7: one rule for what an email is', () => {
+    it('refuses shopper:<store>:@ and other non-emails as accounts (400), everywhere an account is named', async () => {
+      for (const email of ['@', 'a@', '@b.c', 'a@b', 'a b@c.d', 'a@b@c.d']) {
+        const account = `shopper:${store}:${email}`;
+        await expectErrorShape(await fetch(`${base}/v1/accounts/${encodeURIComponent(account)}`, { headers: auth }), 400, 'invalid_account');
+        await expectErrorShape(await grant(account, { amount: 1, reason: 'purchase', reference: `e-${email}` }), 400, 'invalid_account');
+      }
+      const task = JSON.parse(serializeProducerTask(buildProducerTask({ storeId: store, shopperEmail: 'x@y.z', imageUrls: ['https://a.example/1.jpg'] })));
+      const r = await fetch(`${base}/v1/generations`, { method: 'POST', headers: json, body: JSON.stringify({ ...task, shopper_email: 'a@b' }) });
+      const body = await expectErrorShape(r, 400, 'invalid_request');
+      expect(body.error.details).toEqual({ fields: [{ path: 'shopper_email', message: 'must be an email address' }] });
+    });
+  });
+
   describe('item 9: a grant reference reused with another amount', () => {
     it('answers 409 reference_conflict naming both amounts; the same amount stays an idempotent 200', async () => {
       const account = `store:${randomUUID()}`;

@@ -9,7 +9,7 @@ import {
   snakeCaseKey,
   uuidv7,
 } from '../../src/contract.ts';
-import { hashShopperEmail } from '../../src/domain/streams.ts';
+import { InvalidAccountError, hashShopperEmail, isEmail, parseAccountId } from '../../src/domain/streams.ts';
 
 const STORE = '7d1f3c2a-5b7e-4c1d-9a0b-2e4f6a8c0d11';
 const USER = '0b9e8c1d-2f3a-4b5c-8d7e-6f5a4b3c2d1e';
@@ -135,6 +135,20 @@ describe('parseTaskPayload: refusals', () => {
   it('refuses shopper_email on b2c', () => {
     const r = parseTaskPayload(text({ ...b2c, shopper_email: 'a@b.c' }));
     expect(!r.ok && r.reason).toContain('shopper_email');
+  });
+
+  it('uses one rule for emails, the same as shopper accounts (name@domain.tld, like the platform)', () => {
+    for (const email of ['@', 'a@', '@b.c', 'a@b', 'a b@c.d', 'a@b@c.d', `${'x'.repeat(310)}@example.com`]) {
+      const r = parseTaskPayload(text({ ...b2bResell, shopper_email: email }));
+      expect(!r.ok && r.reason, email).toContain('shopper_email: must be an email address');
+      expect(isEmail(email), email).toBe(false);
+      expect(() => parseAccountId(`shopper:${STORE}:${email}`), email).toThrow(InvalidAccountError);
+    }
+    for (const email of ['a@b.co', ' Ann.Lee+tag@Example.COM ', '100%real@example.com']) {
+      expect(parseTaskPayload(text({ ...b2bResell, shopper_email: email })).ok, email).toBe(true);
+      expect(isEmail(email), email).toBe(true);
+      expect(parseAccountId(`shopper:${STORE}:${email}`).id).toBe(`${STORE}.${hashShopperEmail(email)}`);
+    }
   });
 
   it('refuses a version it does not understand, with a clear reason', () => {
