@@ -19,8 +19,13 @@ export const MAX_URL_CHARS = 8192;
  * `.`, so a payload cannot steer where the result is written. The producer's UUIDs always match.
  */
 const SESSION_ID = /^[A-Za-z0-9_-]{1,128}$/;
-/** Same rule as account ids in src/domain/streams.ts (no `.`: the shopper id uses it as separator). */
-const OWNER_ID = /^[A-Za-z0-9_-]{1,128}$/;
+/**
+ * `user_id` and `store_id` are the platform's ids: Postgres `uuid` columns (users, stores, and the credit and session
+ * tables the projections write). Anything else would be charged and then refused by those columns, so it is refused
+ * here. Lowercase canonical form, as Postgres prints a uuid: `ABC…` and `abc…` would otherwise be two ledger accounts.
+ */
+export const PLATFORM_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+const PLATFORM_ID_MESSAGE = 'must be a UUID in lowercase canonical form (the platform id)';
 
 const httpUrl = z
   .string()
@@ -36,7 +41,7 @@ const httpUrl = z
 
 /** Absent, `null` (a Python producer's model_dump) and `""` all mean "not given". */
 const absentToUndefined = (v: unknown) => (v === null || v === '' ? undefined : v);
-const optionalId = z.preprocess(absentToUndefined, z.string().regex(OWNER_ID, 'must be 1-128 of [A-Za-z0-9_-]').optional());
+const optionalId = z.preprocess(absentToUndefined, z.string().regex(PLATFORM_ID, PLATFORM_ID_MESSAGE).optional());
 
 export const generationTaskPayloadSchema = z
   .object({
@@ -149,8 +154,8 @@ function partialOf(obj: Record<string, unknown>): PartialTask | undefined {
   const storeId = str('store_id', 128);
   if (taskId) partial.task_id = taskId;
   if (requestId) partial.request_id = requestId;
-  if (userId && OWNER_ID.test(userId)) partial.user_id = userId;
-  if (storeId && OWNER_ID.test(storeId)) partial.store_id = storeId;
+  if (userId && PLATFORM_ID.test(userId)) partial.user_id = userId;
+  if (storeId && PLATFORM_ID.test(storeId)) partial.store_id = storeId;
   try {
     partial.account = accountOfTask({
       channel,

@@ -190,6 +190,27 @@ describe('HTTP hardening (issue 11)', () => {
     });
   });
 
+  describe('item 8: the platform ids are UUIDs', () => {
+    it('POST /v1/generations with a non-UUID user_id or store_id answers 400 naming the field, and charges nothing', async () => {
+      const urls = ['https://a.example/m.jpg'];
+      const cases = [
+        { task: buildProducerTask({ userId: 'u-1', imageUrls: urls }), field: 'user_id', account: 'user:u-1' },
+        { task: buildProducerTask({ storeId: 'store-1', imageUrls: urls }), field: 'store_id', account: 'store:store-1' },
+        { task: buildProducerTask({ userId: randomUUID().toUpperCase(), imageUrls: urls }), field: 'user_id', account: null },
+      ];
+      for (const { task, field, account } of cases) {
+        if (account) await grantCredits(new AggregateRepository(service.store), account, { amount: 5, reason: 'purchase', reference: 'g' }, { requestId: 't', workerId: 't' });
+        const r = await fetch(`${base}/v1/generations`, { method: 'POST', headers: json, body: serializeProducerTask(task) });
+        const body = await expectErrorShape(r, 400, 'invalid_request');
+        expect(body.error.details).toEqual({ fields: [{ path: field, message: expect.stringContaining('UUID') }] });
+        expect((await fetch(`${base}/v1/generations/${task.sessionId}`, { headers: auth })).status).toBe(404);
+      }
+      // a canonical UUID passes (402: no credits, so it was taken and charged against the right account)
+      const ok = buildProducerTask({ userId: randomUUID(), imageUrls: urls });
+      expect((await fetch(`${base}/v1/generations`, { method: 'POST', headers: json, body: serializeProducerTask(ok) })).status).toBe(402);
+    });
+  });
+
   describe('item 9: a grant reference reused with another amount', () => {
     it('answers 409 reference_conflict naming both amounts; the same amount stays an idempotent 200', async () => {
       const account = `store:${randomUUID()}`;

@@ -193,6 +193,17 @@ describe('parseTaskPayload: refusals', () => {
     if (!r.ok) expect(r.partial).toBeUndefined();
   });
 
+  it('refuses user and store ids that are not the platform\'s UUIDs, naming the field, and records no account for them', () => {
+    for (const id of ['u-1', 'store-1', '12345', USER.toUpperCase(), `${USER}0`, `{${USER}}`, USER.replace(/-/g, '')]) {
+      const b2cBad = parseTaskPayload(text({ ...b2c, user_id: id }));
+      expect(!b2cBad.ok && b2cBad.reason, id).toBe('invalid payload: user_id: must be a UUID in lowercase canonical form (the platform id)');
+      if (!b2cBad.ok) expect(b2cBad.partial).toEqual({ session_id: SESSION, channel: 'b2c', task_id: b2c.task_id, request_id: b2c.request_id });
+      const b2bBad = parseTaskPayload(text({ ...b2bAbsorb, store_id: id }));
+      expect(!b2bBad.ok && b2bBad.reason, id).toContain('store_id: must be a UUID');
+      if (!b2bBad.ok) expect(b2bBad.partial?.account).toBeUndefined();
+    }
+  });
+
   it('refuses owner ids with path or separator characters', () => {
     const r = parseTaskPayload(text({ ...b2c, user_id: 'a/b' }));
     expect(r.ok).toBe(false);
