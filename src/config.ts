@@ -1,5 +1,6 @@
 // One schema for every environment variable. Defaults make `npm start` work on a fresh clone, offline.
 import { z } from 'zod';
+import { DEAD_LETTER_RETENTION } from './app/ports/queue.ts';
 
 const bool = z
   .enum(['true', 'false', '1', '0', 'yes', 'no', ''])
@@ -42,6 +43,9 @@ export const configSchema = z.object({
   // --- intake ---
   REDIS_URL: optionalUrl,
   QUEUE_KEY: z.string().default('wearon:tasks:generation'),
+  /** Dead-letter retention: the newest N records; each raw payload kept exactly up to this many bytes, then cut. */
+  DEAD_LETTER_MAX_ENTRIES: int(DEAD_LETTER_RETENTION.maxEntries, 1),
+  DEAD_LETTER_MAX_RAW_BYTES: int(DEAD_LETTER_RETENTION.maxRawBytes, 1024),
   /** `/v1` bearer token; without one, `/v1` answers loopback clients only. */
   API_TOKEN: optionalString,
 

@@ -116,9 +116,10 @@ export type ParseTaskResult =
   | { ok: true; task: GenerationTaskPayload }
   | { ok: false; reason: string; partial?: PartialTask };
 
-/** `field: message; field: message`, short enough for a log line and the dead-letter record. */
-export function describeIssues(error: z.ZodError): string {
-  return error.issues.map((i) => `${i.path.length ? i.path.join('.') : '(payload)'}: ${i.message}`).join('; ');
+/** `field: message; field: message`, short enough for a log line and the dead-letter record (at most 20 issues). */
+export function describeIssues(error: z.ZodError, max = 20): string {
+  const shown = error.issues.slice(0, max).map((i) => `${i.path.length ? i.path.join('.') : '(payload)'}: ${i.message}`).join('; ');
+  return error.issues.length > max ? `${shown}; and ${error.issues.length - max} more` : shown;
 }
 
 /** Parses the raw text of one queue element. Never throws. */

@@ -158,7 +158,13 @@ export async function startService(config: Config, parts: Parts, logger: Logger)
     if (parts.worker) {
       let queue: TaskQueue | undefined;
       if (config.REDIS_URL) {
-        queue = await RedisTaskQueue.connect(config.REDIS_URL, { workerId, logger: log, queueKey: config.QUEUE_KEY });
+        queue = await RedisTaskQueue.connect(config.REDIS_URL, {
+          workerId,
+          logger: log,
+          queueKey: config.QUEUE_KEY,
+          deadLetterMaxEntries: config.DEAD_LETTER_MAX_ENTRIES,
+          deadLetterMaxRawBytes: config.DEAD_LETTER_MAX_RAW_BYTES,
+        });
         const q = queue;
         closers.push(() => q.close());
       }

@@ -134,8 +134,8 @@ describe.skipIf(!ok)('RedisTaskQueue (real Redis)', () => {
     expect(await admin.llen(queueKeys(qk, 'w-dead').processing)).toBe(0);
     const [record] = await admin.lrange(`${qk}:dead`, 0, -1);
     const parsed = JSON.parse(record!);
-    expect(Object.keys(parsed).sort()).toEqual(['failed_at', 'raw', 'reason', 'worker_id']);
-    expect(parsed).toMatchObject({ reason: 'invalid JSON: Unexpected token', raw: '{not json', worker_id: 'w-dead' });
+    expect(Object.keys(parsed).sort()).toEqual(['failed_at', 'raw', 'raw_bytes', 'raw_sha256', 'reason', 'worker_id']);
+    expect(parsed).toMatchObject({ reason: 'invalid JSON: Unexpected token', raw: '{not json', raw_bytes: 9, worker_id: 'w-dead' });
     expect(new Date(parsed.failed_at).toISOString()).toBe(parsed.failed_at);
     expect(await q.deadLetters()).toEqual([parsed]);
     expect(await q.depth()).toEqual({ waiting: 0, processing: 0, deadLetter: 1 });

@@ -1,4 +1,17 @@
 // The reliable task queue the producer pushes to (Redis list `wearon:tasks:generation`).
+import { createHash } from 'node:crypto';
+
+/**
+ * Dead-letter retention (defaults of DEAD_LETTER_MAX_ENTRIES and DEAD_LETTER_MAX_RAW_BYTES): the newest 1000 records,
+ * each raw payload kept exactly up to 64 KiB (a real task is about 1 KB), so the list stays below about 65 MiB whatever
+ * is pushed. The probe held 37 MiB in 12 records of an unbounded list.
+ */
+export const DEAD_LETTER_RETENTION = { maxEntries: 1000, maxRawBytes: 64 * 1024 } as const;
+
+/** Names a raw payload without showing it: the log line of a dead letter and its record carry the same digest. */
+export function rawDigest(raw: string): { raw_bytes: number; raw_sha256: string } {
+  return { raw_bytes: Buffer.byteLength(raw), raw_sha256: createHash('sha256').update(raw).digest('hex') };
+}
 
 export interface QueuedTask {
   /** the exact text the producer pushed */
@@ -19,7 +32,10 @@ export interface TaskQueue {
   take(timeoutMs: number): Promise<QueuedTask | null>;
   /** Removes the task from this worker's processing list: call only after its GenerationRequested is durable. */
   ack(task: QueuedTask): Promise<void>;
-  /** Moves the task to the dead-letter list with the reason and raw text, in one atomic step. */
+  /**
+   * Moves the task to the dead-letter list with the reason and raw text, in one atomic step. The list's retention is
+   * bounded (entries and bytes per entry; see the adapter).
+   */
   deadLetter(task: QueuedTask, reason: string): Promise<void>;
   /** Pushes the processing lists of workers whose heartbeat expired back onto the queue; returns how many tasks moved. */
   redriveOrphans(): Promise<number>;
