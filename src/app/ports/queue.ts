@@ -11,6 +11,22 @@ export interface QueueDepth {
   deadLetter: number;
 }
 
+/** A task the intake refused, as kept in the dead-letter list. */
+export interface DeadLetter {
+  /** stable id of this record (sha1 of its stored text), for re-driving it */
+  id: string;
+  reason: string;
+  /** the exact text the producer pushed */
+  raw: string;
+  worker_id: string | null;
+  failed_at: string | null;
+}
+
+/** The dead-letter element holds no raw task text to re-drive (pushed by hand?). */
+export class NotADeadLetterError extends Error {
+  override readonly name = 'NotADeadLetterError';
+}
+
 export interface TaskQueue {
   /**
    * Atomically moves the oldest task into this worker's processing list (BLMOVE), waiting up to `timeoutMs`.
@@ -28,5 +44,9 @@ export interface TaskQueue {
   depth(): Promise<QueueDepth>;
   /** Pushes a task (the producer's LPUSH); used by `wearon enqueue` and tests. */
   push(raw: string): Promise<void>;
+  /** Dead letters, newest first, and how many there are. */
+  listDeadLetters(page: { offset: number; limit: number }): Promise<{ total: number; items: DeadLetter[] }>;
+  /** Moves one dead letter's raw text back onto the queue, atomically; false when it is no longer there (throws NotADeadLetterError). */
+  redriveDeadLetter(id: string): Promise<boolean>;
   close(): Promise<void>;
 }
