@@ -3,22 +3,25 @@
 import { timingSafeEqual, createHash } from 'node:crypto';
 import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
 import { z } from 'zod';
-import { accountView, CreditCommandRejected, grantCredits, statement, statementCsv } from '../../app/credits.ts';
+import { accountView, CreditCommandRejected, grantCredits, statementCsv } from '../../app/credits.ts';
 import type { AggregateRepository } from '../../app/aggregates.ts';
 import { requestFromTask } from '../../app/intake.ts';
 import type { EventStore } from '../../app/ports/eventStore.ts';
 import type { ResultStore } from '../../app/ports/pipeline.ts';
 import type { GenerationSaga } from '../../app/saga.ts';
+import type { StatementReader } from '../../app/statements.ts';
 import { describeIssues, generationTaskPayloadSchema } from '../../contract.ts';
 import { GRANT_REASONS, type GenerationEvent } from '../../domain/events.ts';
 import { foldGeneration, SESSION_STATUS } from '../../domain/generation.ts';
 import { generationStream, InvalidAccountError } from '../../domain/streams.ts';
 import type { Metrics } from '../../metrics.ts';
 import { HttpError } from '../errors.ts';
+import { filterOf, parseQuery, statementPageSchema } from '../statementQuery.ts';
 
 export interface V1Deps {
   store: EventStore;
   repo: AggregateRepository;
+  statements: StatementReader;
   saga: GenerationSaga;
   results: ResultStore;
   apiToken?: string;
@@ -56,12 +59,6 @@ const grantBody = z.object({
   amount: z.number().int().positive(),
   reason: z.enum(GRANT_REASONS as [string, ...string[]]),
   reference: z.string().trim().min(1).max(200),
-});
-
-const statementQuery = z.object({
-  format: z.enum(['json', 'csv']).default('json'),
-  from: z.coerce.number().int().min(0).optional(),
-  limit: z.coerce.number().int().min(1).max(10_000).default(1000),
 });
 
 function account(param: string): string {
@@ -142,10 +139,11 @@ export function v1Routes(d: V1Deps): FastifyPluginAsync {
     });
 
     app.get<{ Params: { account: string } }>('/v1/accounts/:account/statement', async (req, reply) => {
-      const q = statementQuery.safeParse(req.query);
-      if (!q.success) throw new HttpError(400, 'invalid_request', describeIssues(q.error));
-      const s = await statement(d.store, account(req.params.account), { fromRevision: q.data.from, limit: q.data.limit }).catch(badAccount);
-      if (q.data.format === 'csv') {
+      const q = parseQuery(statementPageSchema, req.query);
+      const s = await d.statements
+        .page(account(req.params.account), { ...filterOf(q), order: q.order, limit: q.limit, ...(q.from !== undefined ? { from: q.from } : {}) })
+        .catch(badAccount);
+      if (q.format === 'csv') {
         if (s.next_revision !== null) void reply.header('x-next-revision', String(s.next_revision));
         return reply.header('content-type', 'text/csv; charset=utf-8').send(statementCsv(s.lines));
       }
