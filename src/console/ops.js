@@ -25,6 +25,7 @@ function poll(fn) {
 
 function progressText(job) {
   const p = job.progress;
+  if (!p.total && !p.done) return job.phase;
   const of = p.total ? ` of ${num(p.total)}` : '';
   const rate = job.rate ? ` · ${num(job.rate)} ${p.unit}/s` : '';
   const eta = job.eta_ms !== null && job.phase !== 'swapping' ? ` · ETA ${duration(job.eta_ms)}` : '';

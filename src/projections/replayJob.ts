@@ -25,6 +25,7 @@ export class Replays {
   start(name: string, trigger: string): StartResult<RebuildResult> {
     const projection = projectionByName(name);
     return this.d.jobs.start(REPLAY_JOB, { subject: projection.name, trigger }, async (ctl: JobControl) => {
+      ctl.phase('waiting for the rebuild lock'); // held by another replay (e.g. the CLI's) until it ends
       const readModel = this.d.openReadModel();
       try {
         await readModel.migrate();
