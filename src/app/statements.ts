@@ -1,6 +1,6 @@
 // Statement pages that stay fast on long account streams. A running balance needs the balance before the page; instead
 // of re-folding the stream from revision 0 on every call (credits.ts `statement`, the CLI's one-shot export), the
-// reader keeps, per stream, a summary of every complete block of BLOCK revisions: opening and closing balance, time
+// reader keeps, per stream, a summary of every complete block of BLOCK (64) revisions: opening and closing balance, time
 // range, event types. Blocks never change once complete (the log is append-only), so they are cached for good.
 //
 // A block's opening balance is known from either end: block 0 opens at 0, and the account's folded state (snapshot,
@@ -13,7 +13,7 @@ import { ACCOUNT, type AggregateRepository } from './aggregates.ts';
 import { balanceDelta, statementLine, type StatementLine } from './credits.ts';
 import type { EventStore, RecordedEvent } from './ports/eventStore.ts';
 
-export const BLOCK = 256;
+export const BLOCK = 64;
 const STREAMS_CACHED = 256;
 
 type MovementType = AccountEvent['type'];
@@ -71,6 +71,8 @@ interface Head {
   stream: string;
   revision: number;
   balance: number;
+  /** the partial block at the head, once read by this request (never cached: it grows) */
+  tail?: BlockSummary;
 }
 
 const atOf = (r: RecordedEvent) => Date.parse(r.metadata.occurredAt);
@@ -132,9 +134,11 @@ export class StatementReader {
     return this.store.readStream(h.stream, { fromRevision: first, maxCount: count });
   }
 
-  private remember(blocks: (BlockSummary | undefined)[], b: number, events: readonly RecordedEvent[], opening: number): BlockSummary {
+  /** Summarises a block read; a complete one is cached for good, the partial head block only for this request. */
+  private remember(h: Head, blocks: (BlockSummary | undefined)[], b: number, events: readonly RecordedEvent[], opening: number): BlockSummary {
     const s = summarise(events, opening);
-    if (events.length === BLOCK) blocks[b] = s; // complete: immutable from now on
+    if (events.length === BLOCK) blocks[b] = s;
+    else h.tail = s;
     return s;
   }
 
@@ -145,30 +149,31 @@ export class StatementReader {
    */
   private async block(h: Head, blocks: (BlockSummary | undefined)[], b: number): Promise<{ events: RecordedEvent[]; summary: BlockSummary }> {
     const last = Math.floor(h.revision / BLOCK);
-    let opening = b === 0 ? 0 : (blocks[b]?.opening ?? blocks[b - 1]?.closing);
-    let closing = b === last ? h.balance : blocks[b + 1]?.opening;
+    const known = (k: number) => blocks[k] ?? (k === last ? h.tail : undefined);
+    let opening = b === 0 ? 0 : (known(b)?.opening ?? known(b - 1)?.closing);
+    let closing = b === last ? h.balance : known(b + 1)?.opening;
     if (opening === undefined && closing === undefined) {
       let lo = b - 1;
-      while (lo >= 0 && !blocks[lo]) lo--;
+      while (lo >= 0 && !known(lo)) lo--;
       let hi = b + 1;
-      while (hi <= last && !blocks[hi]) hi++;
-      // blocks to read on each side; with nothing cached above, the walk starts at the head block
+      while (hi <= last && !known(hi)) hi++;
+      // blocks to read on each side; with nothing known above, the walk starts at the head block
       if (b - lo - 1 <= (hi > last ? last - b : hi - b - 1)) {
-        let c = lo >= 0 ? blocks[lo]!.closing : 0;
-        for (let k = lo + 1; k < b; k++) c = this.remember(blocks, k, await this.readBlock(h, k), c).closing;
+        let c = lo >= 0 ? known(lo)!.closing : 0;
+        for (let k = lo + 1; k < b; k++) c = this.remember(h, blocks, k, await this.readBlock(h, k), c).closing;
         opening = c;
       } else {
-        let o = hi > last ? h.balance : blocks[hi]!.opening;
+        let o = hi > last ? h.balance : known(hi)!.opening;
         for (let k = Math.min(hi, last + 1) - 1; k > b; k--) {
           const events = await this.readBlock(h, k);
           o -= sumDeltas(events);
-          this.remember(blocks, k, events, o);
+          this.remember(h, blocks, k, events, o);
         }
         closing = o;
       }
     }
     const events = await this.readBlock(h, b);
-    return { events, summary: this.remember(blocks, b, events, opening ?? closing! - sumDeltas(events)) };
+    return { events, summary: this.remember(h, blocks, b, events, opening ?? closing! - sumDeltas(events)) };
   }
 
   /** One page of an account's statement, in either order, optionally filtered. */
