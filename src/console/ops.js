@@ -133,7 +133,12 @@ $('#verify-run').addEventListener('click', async () => {
 // ---- projections
 
 export async function showProjections() {
-  await Promise.all([refreshProjections(), lagChart()]);
+  try {
+    await Promise.all([refreshProjections(), lagChart()]);
+  } catch (err) {
+    if (err.status === 401) throw err;
+    fill($('#projection-table'), h('p', { class: 'note', role: 'status', text: `Projections: ${err.message}` }));
+  }
   return null;
 }
 

@@ -15,6 +15,7 @@ import type { LagHistory } from '../../projections/lagHistory.ts';
 import { generationsPerHour, movementsOfGeneration } from '../../projections/queries.ts';
 import type { ReadModel } from '../../projections/readModel.ts';
 import type { Replays } from '../../projections/replayJob.ts';
+import { describeIssues } from '../../contract.ts';
 import { requireConsoleRequest } from '../browserGuard.ts';
 import { HttpError } from '../errors.ts';
 import { filterOf, parseQuery, statementFilterSchema } from '../statementQuery.ts';
@@ -42,9 +43,7 @@ const findBody = z.object({
 
 function body<S extends z.ZodTypeAny>(schema: S, value: unknown): z.output<S> {
   const r = schema.safeParse(value ?? {});
-  if (!r.success) {
-    throw new HttpError(400, 'invalid_request', r.error.issues.map((i) => `${i.path.join('.') || 'body'}: ${i.message}`).join('; '));
-  }
+  if (!r.success) throw new HttpError(400, 'invalid_request', describeIssues(r.error));
   return r.data;
 }
 
