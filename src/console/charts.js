@@ -23,8 +23,10 @@ function niceTicks(lo, hi, count = 5) {
   const step = Math.max(1, [1, 2, 5, 10].map((m) => m * mag).find((st) => st >= raw) ?? 10 * mag);
   const first = Math.floor(lo / step) * step;
   const ticks = [];
-  for (let v = first; v <= hi + step * 0.5; v += step) ticks.push(Number(v.toPrecision(12)));
-  return ticks;
+  for (let v = first; ; v += step) {
+    ticks.push(Number(v.toPrecision(12)));
+    if (v >= hi) return ticks; // the top tick is at or above the highest value
+  }
 }
 
 const STEPS = [1, 5, 10, 30, 60, 300, 600, 900, 1800, 3600, 3 * 3600, 6 * 3600, 12 * 3600, 86400, 7 * 86400, 30 * 86400].map((x) => x * 1000);

@@ -29,7 +29,7 @@ async function unnamedControls(page: Page): Promise<string[]> {
   const cdp = await page.context().newCDPSession(page);
   const { nodes } = (await cdp.send('Accessibility.getFullAXTree')) as { nodes: { ignored: boolean; role?: { value: string }; name?: { value: string } }[] };
   await cdp.detach();
-  const widgets = new Set(['textbox', 'combobox', 'checkbox', 'button', 'link', 'searchbox', 'spinbutton', 'radio', 'listbox', 'date', 'Date', 'InputTime', 'DateTime']);
+  const widgets = new Set(['textbox', 'combobox', 'checkbox', 'button', 'link', 'searchbox', 'spinbutton', 'radio', 'listbox', 'date', 'Date', 'InputTime', 'DateTime', 'DisclosureTriangle']);
   return nodes.filter((n) => !n.ignored && widgets.has(n.role?.value ?? '') && !(n.name?.value ?? '').trim()).map((n) => n.role!.value);
 }
 
