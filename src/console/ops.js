@@ -257,8 +257,14 @@ async function refreshDead() {
             ['Worker', (x) => x.worker_id ?? '–'],
             ['Reason', (x) => x.reason],
             ['Session', (x) => sessionOf(x.raw) ?? '–'],
-            ['Payload', (x) => h('details', {}, h('summary', {}, `${num(x.raw.length)} characters`), h('pre', { text: x.raw }))],
-            ['Action', (x) => h('button', { type: 'button', 'aria-label': `Re-drive dead letter ${sessionOf(x.raw) ?? x.id.slice(0, 8)}`, onclick: () => redrive(x) }, 'Re-drive')],
+            ['Payload', (x) => h('details', {}, h('summary', {}, `${num(x.raw.length)} characters${x.truncated ? ' (truncated)' : ''}`), h('pre', { text: x.raw }))],
+            [
+              'Action',
+              (x) =>
+                x.truncated
+                  ? h('span', { class: 'muted', text: 'Payload truncated: cannot be re-driven' })
+                  : h('button', { type: 'button', 'aria-label': `Re-drive dead letter ${sessionOf(x.raw) ?? x.id.slice(0, 8)}`, onclick: () => redrive(x) }, 'Re-drive'),
+            ],
           ],
           d.items,
           { id: 'dead-table' },

@@ -165,7 +165,13 @@ describe.skipIf(!ok)('RedisTaskQueue (real Redis)', () => {
     expect((await q.listDeadLetters({ offset: 0, limit: 10 })).items.map((d) => d.raw)).toEqual(['pushed by hand', '{"n":3}', '{"n":1}']);
     expect((await q.take(1000))?.raw).toBe('{"n":2}');
     await expect(q.redriveDeadLetter(page.items[0]!.id)).rejects.toThrow(/no raw task text/);
-    expect(await admin.llen(`${qk}:dead`)).toBe(3);
+    // a record whose payload was cut at dead-lettering (retention limit): listed as truncated, never re-driven
+    await admin.lpush(`${qk}:dead`, JSON.stringify({ reason: 'too big', raw: '{"session_id":"s', raw_truncated: true, worker_id: 'w', failed_at: new Date().toISOString() }));
+    const [cut] = (await q.listDeadLetters({ offset: 0, limit: 1 })).items;
+    expect(cut).toMatchObject({ truncated: true, reason: 'too big' });
+    await expect(q.redriveDeadLetter(cut!.id)).rejects.toThrow(/truncated/);
+    expect(await admin.llen(`${qk}:dead`)).toBe(4);
+    expect(await admin.llen(qk)).toBe(0);
   });
 
   it('never hands the same task to two concurrent takers (2 workers x 5 loops)', async () => {

@@ -20,11 +20,13 @@ export interface DeadLetter {
   raw: string;
   worker_id: string | null;
   failed_at: string | null;
+  /** only the first bytes of the payload were kept (retention limit): it cannot be re-driven */
+  truncated: boolean;
 }
 
-/** The dead-letter element holds no raw task text to re-drive (pushed by hand?). */
-export class NotADeadLetterError extends Error {
-  override readonly name = 'NotADeadLetterError';
+/** The dead letter holds no complete task text to re-drive (pushed by hand, or its payload was truncated). */
+export class CannotRedriveError extends Error {
+  override readonly name = 'CannotRedriveError';
 }
 
 export interface TaskQueue {
@@ -46,7 +48,7 @@ export interface TaskQueue {
   push(raw: string): Promise<void>;
   /** Dead letters, newest first, and how many there are. */
   listDeadLetters(page: { offset: number; limit: number }): Promise<{ total: number; items: DeadLetter[] }>;
-  /** Moves one dead letter's raw text back onto the queue, atomically; false when it is no longer there (throws NotADeadLetterError). */
+  /** Moves one dead letter's raw text back onto the queue, atomically; false when it is no longer there (throws CannotRedriveError). */
   redriveDeadLetter(id: string): Promise<boolean>;
   close(): Promise<void>;
 }

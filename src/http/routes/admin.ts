@@ -8,7 +8,7 @@ import { statementCsv } from '../../app/credits.ts';
 import type { JobView, StartResult } from '../../app/jobs.ts';
 import type { LedgerHealth, VerifyResult } from '../../app/ledgerHealth.ts';
 import type { EventStore } from '../../app/ports/eventStore.ts';
-import { NotADeadLetterError, type TaskQueue } from '../../app/ports/queue.ts';
+import { CannotRedriveError, type TaskQueue } from '../../app/ports/queue.ts';
 import type { StatementReader } from '../../app/statements.ts';
 import { accountIdOf, generationStream, InvalidAccountError, parseAccountId } from '../../domain/streams.ts';
 import type { LagHistory } from '../../projections/lagHistory.ts';
@@ -197,7 +197,7 @@ export function adminRoutes(d: AdminDeps): FastifyPluginAsync {
           throw new HttpError(404, 'not_found', 'no such dead letter (already re-driven or dropped)');
         }
       } catch (err) {
-        if (err instanceof NotADeadLetterError) throw new HttpError(422, 'not_a_dead_letter', err.message);
+        if (err instanceof CannotRedriveError) throw new HttpError(422, 'cannot_redrive', err.message);
         throw err;
       }
       return { redriven: true };
