@@ -22,6 +22,7 @@ import { ROOT, startService, waitFor, type RunningService } from '../support/sta
 const run = promisify(execFile);
 const ready = chromiumAvailable() && (await redisAvailable());
 const TOKEN = 'console-e2e-token-7f3a91';
+const USER = randomUUID(); // the platform's user ids are UUIDs (the queue contract insists)
 const shots = ready ? artifactsDir('console') : '';
 
 /** Every visible control's accessible name, as Chromium computes it (the accessibility tree, not our guess). */
@@ -98,22 +99,22 @@ describe.skipIf(!ready)('console in Chromium, with API_TOKEN', () => {
 
     // An account with enough history for two statement pages: 55 grants, three generations (one fails and is refunded).
     for (let i = 1; i <= 55; i++) {
-      const r = await api('/v1/accounts/user:ann/grants', { method: 'POST', body: JSON.stringify({ amount: i % 7 === 0 ? 10 : 1, reason: 'purchase', reference: `order-${i}` }) });
+      const r = await api(`/v1/accounts/user:${USER}/grants`, { method: 'POST', body: JSON.stringify({ amount: i % 7 === 0 ? 10 : 1, reason: 'purchase', reference: `order-${i}` }) });
       expect(r.status).toBe(201);
     }
     const urls = [images.url('/model.jpg'), images.url('/outfit.jpg')];
     for (const imageUrls of [urls, urls, [images.url('/not-an-image.jpg')]]) {
-      const task = buildProducerTask({ userId: 'ann', imageUrls });
+      const task = buildProducerTask({ userId: USER, imageUrls });
       requested.push(task.sessionId);
       await redis.lpush(queueKey, serializeProducerTask(task));
     }
     for (const id of requested) await terminal(id);
     await waitFor('holds to settle', async () => {
-      const a = (await (await api('/v1/accounts/user:ann')).json()) as { open_holds: unknown[]; refunded: number; captured: number };
+      const a = (await (await api(`/v1/accounts/user:${USER}`)).json()) as { open_holds: unknown[]; refunded: number; captured: number };
       return a.open_holds.length === 0 && a.captured === 2 && a.refunded === 1;
     });
     // A dead letter left by an older worker that did not know this payload version yet; the task itself is valid.
-    const deadTask = buildProducerTask({ userId: 'ann', imageUrls: urls });
+    const deadTask = buildProducerTask({ userId: USER, imageUrls: urls });
     requested.push(deadTask.sessionId);
     await redis.lpush(
       `${queueKey}:dead`,
@@ -172,10 +173,10 @@ describe.skipIf(!ready)('console in Chromium, with API_TOKEN', () => {
     await page.locator('#find-kind').focus();
     await page.keyboard.press('Tab');
     expect(await page.evaluate(() => document.activeElement?.id)).toBe('find-id');
-    await page.keyboard.type('ann');
+    await page.keyboard.type(USER);
     await page.keyboard.press('Enter');
-    await text('#account-title', 'Account user:ann');
-    const view = (await (await api('/v1/accounts/user:ann')).json()) as { balance: number; revision: number };
+    await text('#account-title', `Account user:${USER}`);
+    const view = (await (await api(`/v1/accounts/user:${USER}`)).json()) as { balance: number; revision: number };
     await text('#account-totals', String(view.balance));
     await page.locator('#account-chart svg[role="img"]').waitFor();
     const rows = page.locator('#statement-table tbody tr');
@@ -208,9 +209,9 @@ describe.skipIf(!ready)('console in Chromium, with API_TOKEN', () => {
 
   it('exports the statement as CSV byte for byte what `wearon statement --format csv` prints', async () => {
     const [download] = await Promise.all([page.waitForEvent('download'), page.locator('#st-export').click()]);
-    expect(download.suggestedFilename()).toBe('statement-user_ann.csv');
+    expect(download.suggestedFilename()).toBe(`statement-user_${USER}.csv`);
     const fromConsole = readFileSync((await download.path())!, 'utf8');
-    const cli = await run(process.execPath, [path.join(ROOT, 'bin', 'wearon.mjs'), 'statement', 'user:ann', '--format', 'csv'], {
+    const cli = await run(process.execPath, [path.join(ROOT, 'bin', 'wearon.mjs'), 'statement', `user:${USER}`, '--format', 'csv'], {
       cwd: ROOT,
       env: { ...process.env, DATA_DIR: service.dataDir, LOG_LEVEL: 'warn' },
     });
