@@ -15,7 +15,9 @@ import type { TaskQueue } from './app/ports/queue.ts';
 import { GenerationSaga } from './app/saga.ts';
 import { GenerationWorker, type PendingSnapshotStore } from './app/worker.ts';
 import type { PendingSnapshot } from './app/pending.ts';
-import { verifyLedger } from './app/verify.ts';
+import { Jobs } from './app/jobs.ts';
+import { LedgerHealth, type VerifyResult } from './app/ledgerHealth.ts';
+import { StatementReader } from './app/statements.ts';
 import { openSqliteEventStore } from './adapters/eventstore/sqlite/sqliteEventStore.ts';
 import { createRedis, RedisTaskQueue } from './adapters/queue/redisTaskQueue.ts';
 import type { RateLimiter } from './app/ports/pipeline.ts';
@@ -27,7 +29,13 @@ import { healthRoutes } from './http/routes/health.ts';
 import { v1Routes } from './http/routes/v1.ts';
 import { filesRoutes } from './http/routes/files.ts';
 import { projectionsRoutes } from './http/routes/projections.ts';
-import { startProjections, type RunningProjections } from './projections/wiring.ts';
+import { adminRoutes } from './http/routes/admin.ts';
+import { consoleRoutes } from './http/routes/console.ts';
+import { browserGuard } from './http/browserGuard.ts';
+import { LagHistory } from './projections/lagHistory.ts';
+import { Replays } from './projections/replayJob.ts';
+import { verifyReadModels } from './projections/verifyReadModels.ts';
+import { openReadModel, startProjections, type RunningProjections } from './projections/wiring.ts';
 
 export interface Parts {
   http: boolean;
@@ -75,18 +83,16 @@ function pendingSnapshotFile(file: string): PendingSnapshotStore {
   };
 }
 
-/** Re-verifies the ledger (invariants 1-3, the latter for generations idle 10 minutes) and exports the result. */
-async function verifyInBackground(store: EventStore, metrics: Metrics, log: Logger): Promise<void> {
-  try {
-    const { violations, summary } = await verifyLedger(store);
+/** Exports a verification's result (the periodic one and the console's): metrics for the alerts, and a log line. */
+function reportVerify(metrics: Metrics, log: Logger) {
+  return ({ violations, summary, drifts }: VerifyResult, trigger: string) => {
     metrics.verifyViolations.set(violations.length);
     metrics.verifyLastRun.set(Date.now() / 1000);
     metrics.openHolds.set(summary.openHolds);
-    if (violations.length) log.error({ violations: violations.slice(0, 20), count: violations.length }, 'ledger_verify_violations');
-    else log.info({ events: summary.events }, 'ledger_verified');
-  } catch (err) {
-    log.error({ err }, 'ledger_verify_failed');
-  }
+    if (violations.length) log.error({ violations: violations.slice(0, 20), count: violations.length, trigger }, 'ledger_verify_violations');
+    else log.info({ events: summary.events, trigger }, 'ledger_verified');
+    if (drifts?.length) log.warn({ drifts: drifts.length, trigger }, 'read_model_drift');
+  };
 }
 
 export interface Service {
@@ -118,6 +124,15 @@ export async function startService(config: Config, parts: Parts, logger: Logger)
     const store = await openEventStore(config, log, metrics);
     closers.push(() => store.close());
     const repo = createRepository(store, metrics);
+    const statements = new StatementReader(repo);
+    const jobs = new Jobs((kind, err) => log.error({ err, job: kind }, 'job_failed'));
+    let projections: RunningProjections | undefined;
+    const ledgerHealth = new LedgerHealth({
+      store,
+      jobs,
+      readModelDrifts: async () => (projections ? verifyReadModels(store, projections.readModel, log) : []),
+      onResult: reportVerify(metrics, log),
+    });
     const health = new HealthMonitor({ metrics });
     health.add({ name: 'ledger', check: async () => (await store.ping(), { store: store.kind }) });
 
@@ -155,8 +170,8 @@ export async function startService(config: Config, parts: Parts, logger: Logger)
     });
 
     let worker: GenerationWorker | undefined;
+    let queue: TaskQueue | undefined;
     if (parts.worker) {
-      let queue: TaskQueue | undefined;
       if (config.REDIS_URL) {
         queue = await RedisTaskQueue.connect(config.REDIS_URL, {
           workerId,
@@ -192,14 +207,14 @@ export async function startService(config: Config, parts: Parts, logger: Logger)
       closers.push(() => w.stop());
       if (config.VERIFY_INTERVAL_MS > 0) {
         // A first pass shortly after start, so the "verify stale" alert has a fresh timestamp after a deploy.
-        const firstVerify = setTimeout(() => void verifyInBackground(store, metrics, log), 30_000).unref();
-        const verifyTimer = setInterval(() => void verifyInBackground(store, metrics, log), config.VERIFY_INTERVAL_MS).unref();
+        const verifyNow = () => void ledgerHealth.verify('schedule', { readModels: false });
+        const firstVerify = setTimeout(verifyNow, 30_000).unref();
+        const verifyTimer = setInterval(verifyNow, config.VERIFY_INTERVAL_MS).unref();
         closers.push(() => (clearTimeout(firstVerify), clearInterval(verifyTimer)));
       }
       log.info({ concurrency: config.WORKER_CONCURRENCY, generator: generator.provider, intake: queue ? 'redis+http' : 'http' }, 'worker_started');
     }
 
-    let projections: RunningProjections | undefined;
     if (parts.projections) {
       const running = await startProjections(config, store, log, metrics);
       projections = running;
@@ -208,8 +223,11 @@ export async function startService(config: Config, parts: Parts, logger: Logger)
       log.info({ read_model: running.readModel.dialect, projectors: running.projectors.length }, 'projections_started');
     }
 
+    closers.push(() => jobs.stop()); // before the store and read models close under a running verify or replay
+
     let address: string | undefined;
     if (parts.http) {
+      const apiToken = config.API_TOKEN ? { apiToken: config.API_TOKEN } : {};
       const app = createHttpServer({
         logger: log,
         metrics,
@@ -220,11 +238,13 @@ export async function startService(config: Config, parts: Parts, logger: Logger)
           keepAliveMs: config.HTTP_KEEP_ALIVE_TIMEOUT_MS,
         },
       });
+      app.addHook('onRequest', browserGuard(apiToken));
       await app.register(healthRoutes({ health, metrics, startedAt: Date.now() }));
       await app.register(
         v1Routes({
           store,
           repo,
+          statements,
           saga,
           results,
           ...(config.API_TOKEN ? { apiToken: config.API_TOKEN } : {}),
@@ -237,9 +257,26 @@ export async function startService(config: Config, parts: Parts, logger: Logger)
         }),
       );
       if (local) await app.register(filesRoutes({ store: local }));
+      let consoleProjections;
       if (projections) {
-        await app.register(projectionsRoutes({ store, readModel: projections.readModel, ...(config.API_TOKEN ? { apiToken: config.API_TOKEN } : {}) }));
+        await app.register(projectionsRoutes({ store, readModel: projections.readModel, ...apiToken }));
+        const lag = new LagHistory(store, projections.readModel, log);
+        lag.start();
+        closers.push(() => lag.stop());
+        const replays = new Replays({ store, jobs, logger: log, openReadModel: () => openReadModel(config, log) });
+        consoleProjections = { readModel: projections.readModel, replays, lag };
       }
+      await app.register(
+        adminRoutes({
+          store,
+          statements,
+          ledgerHealth,
+          ...apiToken,
+          ...(consoleProjections ? { projections: consoleProjections } : {}),
+          ...(queue ? { queue } : {}),
+        }),
+      );
+      await app.register(consoleRoutes(apiToken));
       if (config.POSE_ENABLED) {
         const { createSizeRecStack } = await import('./adapters/pose/stack.ts');
         const { estimateBodyRoutes } = await import('./http/routes/estimateBody.ts');

@@ -3,7 +3,7 @@ import { decideAccount, type AccountCommand } from '../domain/account.ts';
 import type { AccountEvent, GrantReason } from '../domain/events.ts';
 import { accountIdOf, accountStream, deterministicEventId, parseAccountId } from '../domain/streams.ts';
 import { ACCOUNT, type AggregateRepository } from './aggregates.ts';
-import type { EventStore } from './ports/eventStore.ts';
+import type { EventStore, RecordedEvent } from './ports/eventStore.ts';
 
 export class CreditCommandRejected extends Error {
   override readonly name = 'CreditCommandRejected';
@@ -123,9 +123,28 @@ export function balanceDelta(e: AccountEvent): number {
   }
 }
 
+/** One statement line: a recorded account event and the balance after it. */
+export function statementLine(r: RecordedEvent, balance: number): StatementLine {
+  const e = r as unknown as AccountEvent;
+  const d = e.data as Record<string, unknown>;
+  return {
+    revision: r.revision,
+    occurred_at: r.metadata.occurredAt,
+    event_id: r.id,
+    type: e.type,
+    amount: balanceDelta(e),
+    balance,
+    generation_id: (d.generationId as string | undefined) ?? null,
+    reason: (d.reason as string | undefined) ?? null,
+    reference: (d.reference as string | undefined) ?? null,
+    request_id: r.metadata.requestId,
+  };
+}
+
 /**
  * Every movement of an account with its running balance, in pages. The running balance needs the balance before
- * the page: the statement re-folds from the start once per call (finance reads, not the hot path).
+ * the page: this re-folds from the start once per call, which suits the CLI's one-shot export. Paging (HTTP, the
+ * console) goes through StatementReader (statements.ts), which caches balances per block of revisions.
  */
 export async function statement(
   store: EventStore,
@@ -143,26 +162,13 @@ export async function statement(
   for (;;) {
     const events = await store.readStream(stream, { fromRevision: revision, maxCount: 1000 });
     for (const r of events) {
-      const e = r as unknown as AccountEvent & { metadata: { occurredAt: string; requestId: string } };
-      balance += balanceDelta(e);
+      balance += balanceDelta(r as unknown as AccountEvent);
       if (r.revision < from) continue;
       if (lines.length === limit) {
         next = r.revision;
         break;
       }
-      const d = e.data as Record<string, unknown>;
-      lines.push({
-        revision: r.revision,
-        occurred_at: r.metadata.occurredAt,
-        event_id: r.id,
-        type: e.type,
-        amount: balanceDelta(e),
-        balance,
-        generation_id: (d.generationId as string | undefined) ?? null,
-        reason: (d.reason as string | undefined) ?? null,
-        reference: (d.reference as string | undefined) ?? null,
-        request_id: r.metadata.requestId,
-      });
+      lines.push(statementLine(r, balance));
     }
     if (next !== null || events.length < 1000) break;
     revision = events[events.length - 1]!.revision + 1;

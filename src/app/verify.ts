@@ -2,7 +2,7 @@
 import type { LedgerEvent } from '../domain/events.ts';
 import { LedgerAuditor, type LedgerSummary, type Violation } from '../domain/invariants.ts';
 import { STREAM_PREFIXES } from '../domain/streams.ts';
-import type { EventStore } from './ports/eventStore.ts';
+import type { EventStore, Position } from './ports/eventStore.ts';
 import { readLog } from './log.ts';
 
 export interface VerifyOptions {
@@ -11,16 +11,19 @@ export interface VerifyOptions {
   /** on a live ledger, invariant 3 applies to generations idle for longer than this */
   settleGraceMs?: number;
   now?: number;
-  onProgress?: (events: number) => void;
+  /** after each page: events read so far and the log position reached */
+  onProgress?: (events: number, position: Position) => void;
+  signal?: AbortSignal;
 }
 
 export async function verifyLedger(store: EventStore, o: VerifyOptions = {}): Promise<{ violations: Violation[]; summary: LedgerSummary }> {
   const auditor = new LedgerAuditor();
   let count = 0;
   for await (const page of readLog(store, { filter: { streamPrefixes: STREAM_PREFIXES } })) {
-    for (const e of page) auditor.add(e.streamId, e as unknown as LedgerEvent, Date.parse(e.metadata.occurredAt) || e.recordedAt.getTime());
+    o.signal?.throwIfAborted();
+    for (const e of page) auditor.add(e.streamId, e as unknown as LedgerEvent, Date.parse(e.metadata.occurredAt) || e.recordedAt.getTime(), e);
     count += page.length;
-    o.onProgress?.(count);
+    o.onProgress?.(count, page[page.length - 1]!.position);
   }
   const now = o.now ?? Date.now();
   return auditor.report(o.quiescent ?? false, now - (o.settleGraceMs ?? 10 * 60 * 1000));

@@ -20,6 +20,8 @@ export interface RebuildOptions {
   from?: Position;
   /** called after each batch with events applied so far and the total to apply */
   onProgress?: (done: number, total: number) => void;
+  /** `replaying` into the shadow tables, then `swapping` them in (one transaction) */
+  onPhase?: (phase: 'replaying' | 'swapping') => void;
   signal?: AbortSignal;
 }
 
@@ -89,6 +91,8 @@ export async function rebuildProjection(o: RebuildOptions): Promise<RebuildResul
     const total = head ? Math.max(0, Number(head.commit - from.commit)) : 0;
     let done = 0;
     logger.info({ projection: p.name, from: formatPosition(from), head: head && formatPosition(head) }, 'rebuild_started');
+    o.onPhase?.('replaying');
+    o.onProgress?.(0, total);
     await catchUp(store, (fn) => lease.transaction(fn), t, {
       batchSize,
       until: head,
@@ -99,6 +103,7 @@ export async function rebuildProjection(o: RebuildOptions): Promise<RebuildResul
       },
     });
     o.signal?.throwIfAborted();
+    o.onPhase?.('swapping');
     const final = await readModel.transaction(async (tx) => {
       const live = await tx.lockCheckpoint(p.name); // blocks the live projector until commit
       const shadow = await tx.lockCheckpoint(t.checkpoint);

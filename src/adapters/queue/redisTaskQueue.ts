@@ -16,10 +16,11 @@
 // process whatever the concurrency (managed Redis plans cap connections), and serialising costs one round trip per
 // task, far below the seconds a generation takes. It also makes "which elements of my processing list have I handed
 // out" exact, which lets `redriveOrphans` reclaim elements a lost BLMOVE reply left behind (see reclaimStrays).
+import { createHash } from 'node:crypto';
 import os from 'node:os';
 import { Redis, type RedisOptions } from 'ioredis';
 import type { Logger } from '../../logger.ts';
-import { DEAD_LETTER_RETENTION, rawDigest, type QueueDepth, type QueuedTask, type TaskQueue } from '../../app/ports/queue.ts';
+import { CannotRedriveError, DEAD_LETTER_RETENTION, rawDigest, type DeadLetter, type QueueDepth, type QueuedTask, type TaskQueue } from '../../app/ports/queue.ts';
 
 export const DEFAULT_QUEUE_KEY = 'wearon:tasks:generation';
 /** A reason longer than this is cut (a payload with thousands of bad fields has a long one). */
@@ -125,6 +126,36 @@ const RECLAIM_LUA = `
 local removed = redis.call('LREM', KEYS[1], -1, ARGV[1])
 if removed == 1 then redis.call('RPUSH', KEYS[2], ARGV[1]) end
 return removed`;
+
+// Re-drives one dead letter, found by the sha1 of its stored text (its id): removes it and LPUSHes its raw text onto
+// the queue, as the producer would. 1 moved, 0 not there (already re-driven), -1 not a dead-letter record, -2 its raw
+// text was truncated when it was dead-lettered (a record written under a retention limit marks it raw_truncated).
+const REDRIVE_DEAD_LETTER_LUA = `
+for _, el in ipairs(redis.call('LRANGE', KEYS[1], 0, -1)) do
+  if redis.sha1hex(el) == ARGV[1] then
+    local ok, rec = pcall(cjson.decode, el)
+    if not ok or type(rec) ~= 'table' or type(rec.raw) ~= 'string' then return -1 end
+    if rec.raw_truncated then return -2 end
+    redis.call('LREM', KEYS[1], 1, el)
+    redis.call('LPUSH', KEYS[2], rec.raw)
+    return 1
+  end
+end
+return 0`;
+
+/** A stored dead-letter element as the port shows it; text that is not a record still shows (reason says so). */
+function toDeadLetter(stored: string): DeadLetter {
+  const id = createHash('sha1').update(stored).digest('hex');
+  try {
+    const r = JSON.parse(stored) as Partial<DeadLetterRecord> & { raw_truncated?: boolean };
+    if (typeof r === 'object' && r !== null && typeof r.raw === 'string') {
+      return { id, reason: String(r.reason ?? ''), raw: r.raw, worker_id: r.worker_id ?? null, failed_at: r.failed_at ?? null, truncated: r.raw_truncated === true };
+    }
+  } catch {
+    // shown as is below
+  }
+  return { id, reason: 'not a dead-letter record (pushed by hand?)', raw: stored, worker_id: null, failed_at: null, truncated: false };
+}
 
 export interface DeadLetterRecord {
   reason: string;
@@ -369,6 +400,24 @@ export class RedisTaskQueue implements TaskQueue {
   async deadLetters(limit = 100): Promise<DeadLetterRecord[]> {
     const items = await this.redis.lrange(this.keys.dead, 0, Math.max(0, limit - 1));
     return items.map((s) => JSON.parse(s) as DeadLetterRecord);
+  }
+
+  async listDeadLetters(page: { offset: number; limit: number }): Promise<{ total: number; items: DeadLetter[] }> {
+    const replies = (await this.redis
+      .multi()
+      .llen(this.keys.dead)
+      .lrange(this.keys.dead, page.offset, page.offset + Math.max(1, page.limit) - 1)
+      .exec()) ?? [];
+    for (const [err] of replies) if (err) throw err;
+    return { total: Number(replies[0]?.[1] ?? 0), items: ((replies[1]?.[1] ?? []) as string[]).map(toDeadLetter) };
+  }
+
+  async redriveDeadLetter(id: string): Promise<boolean> {
+    const r = Number(await this.redis.eval(REDRIVE_DEAD_LETTER_LUA, 2, this.keys.dead, this.keys.queue, id.toLowerCase()));
+    if (r === -1) throw new CannotRedriveError(`dead letter ${id} has no raw task text to re-drive`);
+    if (r === -2) throw new CannotRedriveError(`dead letter ${id} kept only the start of its payload (truncated): have the producer push it again`);
+    if (r === 1) this.logger.info({ dead_letter: id }, 'queue: re-drove a dead letter onto the queue');
+    return r === 1;
   }
 
   /**

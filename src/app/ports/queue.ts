@@ -24,6 +24,24 @@ export interface QueueDepth {
   deadLetter: number;
 }
 
+/** A task the intake refused, as kept in the dead-letter list. */
+export interface DeadLetter {
+  /** stable id of this record (sha1 of its stored text), for re-driving it */
+  id: string;
+  reason: string;
+  /** the exact text the producer pushed */
+  raw: string;
+  worker_id: string | null;
+  failed_at: string | null;
+  /** only the first bytes of the payload were kept (retention limit): it cannot be re-driven */
+  truncated: boolean;
+}
+
+/** The dead letter holds no complete task text to re-drive (pushed by hand, or its payload was truncated). */
+export class CannotRedriveError extends Error {
+  override readonly name = 'CannotRedriveError';
+}
+
 export interface TaskQueue {
   /**
    * Atomically moves the oldest task into this worker's processing list (BLMOVE), waiting up to `timeoutMs`.
@@ -44,5 +62,9 @@ export interface TaskQueue {
   depth(): Promise<QueueDepth>;
   /** Pushes a task (the producer's LPUSH); used by `wearon enqueue` and tests. */
   push(raw: string): Promise<void>;
+  /** Dead letters, newest first, and how many there are. */
+  listDeadLetters(page: { offset: number; limit: number }): Promise<{ total: number; items: DeadLetter[] }>;
+  /** Moves one dead letter's raw text back onto the queue, atomically; false when it is no longer there (throws CannotRedriveError). */
+  redriveDeadLetter(id: string): Promise<boolean>;
   close(): Promise<void>;
 }

@@ -3,12 +3,13 @@
 import { timingSafeEqual, createHash } from 'node:crypto';
 import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
 import { z } from 'zod';
-import { accountView, CreditCommandRejected, grantCredits, statement, statementCsv } from '../../app/credits.ts';
+import { accountView, CreditCommandRejected, grantCredits, statementCsv } from '../../app/credits.ts';
 import type { AggregateRepository } from '../../app/aggregates.ts';
 import { requestFromTask } from '../../app/intake.ts';
 import type { EventStore } from '../../app/ports/eventStore.ts';
 import type { ResultStore } from '../../app/ports/pipeline.ts';
 import type { GenerationSaga } from '../../app/saga.ts';
+import type { StatementReader } from '../../app/statements.ts';
 import { describeIssues, generationTaskPayloadSchema } from '../../contract.ts';
 import { MAX_CREDITS } from '../../domain/account.ts';
 import { GRANT_REASONS, type GenerationEvent } from '../../domain/events.ts';
@@ -16,10 +17,12 @@ import { foldGeneration, SESSION_STATUS } from '../../domain/generation.ts';
 import { generationStream, InvalidAccountError } from '../../domain/streams.ts';
 import type { Metrics } from '../../metrics.ts';
 import { HttpError } from '../errors.ts';
+import { filterOf, parseQuery, statementPageSchema } from '../statementQuery.ts';
 
 export interface V1Deps {
   store: EventStore;
   repo: AggregateRepository;
+  statements: StatementReader;
   saga: GenerationSaga;
   results: ResultStore;
   apiToken?: string;
@@ -59,11 +62,6 @@ const grantBody = z.object({
   reference: z.string().trim().min(1).max(200),
 });
 
-const statementQuery = z.object({
-  format: z.enum(['json', 'csv']).default('json'),
-  from: z.coerce.number().int().min(0).optional(),
-  limit: z.coerce.number().int().min(1).max(10_000).default(1000),
-});
 
 function badAccount(err: unknown): never {
   if (err instanceof InvalidAccountError) throw new HttpError(400, 'invalid_account', err.message);
@@ -140,10 +138,11 @@ export function v1Routes(d: V1Deps): FastifyPluginAsync {
     });
 
     app.get<{ Params: { account: string } }>('/v1/accounts/:account/statement', async (req, reply) => {
-      const q = statementQuery.safeParse(req.query);
-      if (!q.success) throw new HttpError(400, 'invalid_request', describeIssues(q.error));
-      const s = await statement(d.store, req.params.account, { fromRevision: q.data.from, limit: q.data.limit }).catch(badAccount);
-      if (q.data.format === 'csv') {
+      const q = parseQuery(statementPageSchema, req.query);
+      const s = await d.statements
+        .page(req.params.account, { ...filterOf(q), order: q.order, limit: q.limit, ...(q.from !== undefined ? { from: q.from } : {}) })
+        .catch(badAccount);
+      if (q.format === 'csv') {
         if (s.next_revision !== null) void reply.header('x-next-revision', String(s.next_revision));
         return reply.header('content-type', 'text/csv; charset=utf-8').send(statementCsv(s.lines));
       }
