@@ -214,8 +214,8 @@ describe.skipIf(!hasPg)('postgres event store (real Postgres)', () => {
       await sub.close();
     });
 
-    it('holds global readers behind a foreign open transaction and catches up by polling once it ends; stream reads are not held', async () => {
-      t = await openTestPgEventStore({ pollIntervalMs: 100 });
+    it('holds global readers behind a foreign open transaction: reads wait for it (bounded), subscriptions catch up once it ends; stream reads are not held', async () => {
+      t = await openTestPgEventStore({ pollIntervalMs: 100, settleTimeoutMs: 300 });
       const ns = `hold-${randomUUID().slice(0, 8)}-`;
       const sub = t.store.subscribeToAll({ fromPosition: 'start', filter: { streamPrefixes: [ns] } });
       const it = sub[Symbol.asyncIterator]();
@@ -226,13 +226,18 @@ describe.skipIf(!hasPg)('postgres event store (real Postgres)', () => {
       await blocker.query('BEGIN');
       await blocker.query('SELECT pg_current_xact_id()');
       const r = await t.store.append(`${ns}a`, [ev('A')], 'no_stream');
-      // Committed and readable in its stream (optimistic concurrency needs that), but not yet in the global log.
+      // Committed and readable in its stream (optimistic concurrency needs that), but not in the global log while the
+      // older transaction runs: a global read gives up after settleTimeoutMs with the settled prefix.
       expect((await t.store.readStream(`${ns}a`)).map((e) => e.revision)).toEqual([0]);
       expect(await t.store.readAll({ filter: { streamPrefixes: [ns] } })).toEqual([]);
       const head = await t.store.headPosition();
       expect(head === null || comparePositions(head, r.position) < 0).toBe(true);
 
-      await blocker.query('COMMIT'); // no NOTIFY from it: the poll finds the event
+      // A read that starts while it is held waits for the settlement instead (read-your-writes).
+      const patient = await t.reopen({ settleTimeoutMs: 30_000 });
+      const reading = patient.readAll({ filter: { streamPrefixes: [ns] } });
+      setTimeout(() => void blocker.query('COMMIT'), 200); // no NOTIFY from it: the subscription's re-read finds the event
+      expect((await reading).map((e) => e.streamId)).toEqual([`${ns}a`]);
       expect(await next(it)).toMatchObject({ kind: 'event', event: { streamId: `${ns}a` } });
       expect(comparePositions((await t.store.headPosition())!, r.position)).toBeGreaterThanOrEqual(0);
       await sub.close();

@@ -49,6 +49,8 @@ export interface PgEventStoreOptions {
   applicationName?: string;
   /** Migrate the schema at open (default true); false: fail unless an operator migrated it ahead of time. */
   migrate?: boolean;
+  /** How long a global read waits for committed events held back by an older running transaction. Default 10 s. */
+  settleTimeoutMs?: number;
 }
 
 const DEFAULT_PAGE = 1000;
@@ -251,55 +253,84 @@ export class PgEventStore implements EventStore {
   }
 
   /**
-   * The global log, only below the oldest transaction still running when the query's snapshot was taken: every
-   * transaction there has finished, so what is returned is a prefix of the (transaction_id, seq) order that later
-   * commits can only extend.
+   * One page of the global log. Rows come with `settled`: written by a transaction below the xmin of the query's
+   * snapshot, i.e. one that had finished before every transaction still running began. Only settled rows are
+   * returned, and forwards only up to the first unsettled one, so a reader always sees a prefix of the
+   * (transaction_id, seq) order that later commits can only extend. `hidden`: committed rows wait behind an older
+   * running transaction (anywhere in the database) and will join the prefix once it ends.
    */
-  private async readGlobal(o: { from: Position | 'start' | 'end'; backwards: boolean; exclusive: boolean; max: number; filter: EventFilter | undefined }): Promise<RecordedEvent[]> {
+  async readPage(o: { from: Position | 'start' | 'end'; backwards: boolean; exclusive: boolean; max: number; filter: EventFilter | undefined }): Promise<{ events: RecordedEvent[]; hidden: boolean }> {
     const params: unknown[] = [];
-    let where = 'transaction_id < pg_snapshot_xmin(pg_current_snapshot())';
+    let where = 'true';
     if (typeof o.from === 'object' && o.from.commit >= 0n) {
       params.push(o.from.commit.toString(), o.from.prepare.toString());
       const op = o.backwards ? (o.exclusive ? '<' : '<=') : o.exclusive ? '>' : '>=';
-      where += ` AND (transaction_id, seq) ${op} ($1::xid8, $2::bigint)`;
-    } else if (o.backwards ? o.from !== 'end' : o.from === 'end') return []; // before the start, or after the end
+      where = `(transaction_id, seq) ${op} ($1::xid8, $2::bigint)`;
+    } else if (o.backwards ? o.from !== 'end' : o.from === 'end') return { events: [], hidden: false }; // before the start, after the end
     where += filterSql(o.filter, params);
     params.push(o.max);
     const order = o.backwards ? 'DESC' : 'ASC';
-    const rows = await this.query<EventRow>(
+    const rows = await this.query<EventRow & { settled: boolean }>(
       'readAll',
-      `SELECT ${this.columns} FROM ${this.schema}.events WHERE ${where} ORDER BY transaction_id ${order}, seq ${order} LIMIT $${params.length}`,
+      `SELECT ${this.columns}, transaction_id < pg_snapshot_xmin(pg_current_snapshot()) AS settled
+         FROM ${this.schema}.events WHERE ${where} ORDER BY transaction_id ${order}, seq ${order} LIMIT $${params.length}`,
       params,
     );
-    return rows.map(toRecorded);
+    // Forwards the unsettled rows can only trail the settled ones; backwards they can only lead them.
+    const firstUnsettled = rows.findIndex((r) => !r.settled);
+    const kept = firstUnsettled < 0 ? rows : o.backwards ? rows.filter((r) => r.settled) : rows.slice(0, firstUnsettled);
+    return { events: kept.map(toRecorded), hidden: kept.length < rows.length };
+  }
+
+  /**
+   * A global read that includes whatever had committed before it began (read-your-writes): while committed events
+   * wait behind an older running transaction it re-reads, backing off, for up to `settleTimeoutMs`; after that it
+   * returns the prefix it has and warns (a transaction held open that long holds every global reader back).
+   */
+  private async readGlobal(o: { from: Position | 'start' | 'end'; backwards: boolean; max: number; filter: EventFilter | undefined }): Promise<RecordedEvent[]> {
+    const deadline = Date.now() + (this.options.settleTimeoutMs ?? 10_000);
+    const out: RecordedEvent[] = [];
+    let from = o.from;
+    let exclusive = false;
+    for (let wait = 5; ; wait = Math.min(wait * 2, 200)) {
+      const page = await this.readPage({ from, backwards: o.backwards, exclusive, max: o.max - out.length, filter: o.filter });
+      if (o.backwards && page.hidden && Date.now() < deadline) {
+        await sleep(wait); // the newest events are still settling: read the end again
+        continue;
+      }
+      out.push(...page.events);
+      if (!page.hidden || out.length >= o.max || o.backwards) return out;
+      if (Date.now() >= deadline) {
+        await this.warnHeldBack();
+        return out;
+      }
+      const last = out.at(-1);
+      if (last) {
+        from = last.position;
+        exclusive = true;
+      }
+      await sleep(wait);
+    }
+  }
+
+  private async warnHeldBack(): Promise<void> {
+    const [oldest] = await this.query<{ pid: number; application_name: string; state: string; seconds: string }>(
+      'readAll',
+      `SELECT pid, application_name, state, extract(epoch FROM now() - xact_start)::int::text AS seconds
+         FROM pg_stat_activity WHERE backend_xid IS NOT NULL ORDER BY xact_start LIMIT 1`,
+      [],
+    ).catch(() => []);
+    this.log.warn(
+      { settle_timeout_ms: this.options.settleTimeoutMs ?? 10_000, oldest_transaction: oldest ?? null },
+      'event store global log held back by a long-running transaction; returning the settled part',
+    );
   }
 
   async readAll(options: ReadAllOptions = {}): Promise<RecordedEvent[]> {
     const max = options.maxCount ?? DEFAULT_PAGE;
     if (max <= 0) return [];
     const backwards = options.direction === 'backwards';
-    return this.readGlobal({ from: options.fromPosition ?? (backwards ? 'end' : 'start'), backwards, exclusive: false, max, filter: options.filter });
-  }
-
-  /** Events strictly after `after`, for subscriptions. */
-  readAfter(after: Position | 'start', max: number, filter?: EventFilter): Promise<RecordedEvent[]> {
-    return this.readGlobal({ from: after, backwards: false, exclusive: true, max, filter });
-  }
-
-  /**
-   * Whether events after `after` have committed but are not readable yet, because a transaction that began before
-   * they committed is still running (anywhere in the database). A subscription is not caught up while there are.
-   */
-  async hiddenAfter(after: Position | 'start', filter?: EventFilter): Promise<boolean> {
-    const params: unknown[] = [];
-    let where = 'transaction_id >= pg_snapshot_xmin(pg_current_snapshot())';
-    if (after !== 'start' && after.commit >= 0n) {
-      params.push(after.commit.toString(), after.prepare.toString());
-      where += ' AND (transaction_id, seq) > ($1::xid8, $2::bigint)';
-    }
-    where += filterSql(filter, params);
-    const [row] = await this.query<{ hidden: boolean }>('readAll', `SELECT EXISTS (SELECT 1 FROM ${this.schema}.events WHERE ${where}) AS hidden`, params);
-    return row?.hidden === true;
+    return this.readGlobal({ from: options.fromPosition ?? (backwards ? 'end' : 'start'), backwards, max, filter: options.filter });
   }
 
   subscribeToAll(options: SubscribeOptions): Subscription {
@@ -479,10 +510,9 @@ class PgSubscription implements Subscription {
       while (!this.closed) {
         const seen = this.notifier.generation;
         let page: RecordedEvent[];
-        let hidden = false;
+        let hidden: boolean;
         try {
-          page = await this.store.readAfter(last, SUBSCRIPTION_PAGE, this.options.filter);
-          if (page.length === 0) hidden = await this.store.hiddenAfter(last, this.options.filter);
+          ({ events: page, hidden } = await this.store.readPage({ from: last, backwards: false, exclusive: true, max: SUBSCRIPTION_PAGE, filter: this.options.filter }));
           failures = 0;
         } catch (err) {
           if (this.closed || this.store.isClosed) return;
