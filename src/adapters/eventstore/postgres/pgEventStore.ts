@@ -10,6 +10,7 @@ import {
   DuplicateEventIdError,
   EventStoreUnavailableError,
   WrongExpectedRevisionError,
+  comparePositions,
   type AppendResult,
   type EventFilter,
   type EventMeta,
@@ -43,7 +44,6 @@ export interface PgEventStoreOptions {
   attempts?: number;
   backoffInitialMs?: number;
   backoffMaxMs?: number;
-  statementTimeoutMs?: number;
   connectTimeoutMs?: number;
   /** Shown in pg_stat_activity. Default `wearon-event-store`. */
   applicationName?: string;
@@ -54,6 +54,13 @@ export interface PgEventStoreOptions {
 }
 
 const DEFAULT_PAGE = 1000;
+
+/** One page of the global log: its settled events, whether committed ones wait unsettled, the newest of those. */
+interface GlobalPage {
+  events: RecordedEvent[];
+  hidden: boolean;
+  horizon: Position | undefined;
+}
 const SUBSCRIPTION_PAGE = 500;
 
 interface EventRow {
@@ -82,8 +89,8 @@ function toRecorded(r: EventRow): RecordedEvent {
 }
 
 const NODE_NET_ERRORS = new Set(['ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'EAI_AGAIN', 'ENOTFOUND']);
-/** SQLSTATEs a new attempt can get past: admin/crash shutdown, cannot connect now, too many connections, serialization, deadlock, statement timeout. */
-const TRANSIENT_STATES = new Set(['57P01', '57P02', '57P03', '53300', '40001', '40P01', '57014']);
+/** SQLSTATEs a new attempt can get past: admin/crash shutdown, cannot connect now, too many connections, serialization, deadlock, statement or lock timeout. */
+const TRANSIENT_STATES = new Set(['57P01', '57P02', '57P03', '53300', '40001', '40P01', '57014', '55P03']);
 
 /** A connection problem or a state a new attempt can get past (as opposed to a bug or a refusal). */
 export function isTransientPgError(err: unknown): boolean {
@@ -132,14 +139,8 @@ export class PgEventStore implements EventStore {
     this.pool = new pg.Pool(this.clientConfig(options.poolSize ?? 8));
     // An idle client that dies is replaced by the pool; log instead of crashing the process.
     this.pool.on('error', (err) => this.log.warn({ err }, 'event_store_pg_idle_error'));
-    this.pool.on('connect', (c) => void c.query(this.sessionSql).catch((err) => this.log.warn({ err }, 'event_store_pg_session_setup_failed')));
     this.columns = `transaction_id::text AS tx, seq, event_id, stream_id, revision, type, data, metadata, recorded_at`;
     this.notifier = new AppendNotifier(() => this.connectListener(), channelOf(this.schema), this.log, this);
-  }
-
-  /** Session settings sent with SET after connecting (poolers may refuse startup parameters). */
-  private get sessionSql(): string {
-    return `SET statement_timeout = ${this.options.statementTimeoutMs ?? 30_000}`;
   }
 
   private clientConfig(max?: number): pg.PoolConfig {
@@ -259,14 +260,14 @@ export class PgEventStore implements EventStore {
    * (transaction_id, seq) order that later commits can only extend. `hidden`: committed rows wait behind an older
    * running transaction (anywhere in the database) and will join the prefix once it ends.
    */
-  async readPage(o: { from: Position | 'start' | 'end'; backwards: boolean; exclusive: boolean; max: number; filter: EventFilter | undefined }): Promise<{ events: RecordedEvent[]; hidden: boolean }> {
+  async readPage(o: { from: Position | 'start' | 'end'; backwards: boolean; exclusive: boolean; max: number; filter: EventFilter | undefined }): Promise<GlobalPage> {
     const params: unknown[] = [];
     let where = 'true';
     if (typeof o.from === 'object' && o.from.commit >= 0n) {
       params.push(o.from.commit.toString(), o.from.prepare.toString());
       const op = o.backwards ? (o.exclusive ? '<' : '<=') : o.exclusive ? '>' : '>=';
       where = `(transaction_id, seq) ${op} ($1::xid8, $2::bigint)`;
-    } else if (o.backwards ? o.from !== 'end' : o.from === 'end') return { events: [], hidden: false }; // before the start, after the end
+    } else if (o.backwards ? o.from !== 'end' : o.from === 'end') return { events: [], hidden: false, horizon: undefined }; // before the start, after the end
     where += filterSql(o.filter, params);
     params.push(o.max);
     const order = o.backwards ? 'DESC' : 'ASC';
@@ -279,35 +280,45 @@ export class PgEventStore implements EventStore {
     // Forwards the unsettled rows can only trail the settled ones; backwards they can only lead them.
     const firstUnsettled = rows.findIndex((r) => !r.settled);
     const kept = firstUnsettled < 0 ? rows : o.backwards ? rows.filter((r) => r.settled) : rows.slice(0, firstUnsettled);
-    return { events: kept.map(toRecorded), hidden: kept.length < rows.length };
+    const newest = o.backwards ? rows[0] : rows.at(-1);
+    return {
+      events: kept.map(toRecorded),
+      hidden: kept.length < rows.length,
+      horizon: kept.length < rows.length && newest ? toRecorded(newest).position : undefined,
+    };
   }
 
   /**
-   * A global read that includes whatever had committed before it began (read-your-writes): while committed events
-   * wait behind an older running transaction it re-reads, backing off, for up to `settleTimeoutMs`; after that it
-   * returns the prefix it has and warns (a transaction held open that long holds every global reader back).
+   * A global read that includes whatever had committed before it began (read-your-writes): while events that had
+   * committed by its first query wait behind an older running transaction, it re-reads, backing off, until they
+   * settle (later commits are not waited for, so a busy log cannot keep it waiting), for at most `settleTimeoutMs`;
+   * after that it returns the prefix it has and warns (a transaction held open that long holds every global reader back).
    */
   private async readGlobal(o: { from: Position | 'start' | 'end'; backwards: boolean; max: number; filter: EventFilter | undefined }): Promise<RecordedEvent[]> {
     const deadline = Date.now() + (this.options.settleTimeoutMs ?? 10_000);
     const out: RecordedEvent[] = [];
     let from = o.from;
     let exclusive = false;
+    let target: Position | undefined; // the newest event committed by the first query
     for (let wait = 5; ; wait = Math.min(wait * 2, 200)) {
       const page = await this.readPage({ from, backwards: o.backwards, exclusive, max: o.max - out.length, filter: o.filter });
-      if (o.backwards && page.hidden && Date.now() < deadline) {
-        await sleep(wait); // the newest events are still settling: read the end again
-        continue;
+      target ??= page.horizon;
+      if (o.backwards) {
+        // Backwards the settled events come after the unsettled ones: read the end again until the newest is there.
+        const top = page.events[0];
+        if (!page.hidden || (top && target && comparePositions(top.position, target) >= 0)) return page.events;
+      } else {
+        out.push(...page.events);
+        const last = out.at(-1);
+        if (!page.hidden || out.length >= o.max || (last && target && comparePositions(last.position, target) >= 0)) return out;
+        if (last) {
+          from = last.position;
+          exclusive = true;
+        }
       }
-      out.push(...page.events);
-      if (!page.hidden || out.length >= o.max || o.backwards) return out;
       if (Date.now() >= deadline) {
         await this.warnHeldBack();
-        return out;
-      }
-      const last = out.at(-1);
-      if (last) {
-        from = last.position;
-        exclusive = true;
+        return o.backwards ? page.events : out;
       }
       await sleep(wait);
     }
@@ -504,15 +515,16 @@ class PgSubscription implements Subscription {
     const pollMs = this.store.options.pollIntervalMs ?? 1000;
     let last: Position | 'start' = this.options.fromPosition;
     let caughtUp = false;
+    /** caught up once this is delivered: the newest event that had committed when the end was first reached */
+    let caughtUpAt: Position | undefined;
     let failures = 0;
     let hiddenPolls = 0;
     try {
       while (!this.closed) {
         const seen = this.notifier.generation;
-        let page: RecordedEvent[];
-        let hidden: boolean;
+        let page: GlobalPage;
         try {
-          ({ events: page, hidden } = await this.store.readPage({ from: last, backwards: false, exclusive: true, max: SUBSCRIPTION_PAGE, filter: this.options.filter }));
+          page = await this.store.readPage({ from: last, backwards: false, exclusive: true, max: SUBSCRIPTION_PAGE, filter: this.options.filter });
           failures = 0;
         } catch (err) {
           if (this.closed || this.store.isClosed) return;
@@ -524,25 +536,29 @@ class PgSubscription implements Subscription {
           await this.notifier.wait(null, delayMs, this.wakeHandle);
           continue;
         }
-        for (const event of page) {
+        for (const event of page.events) {
           if (this.closed) return;
           yield { kind: 'event', event };
           last = event.position;
         }
-        if (page.length > 0) continue;
-        if (hidden) {
-          // Committed events wait behind an older running transaction: no NOTIFY may come when it ends, so look
-          // again soon (backing off), and do not claim to be caught up meanwhile.
+        if (page.events.length === SUBSCRIPTION_PAGE) continue; // more history
+        if (!caughtUp) {
+          // Events that had committed by now but still wait behind an older running transaction are history too.
+          caughtUpAt ??= page.horizon;
+          if (!page.hidden || (caughtUpAt && last !== 'start' && comparePositions(last, caughtUpAt) >= 0)) {
+            caughtUp = true;
+            yield { kind: 'caughtUp' };
+          }
+        }
+        if (this.closed) return;
+        if (page.hidden) {
+          // No NOTIFY may come when the older transaction ends (it need not be an append): look again soon.
           hiddenPolls += 1;
-          await this.notifier.wait(null, Math.min(pollMs, 10 * 2 ** Math.min(hiddenPolls, 10)), this.wakeHandle);
+          await this.notifier.wait(seen, Math.min(pollMs, 10 * 2 ** Math.min(hiddenPolls, 10)), this.wakeHandle);
           continue;
         }
         hiddenPolls = 0;
-        if (!caughtUp) {
-          caughtUp = true;
-          yield { kind: 'caughtUp' };
-        }
-        if (!this.closed) await this.notifier.wait(seen, pollMs, this.wakeHandle);
+        await this.notifier.wait(seen, pollMs, this.wakeHandle);
       }
     } finally {
       this.closed = true;

@@ -66,7 +66,10 @@ export function schemaDdl(schema: string): string[] {
     `CREATE OR REPLACE FUNCTION ${s}.append_events(
        p_stream text, p_expected bigint, p_ids uuid[], p_types text[], p_data jsonb, p_meta jsonb
      ) RETURNS TABLE (outcome text, stream_revision bigint, commit_position text, prepare_position bigint)
-     LANGUAGE plpgsql AS $fn$
+     LANGUAGE plpgsql
+     -- a stream lock held by a transaction that never ends fails the append (55P03, retried) instead of hanging it
+     SET lock_timeout = '10s'
+     AS $fn$
      DECLARE
        v_n integer := coalesce(cardinality(p_ids), 0);
        v_current bigint;
