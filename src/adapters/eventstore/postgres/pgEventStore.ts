@@ -2,8 +2,8 @@
 // function live in their own schema (./schema.ts), migrated at open. One round trip per append; optimistic concurrency
 // per stream; a retried append (same ids, same place) is answered with the original result. Positions are
 // (transaction id, sequence), and the global log is read only below the oldest running transaction, so a reader never
-// skips an event whose transaction commits after a later-numbered one. Subscriptions wake on the NOTIFY each append
-// sends at commit, and poll as a fallback. docs/postgres-event-store.md: approach, cost, Supabase, migration.
+// skips an event whose transaction commits after a later-numbered one. Subscriptions wake on a NOTIFY sent right after
+// appends commit, and poll as a fallback. docs/postgres-event-store.md: approach, cost, Supabase, migration.
 import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
 import {
@@ -129,6 +129,8 @@ export class PgEventStore implements EventStore {
   private readonly attempts: number;
   private readonly columns: string;
   private readonly notifier: AppendNotifier;
+  /** the NOTIFY channel appends are announced on */
+  private readonly channel: string;
   private readonly subscriptions = new Set<PgSubscription>();
   private closed = false;
 
@@ -140,7 +142,8 @@ export class PgEventStore implements EventStore {
     // An idle client that dies is replaced by the pool; log instead of crashing the process.
     this.pool.on('error', (err) => this.log.warn({ err }, 'event_store_pg_idle_error'));
     this.columns = `transaction_id::text AS tx, seq, event_id, stream_id, revision, type, data, metadata, recorded_at`;
-    this.notifier = new AppendNotifier(() => this.connectListener(), channelOf(this.schema), this.log, this);
+    this.channel = channelOf(this.schema);
+    this.notifier = new AppendNotifier(() => this.connectListener(), this.channel, this.log, this);
   }
 
   private clientConfig(max?: number): pg.PoolConfig {
@@ -221,6 +224,7 @@ export class PgEventStore implements EventStore {
       if (row.outcome === 'wrong') {
         throw new WrongExpectedRevisionError(streamId, expected, row.stream_revision === null ? 'no_stream' : Number(row.stream_revision));
       }
+      if (row.outcome === 'ok') this.announce();
       return {
         nextRevision: Number(row.stream_revision),
         position: { commit: BigInt(row.commit_position!), prepare: BigInt(row.prepare_position!) },
@@ -231,6 +235,36 @@ export class PgEventStore implements EventStore {
       }
       throw err;
     }
+  }
+
+  private announcing = false;
+  private announceAgain = false;
+
+  /**
+   * Wakes the listening subscriptions (of every process) after appends committed: a NOTIFY of its own, at most one in
+   * flight, covering every append that committed meanwhile. Not inside the appending transaction: NOTIFY takes a
+   * database-wide lock from its commit until the commit's WAL flush ends, which would serialise every appending commit
+   * (the bench measured about 4x fewer concurrent appends). Its own commit skips the flush wait (set_config for the
+   * statement's transaction). Lost only if this process dies first: subscriptions then find the events by polling.
+   */
+  private announce(): void {
+    if (this.announcing) {
+      this.announceAgain = true;
+      return;
+    }
+    this.announcing = true;
+    void (async () => {
+      try {
+        do {
+          this.announceAgain = false;
+          await this.pool.query(`SELECT set_config('synchronous_commit', 'off', true), pg_notify($1, '')`, [this.channel]);
+        } while (this.announceAgain && !this.closed);
+      } catch (err) {
+        if (!this.closed) this.log.warn({ err }, 'event store NOTIFY failed; subscriptions find the events by polling');
+      } finally {
+        this.announcing = false;
+      }
+    })();
   }
 
   async readStream(streamId: string, options: ReadStreamOptions = {}): Promise<RecordedEvent[]> {

@@ -36,7 +36,6 @@ export const channelOf = (schema: string) => `${schema}_appended`;
 /** Statements of version 1, in order; each is idempotent. */
 export function schemaDdl(schema: string): string[] {
   const s = assertSchemaName(schema);
-  const channel = channelOf(s);
   return [
     `CREATE SCHEMA IF NOT EXISTS ${s}`,
     `CREATE TABLE IF NOT EXISTS ${s}.store_version (
@@ -60,7 +59,7 @@ export function schemaDdl(schema: string): string[] {
        CONSTRAINT events_event_id_key UNIQUE (event_id)
      )`,
     // One round trip per append. The stream's advisory lock serialises its appenders, so the revision read stays true
-    // until commit; NOTIFY is sent at commit. A retry (same ids at the same place) answers 'replay' with the original
+    // until commit. (No NOTIFY in here: it would serialise every appending commit, see PgEventStore.announce.) A retry (same ids at the same place) answers 'replay' with the original
     // result and writes nothing. Expected: -1 no_stream, -2 any, -3 stream_exists, n >= 0 exact revision. Data and
     // metadata come as two JSON arrays, element i for event i.
     `CREATE OR REPLACE FUNCTION ${s}.append_events(
@@ -147,7 +146,6 @@ export function schemaDdl(schema: string): string[] {
          RAISE EXCEPTION 'event id % already used outside this append to %', v_missing, p_stream
            USING ERRCODE = '${DUPLICATE_ID_STATE}', DETAIL = coalesce(v_missing::text, '');
        END IF;
-       PERFORM pg_notify('${channel}', '');
        RETURN QUERY SELECT 'ok'::text, coalesce(v_current, -1) + v_n, v_tx::text, v_seq;
      END
      $fn$`,
