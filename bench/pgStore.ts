@@ -23,10 +23,29 @@ const deducted = (i: number): NewEvent => ({
   metadata: meta(),
 });
 
+/** Rates of one-row writes `write(stream)`: one at a time, or `inFlight` at once, each lane on its own stream. */
+function rates(write: (stream: string) => Promise<unknown>, prefix: string) {
+  return {
+    async sequential(n: number): Promise<number> {
+      const started = performance.now();
+      for (let i = 0; i < n; i++) await write(`${prefix}-seq`);
+      return n / ((performance.now() - started) / 1000);
+    },
+    async concurrent(n: number, inFlight: number): Promise<number> {
+      let next = 0;
+      const started = performance.now();
+      await Promise.all(Array.from({ length: inFlight }, async (_, lane) => {
+        while (next++ < n) await write(`${prefix}-lane${lane}`);
+      }));
+      return n / ((performance.now() - started) / 1000);
+    },
+  };
+}
+
 /** Raw inserts of the same row, one autocommit statement each, into a copy of the events table (same columns and indexes). */
 function rawInserts(pool: pg.Pool, table: string) {
   const revisions = new Map<string, number>();
-  const insert = (stream: string) => {
+  return rates((stream) => {
     const revision = revisions.get(stream) ?? 0;
     revisions.set(stream, revision + 1);
     const e = deducted(revision);
@@ -34,46 +53,17 @@ function rawInserts(pool: pg.Pool, table: string) {
       `INSERT INTO ${table} (transaction_id, event_id, stream_id, revision, type, data, metadata) VALUES (pg_current_xact_id(), $1, $2, $3, $4, $5::jsonb, $6::jsonb)`,
       [e.id, stream, revision, e.type, JSON.stringify(e.data), JSON.stringify(e.metadata)],
     );
-  };
-  return {
-    async sequential(n: number): Promise<number> {
-      const started = performance.now();
-      for (let i = 0; i < n; i++) await insert('credit-account-user-raw');
-      return n / ((performance.now() - started) / 1000);
-    },
-    async concurrent(n: number, inFlight: number): Promise<number> {
-      let next = 0;
-      const started = performance.now();
-      await Promise.all(Array.from({ length: inFlight }, async (_, lane) => {
-        while (next++ < n) await insert(`credit-account-user-rawlane${lane}`);
-      }));
-      return n / ((performance.now() - started) / 1000);
-    },
-  };
+  }, 'credit-account-user-raw');
 }
 
+/** The store's appends of the same row, each with its expected revision. */
 function storeAppends(store: PgEventStore) {
   const revisions = new Map<string, number>();
-  const append = async (stream: string) => {
+  return rates(async (stream) => {
     const revision = revisions.get(stream) ?? -1;
     const r = await store.append(stream, [deducted(revision + 1)], revision < 0 ? 'no_stream' : revision);
     revisions.set(stream, r.nextRevision);
-  };
-  return {
-    async sequential(n: number): Promise<number> {
-      const started = performance.now();
-      for (let i = 0; i < n; i++) await append('credit-account-user-seq');
-      return n / ((performance.now() - started) / 1000);
-    },
-    async concurrent(n: number, inFlight: number): Promise<number> {
-      let next = 0;
-      const started = performance.now();
-      await Promise.all(Array.from({ length: inFlight }, async (_, lane) => {
-        while (next++ < n) await append(`credit-account-user-lane${lane}`);
-      }));
-      return n / ((performance.now() - started) / 1000);
-    },
-  };
+  }, 'credit-account-user-store');
 }
 
 /** The whole table through the store's global read, in pages of 1000. */

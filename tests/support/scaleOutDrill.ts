@@ -20,6 +20,7 @@ import { buildProducerTask, serializeProducerTask } from '../../src/contract.ts'
 import { sessionIdFromStream } from '../../src/domain/streams.ts';
 import { silentLogger } from '../../src/logger.ts';
 import { openEventStore } from '../../src/main.ts';
+import { prng } from './crashScenario.ts';
 import { startFakeOpenAI, type FakeStep } from './fakeOpenAI.ts';
 import { startImageServer } from './imageServer.ts';
 import { noisyJpeg } from './images.ts';
@@ -80,17 +81,6 @@ export interface DrillReport {
 
 /** The events that end a generation, and the status each leaves. */
 const TERMINAL_EVENTS: Record<string, string> = { GenerationCompleted: 'completed', GenerationFailed: 'failed', GenerationRejected: 'rejected' };
-
-/** Small deterministic PRNG so a run can be repeated with its seed. */
-function prng(seed: number) {
-  let s = seed >>> 0 || 1;
-  return () => {
-    s ^= s << 13;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    return (s >>> 0) / 2 ** 32;
-  };
-}
 
 interface LogLine {
   at: number;
