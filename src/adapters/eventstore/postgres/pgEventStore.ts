@@ -54,6 +54,7 @@ export interface PgEventStoreOptions {
 }
 
 const DEFAULT_PAGE = 1000;
+const COLUMNS = 'transaction_id::text AS tx, seq, event_id, stream_id, revision, type, data, metadata, recorded_at';
 
 /** One page of the global log: its settled events, whether committed ones wait unsettled, the newest of those. */
 interface GlobalPage {
@@ -127,7 +128,6 @@ export class PgEventStore implements EventStore {
   readonly pool: pg.Pool;
   private readonly log: Logger;
   private readonly attempts: number;
-  private readonly columns: string;
   private readonly notifier: AppendNotifier;
   /** the NOTIFY channel appends are announced on */
   private readonly channel: string;
@@ -141,7 +141,6 @@ export class PgEventStore implements EventStore {
     this.pool = new pg.Pool(this.clientConfig(options.poolSize ?? 8));
     // An idle client that dies is replaced by the pool; log instead of crashing the process.
     this.pool.on('error', (err) => this.log.warn({ err }, 'event_store_pg_idle_error'));
-    this.columns = `transaction_id::text AS tx, seq, event_id, stream_id, revision, type, data, metadata, recorded_at`;
     this.channel = channelOf(this.schema);
     this.notifier = new AppendNotifier(() => this.connectListener(), this.channel, this.log, this);
   }
@@ -275,7 +274,7 @@ export class PgEventStore implements EventStore {
     const bound = from === 'start' ? 0 : from === 'end' ? Number.MAX_SAFE_INTEGER : from;
     const rows = await this.query<EventRow>(
       'readStream',
-      `SELECT ${this.columns} FROM ${this.schema}.events WHERE stream_id = $1 AND revision ${backwards ? '<=' : '>='} $2
+      `SELECT ${COLUMNS} FROM ${this.schema}.events WHERE stream_id = $1 AND revision ${backwards ? '<=' : '>='} $2
         ORDER BY revision ${backwards ? 'DESC' : 'ASC'} LIMIT $3`,
       [streamId, bound, max],
     );
@@ -307,7 +306,7 @@ export class PgEventStore implements EventStore {
     const order = o.backwards ? 'DESC' : 'ASC';
     const rows = await this.query<EventRow & { settled: boolean }>(
       'readAll',
-      `SELECT ${this.columns}, transaction_id < pg_snapshot_xmin(pg_current_snapshot()) AS settled
+      `SELECT ${COLUMNS}, transaction_id < pg_snapshot_xmin(pg_current_snapshot()) AS settled
          FROM ${this.schema}.events WHERE ${where} ORDER BY transaction_id ${order}, seq ${order} LIMIT $${params.length}`,
       params,
     );
