@@ -13,6 +13,7 @@ const SUITES: Array<[name: string, file: string, exportName: string]> = [
   ['projections', './projections.ts', 'projectionsBench'],
   ['pipeline', './pipeline.ts', 'pipelineBench'],
   ['console', './console.ts', 'consoleBench'],
+  ['pgStore', './pgStore.ts', 'pgStoreBench'],
 ];
 
 interface SuiteResult {

@@ -50,8 +50,13 @@ export const configSchema = z.object({
   API_TOKEN: optionalString,
 
   // --- ledger ---
-  /** EventStoreDB / KurrentDB connection string; without it the embedded SQLite ledger is used. */
+  /**
+   * The ledger's event store: `postgres://…` (Postgres, e.g. Supabase) or `esdb://…` (EventStoreDB / KurrentDB);
+   * without it the embedded SQLite ledger is used.
+   */
   EVENTSTORE_URL: optionalUrl,
+  /** Postgres event store only: the schema of its tables (migrated at start or by `wearon migrate`). */
+  EVENTSTORE_SCHEMA: z.string().regex(/^[a-z_][a-z0-9_]{0,47}$/, 'lower-case letters, digits and _').default('wearon_events'),
   /**
    * Where embedded ledger commits run: `inline` (lowest latency for one append at a time; the fsync runs on the event
    * loop), `thread` (a writer thread: fsync never blocks the event loop), or `auto`: inline while commits are fast,
@@ -113,6 +118,12 @@ export const configSchema = z.object({
 });
 
 export type Config = z.infer<typeof configSchema>;
+
+/** Which event store EVENTSTORE_URL selects: by its scheme, the embedded SQLite store without one. */
+export function eventStoreKind(config: Pick<Config, 'EVENTSTORE_URL'>): 'postgres' | 'esdb' | 'sqlite' {
+  if (!config.EVENTSTORE_URL) return 'sqlite';
+  return /^postgres(ql)?:\/\//i.test(config.EVENTSTORE_URL) ? 'postgres' : 'esdb';
+}
 
 export class ConfigError extends Error {
   override readonly name = 'ConfigError';

@@ -5,7 +5,7 @@ import path from 'node:path';
 import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import type { Redis } from 'ioredis';
-import type { Config } from './config.ts';
+import { eventStoreKind, type Config } from './config.ts';
 import type { Logger } from './logger.ts';
 import { createMetrics, type Metrics } from './metrics.ts';
 import { AggregateRepository } from './app/aggregates.ts';
@@ -47,8 +47,12 @@ export function workerIdOf(config: Config): string {
   return config.WORKER_ID ?? `${hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`;
 }
 
-/** The ledger: EventStoreDB when EVENTSTORE_URL is set, else the embedded SQLite file under DATA_DIR. */
+/** The ledger: Postgres or EventStoreDB by the scheme of EVENTSTORE_URL, else the embedded SQLite file under DATA_DIR. */
 export async function openEventStore(config: Config, logger: Logger, metrics?: Metrics): Promise<EventStore> {
+  if (eventStoreKind(config) === 'postgres') {
+    const { openPgEventStore } = await import('./adapters/eventstore/postgres/pgEventStore.ts');
+    return openPgEventStore({ connectionString: config.EVENTSTORE_URL!, schema: config.EVENTSTORE_SCHEMA, logger, ...(metrics ? { metrics } : {}) });
+  }
   if (config.EVENTSTORE_URL) {
     const { openEsdbEventStore } = await import('./adapters/eventstore/esdb/esdbEventStore.ts');
     return openEsdbEventStore({ connectionString: config.EVENTSTORE_URL, logger, ...(metrics ? { metrics } : {}) });

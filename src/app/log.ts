@@ -11,11 +11,13 @@ export async function readAfter(store: EventStore, after: Position | 'start', ma
 
 /** The whole log as it stands, in pages (each non-empty), oldest first. */
 export async function* readLog(store: EventStore, options: { pageSize?: number; filter?: EventFilter } = {}): AsyncGenerator<RecordedEvent[]> {
+  const pageSize = options.pageSize ?? 5000;
   let after: Position | 'start' = 'start';
   for (;;) {
-    const page = await readAfter(store, after, options.pageSize ?? 5000, options.filter);
+    const page = await readAfter(store, after, pageSize, options.filter);
     if (page.length === 0) return;
     yield page;
+    if (page.length < pageSize) return; // a short page is the end of the log as it stands: no need to ask again
     after = page[page.length - 1]!.position;
   }
 }

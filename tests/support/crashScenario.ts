@@ -39,7 +39,7 @@ export interface CrashReport {
 }
 
 /** Small deterministic PRNG so a failing run can be repeated with its seed. */
-function prng(seed: number) {
+export function prng(seed: number) {
   let s = seed >>> 0 || 1;
   return () => {
     s ^= s << 13;
