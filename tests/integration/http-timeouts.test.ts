@@ -82,7 +82,7 @@ describe('HTTP deadlines for slow clients', () => {
   afterAll(() => service?.stop());
 
   it('answers 408 in the API shape and closes a socket that trickles its body', async () => {
-    const headers = 'POST /v1/generations HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n';
+    const headers = 'POST /v1/generations HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n';
     const r = await until_closed(port, (s) => (s.write(headers), trickle(s, '{"x":"' + 'y'.repeat(99_990))));
     expect408(r.answer);
     expect(r.afterMs).toBeGreaterThanOrEqual(T.request * 0.9);
