@@ -12,6 +12,8 @@ const SUITES: Array<[name: string, file: string, exportName: string]> = [
   ['sizeRec', './sizeRec.ts', 'sizeRecBench'],
   ['projections', './projections.ts', 'projectionsBench'],
   ['pipeline', './pipeline.ts', 'pipelineBench'],
+  ['console', './console.ts', 'consoleBench'],
+  ['pgStore', './pgStore.ts', 'pgStoreBench'],
 ];
 
 interface SuiteResult {

@@ -130,7 +130,7 @@ async function cycles(store: SqliteEventStore, n: number, lanes: number, tag: st
  * An account stream of `n` events as the saga writes them: a grant now and then, deductions each followed by a capture
  * (or a refund one time in ten), one minute apart. Written in batches of 1000 straight through the store.
  */
-async function writeAccount(store: SqliteEventStore, account: string, n: number, start: number): Promise<number> {
+export async function writeAccount(store: SqliteEventStore, account: string, n: number, start: number): Promise<number> {
   const stream = accountStream(account);
   let revision = -1;
   let at = start;

@@ -21,6 +21,9 @@ import { deleteKeys, fixturesDir, REDIS_URL, redisAvailable } from '../tests/sup
 import { freePort } from '../tests/support/stack.ts';
 import type { BenchSuite, Figure } from './types.ts';
 
+/** The bench's paying user (the contract takes the platform's UUIDs only). */
+const BENCH_USER = '00000000-0000-4000-8000-00000000be7c';
+
 /** A photo scaled to about 2 megapixels (JPEG, quality 90), or a noise image of that size. */
 async function twoMegapixel(file: string, seed: number): Promise<Buffer> {
   const dir = fixturesDir();
@@ -93,18 +96,18 @@ export const pipelineBench: BenchSuite = async (ctx) => {
     setTimeout(() => (idleDone = true), 1500);
     const idle = await healthLatencies(`${base}/health`, () => idleDone);
 
-    await fetch(`${base}/v1/accounts/user:bench/grants`, {
+    await fetch(`${base}/v1/accounts/user:${BENCH_USER}/grants`, {
       method: 'POST',
       headers: { 'content-type': 'application/json' },
       body: JSON.stringify({ amount: tasks + 100, reason: 'purchase', reference: 'bench' }),
     });
     const completed = () => service.metrics.generations.get().then((m) => m.values.filter((v) => v.labels.outcome === 'completed').reduce((a, v) => a + v.value, 0));
     // Warm up (JIT, sharp, SDK) before the clock starts.
-    for (let i = 0; i < 12; i++) await redis.lpush(queueKey, serializeProducerTask(buildProducerTask({ userId: 'bench', imageUrls: urls })));
+    for (let i = 0; i < 12; i++) await redis.lpush(queueKey, serializeProducerTask(buildProducerTask({ userId: BENCH_USER, imageUrls: urls })));
     while ((await completed()) < 12) await new Promise((r) => setTimeout(r, 50));
 
     ctx.log(`pipeline: ${tasks} tasks, 2 x 2 MP inputs each`);
-    const raws = Array.from({ length: tasks }, () => serializeProducerTask(buildProducerTask({ userId: 'bench', imageUrls: urls })));
+    const raws = Array.from({ length: tasks }, () => serializeProducerTask(buildProducerTask({ userId: BENCH_USER, imageUrls: urls })));
     let loadDone = false;
     const healthUnderLoad = healthLatencies(`${base}/health`, () => loadDone);
     const start = performance.now();
@@ -128,7 +131,7 @@ export const pipelineBench: BenchSuite = async (ctx) => {
     const before = await completed();
     const sequentialIds = new Set<string>();
     for (let i = 0; i < seqN; i++) {
-      const t = buildProducerTask({ userId: 'bench', imageUrls: urls });
+      const t = buildProducerTask({ userId: BENCH_USER, imageUrls: urls });
       sequentialIds.add(`generation-${t.sessionId}`);
       await redis.lpush(queueKey, serializeProducerTask(t));
       while ((await completed()) < before + i + 1) await new Promise((r) => setTimeout(r, 5));

@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// `npm run test:property [-- --runs N] [--seed S --path P --replay-path R] [--store sqlite|esdb] [vitest args]`: runs the property
+// `npm run test:property [-- --runs N] [--seed S --path P --replay-path R] [--store sqlite|esdb|pg] [vitest args]`: runs the property
 // suites (tests/property) with the run count and the replay coordinates passed to them through the environment.
 import { spawnSync } from 'node:child_process';
 

@@ -1,5 +1,6 @@
 // One schema for every environment variable. Defaults make `npm start` work on a fresh clone, offline.
 import { z } from 'zod';
+import { DEAD_LETTER_RETENTION } from './app/ports/queue.ts';
 
 const bool = z
   .enum(['true', 'false', '1', '0', 'yes', 'no', ''])
@@ -15,6 +16,14 @@ const list = z
   .optional()
   .transform((v) => (v ?? '').split(',').map((s) => s.trim()).filter(Boolean));
 
+/**
+ * HTTP deadlines (ms). A client gets `headers` to send its request line and headers and `request` for the whole request
+ * with its body (slow-body clients: answered 408, then cut); a socket with no traffic for `idle` is closed (longer than
+ * the slowest handler, /estimate-body); an idle keep-alive connection is closed after `keepAlive` (above the usual
+ * 60 s of load balancers and nginx, so they close first).
+ */
+export const HTTP_TIMEOUT_DEFAULTS = { headersMs: 10_000, requestMs: 30_000, idleMs: 120_000, keepAliveMs: 72_000 } as const;
+
 export const configSchema = z.object({
   NODE_ENV: z.string().default('development'),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
@@ -26,16 +35,28 @@ export const configSchema = z.object({
   PUBLIC_BASE_URL: optionalUrl,
   /** Identifies this process in leases, queue processing lists and event metadata. */
   WORKER_ID: optionalString,
+  HTTP_HEADERS_TIMEOUT_MS: int(HTTP_TIMEOUT_DEFAULTS.headersMs, 100),
+  HTTP_REQUEST_TIMEOUT_MS: int(HTTP_TIMEOUT_DEFAULTS.requestMs, 100),
+  HTTP_IDLE_TIMEOUT_MS: int(HTTP_TIMEOUT_DEFAULTS.idleMs, 100),
+  HTTP_KEEP_ALIVE_TIMEOUT_MS: int(HTTP_TIMEOUT_DEFAULTS.keepAliveMs, 100),
 
   // --- intake ---
   REDIS_URL: optionalUrl,
   QUEUE_KEY: z.string().default('wearon:tasks:generation'),
+  /** Dead-letter retention: the newest N records; each raw payload kept exactly up to this many bytes, then cut. */
+  DEAD_LETTER_MAX_ENTRIES: int(DEAD_LETTER_RETENTION.maxEntries, 1),
+  DEAD_LETTER_MAX_RAW_BYTES: int(DEAD_LETTER_RETENTION.maxRawBytes, 1024),
   /** `/v1` bearer token; without one, `/v1` answers loopback clients only. */
   API_TOKEN: optionalString,
 
   // --- ledger ---
-  /** EventStoreDB / KurrentDB connection string; without it the embedded SQLite ledger is used. */
+  /**
+   * The ledger's event store: `postgres://…` (Postgres, e.g. Supabase) or `esdb://…` (EventStoreDB / KurrentDB);
+   * without it the embedded SQLite ledger is used.
+   */
   EVENTSTORE_URL: optionalUrl,
+  /** Postgres event store only: the schema of its tables (migrated at start or by `wearon migrate`). */
+  EVENTSTORE_SCHEMA: z.string().regex(/^[a-z_][a-z0-9_]{0,47}$/, 'lower-case letters, digits and _').default('wearon_events'),
   /**
    * Where embedded ledger commits run: `inline` (lowest latency for one append at a time; the fsync runs on the event
    * loop), `thread` (a writer thread: fsync never blocks the event loop), or `auto`: inline while commits are fast,
@@ -98,6 +119,12 @@ export const configSchema = z.object({
 
 export type Config = z.infer<typeof configSchema>;
 
+/** Which event store EVENTSTORE_URL selects: by its scheme, the embedded SQLite store without one. */
+export function eventStoreKind(config: Pick<Config, 'EVENTSTORE_URL'>): 'postgres' | 'esdb' | 'sqlite' {
+  if (!config.EVENTSTORE_URL) return 'sqlite';
+  return /^postgres(ql)?:\/\//i.test(config.EVENTSTORE_URL) ? 'postgres' : 'esdb';
+}
+
 export class ConfigError extends Error {
   override readonly name = 'ConfigError';
 }
@@ -109,6 +136,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     throw new ConfigError(`invalid configuration:\n${lines.join('\n')}`);
   }
   const c = parsed.data;
+  if (c.HTTP_HEADERS_TIMEOUT_MS > c.HTTP_REQUEST_TIMEOUT_MS) {
+    throw new ConfigError('HTTP_HEADERS_TIMEOUT_MS must not exceed HTTP_REQUEST_TIMEOUT_MS (the headers are part of the request)');
+  }
   if (Boolean(c.SUPABASE_URL) !== Boolean(c.SUPABASE_SERVICE_ROLE_KEY)) {
     throw new ConfigError('SUPABASE_URL and SUPABASE_SERVICE_ROLE_KEY must be set together');
   }

@@ -4,7 +4,7 @@
 // silently accepted work that could only fail later (unknown version, ambiguous owner, bounds the upstream imposes).
 import { randomBytes, randomUUID } from 'node:crypto';
 import { z } from 'zod';
-import { InvalidAccountError, accountIdOf, parseAccountId } from './domain/streams.ts';
+import { InvalidAccountError, MAX_EMAIL_CHARS, accountIdOf, isEmail, parseAccountId } from './domain/streams.ts';
 
 /** Payload versions this worker understands. A producer that bumps the version must wait for a worker that knows it. */
 export const SUPPORTED_PAYLOAD_VERSIONS = [1] as const;
@@ -19,8 +19,13 @@ export const MAX_URL_CHARS = 8192;
  * `.`, so a payload cannot steer where the result is written. The producer's UUIDs always match.
  */
 const SESSION_ID = /^[A-Za-z0-9_-]{1,128}$/;
-/** Same rule as account ids in src/domain/streams.ts (no `.`: the shopper id uses it as separator). */
-const OWNER_ID = /^[A-Za-z0-9_-]{1,128}$/;
+/**
+ * `user_id` and `store_id` are the platform's ids: Postgres `uuid` columns (users, stores, and the credit and session
+ * tables the projections write). Anything else would be charged and then refused by those columns, so it is refused
+ * here. Lowercase canonical form, as Postgres prints a uuid: `ABC…` and `abc…` would otherwise be two ledger accounts.
+ */
+export const PLATFORM_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+const PLATFORM_ID_MESSAGE = 'must be a UUID in lowercase canonical form (the platform id)';
 
 const httpUrl = z
   .string()
@@ -36,7 +41,7 @@ const httpUrl = z
 
 /** Absent, `null` (a Python producer's model_dump) and `""` all mean "not given". */
 const absentToUndefined = (v: unknown) => (v === null || v === '' ? undefined : v);
-const optionalId = z.preprocess(absentToUndefined, z.string().regex(OWNER_ID, 'must be 1-128 of [A-Za-z0-9_-]').optional());
+const optionalId = z.preprocess(absentToUndefined, z.string().regex(PLATFORM_ID, PLATFORM_ID_MESSAGE).optional());
 
 export const generationTaskPayloadSchema = z
   .object({
@@ -47,12 +52,7 @@ export const generationTaskPayloadSchema = z
     /** B2B resell mode: the generation is charged to this shopper's account at the store. */
     shopper_email: z.preprocess(
       absentToUndefined,
-      z
-        .string()
-        .trim()
-        .max(320)
-        .refine((s) => /^[^\s@]+@[^\s@]+$/.test(s), 'must be an email address')
-        .optional(),
+      z.string().trim().max(MAX_EMAIL_CHARS).refine(isEmail, 'must be an email address').optional(),
     ),
     session_id: z.string().regex(SESSION_ID, 'must be 1-128 of [A-Za-z0-9_-] (a UUID)'),
     image_urls: z
@@ -116,9 +116,10 @@ export type ParseTaskResult =
   | { ok: true; task: GenerationTaskPayload }
   | { ok: false; reason: string; partial?: PartialTask };
 
-/** `field: message; field: message`, short enough for a log line and the dead-letter record. */
-export function describeIssues(error: z.ZodError): string {
-  return error.issues.map((i) => `${i.path.length ? i.path.join('.') : '(payload)'}: ${i.message}`).join('; ');
+/** `field: message; field: message`, short enough for a log line and the dead-letter record (at most 20 issues). */
+export function describeIssues(error: z.ZodError, max = 20): string {
+  const shown = error.issues.slice(0, max).map((i) => `${i.path.length ? i.path.join('.') : '(payload)'}: ${i.message}`).join('; ');
+  return error.issues.length > max ? `${shown}; and ${error.issues.length - max} more` : shown;
 }
 
 /** Parses the raw text of one queue element. Never throws. */
@@ -154,8 +155,8 @@ function partialOf(obj: Record<string, unknown>): PartialTask | undefined {
   const storeId = str('store_id', 128);
   if (taskId) partial.task_id = taskId;
   if (requestId) partial.request_id = requestId;
-  if (userId && OWNER_ID.test(userId)) partial.user_id = userId;
-  if (storeId && OWNER_ID.test(storeId)) partial.store_id = storeId;
+  if (userId && PLATFORM_ID.test(userId)) partial.user_id = userId;
+  if (storeId && PLATFORM_ID.test(storeId)) partial.store_id = storeId;
   try {
     partial.account = accountOfTask({
       channel,

@@ -6,7 +6,7 @@ import { accountMovement, change } from '../domain/movement.ts';
 import { accountEventId, accountStep } from '../domain/stepIds.ts';
 import { accountIdOf, accountStream, parseAccountId } from '../domain/streams.ts';
 import { ACCOUNT, commandMeta, type AggregateRepository } from './aggregates.ts';
-import type { EventStore } from './ports/eventStore.ts';
+import type { EventStore, RecordedEvent } from './ports/eventStore.ts';
 
 export class CreditCommandRejected extends Error {
   override readonly name = 'CreditCommandRejected';
@@ -106,9 +106,33 @@ export interface StatementLine {
   request_id: string;
 }
 
+/** Balance effect of one stored account event; captures move nothing (the hold already left the balance). */
+export function balanceChange(r: RecordedEvent): number {
+  return change(accountMovement(decodeAccountEvent(r)), 'balance');
+}
+
+/** One statement line: a recorded account event and the balance after it. */
+export function statementLine(r: RecordedEvent, balance: number): StatementLine {
+  const e = decodeAccountEvent(r);
+  const m = accountMovement(e);
+  return {
+    revision: r.revision,
+    occurred_at: r.metadata.occurredAt,
+    event_id: r.id,
+    type: e.type,
+    amount: change(m, 'balance'),
+    balance,
+    generation_id: m.generationId,
+    reason: m.reason,
+    reference: m.reference,
+    request_id: r.metadata.requestId,
+  };
+}
+
 /**
  * Every movement of an account with its running balance, in pages. The running balance needs the balance before
- * the page: the statement re-folds from the start once per call (finance reads, not the hot path).
+ * the page: this re-folds from the start once per call, which suits the CLI's one-shot export. Paging (HTTP, the
+ * console) goes through StatementReader (statements.ts), which caches balances per block of revisions.
  */
 export async function statement(
   store: EventStore,
@@ -126,28 +150,13 @@ export async function statement(
   for (;;) {
     const events = await store.readStream(stream, { fromRevision: revision, maxCount: 1000 });
     for (const r of events) {
-      const e = decodeAccountEvent(r);
-      // captures move nothing: the hold already left the balance
-      const m = accountMovement(e);
-      const amount = change(m, 'balance');
-      balance += amount;
+      balance += balanceChange(r);
       if (r.revision < from) continue;
       if (lines.length === limit) {
         next = r.revision;
         break;
       }
-      lines.push({
-        revision: r.revision,
-        occurred_at: r.metadata.occurredAt,
-        event_id: r.id,
-        type: e.type,
-        amount,
-        balance,
-        generation_id: m.generationId,
-        reason: m.reason,
-        reference: m.reference,
-        request_id: r.metadata.requestId,
-      });
+      lines.push(statementLine(r, balance));
     }
     if (next !== null || events.length < 1000) break;
     revision = events[events.length - 1]!.revision + 1;
@@ -171,8 +180,9 @@ const CSV_COLUMNS: (keyof StatementLine)[] = [
 export function statementCsv(lines: StatementLine[]): string {
   const cell = (v: unknown) => {
     const s = v === null || v === undefined ? '' : String(v);
-    // Quote what needs it, and defuse spreadsheet formulas.
-    const safe = /^[=+\-@]/.test(s) && Number.isNaN(Number(s)) ? `'${s}` : s;
+    // Defuse spreadsheet formulas (OWASP CSV injection: cells led by = + - @ TAB CR get a leading '); numbers (the
+    // signed amounts) stay numbers. Then quote what needs it.
+    const safe = typeof v !== 'number' && /^[=+\-@\t\r]/.test(s) ? `'${s}` : s;
     return /[",\n\r]/.test(safe) ? `"${safe.replace(/"/g, '""')}"` : safe;
   };
   return [CSV_COLUMNS.join(','), ...lines.map((l) => CSV_COLUMNS.map((c) => cell(l[c])).join(','))].join('\n') + '\n';

@@ -4,7 +4,7 @@
 import { accountOfTask, parseTaskPayload, type GenerationTaskPayload } from '../contract.ts';
 import type { Logger } from '../logger.ts';
 import type { Metrics } from '../metrics.ts';
-import type { TaskQueue, QueuedTask } from './ports/queue.ts';
+import { rawDigest, type TaskQueue, type QueuedTask } from './ports/queue.ts';
 import type { GenerationSaga, RequestInput } from './saga.ts';
 
 /** A producer clock more than this far ahead is not trusted as the queue-entry time. */
@@ -54,7 +54,9 @@ export async function recordQueuedTask(queue: TaskQueue, item: QueuedTask, d: In
     }
     await queue.deadLetter(item, parsed.reason);
     d.metrics?.deadLettered.inc({ reason: parsed.reason.startsWith('invalid JSON') ? 'invalid_json' : 'invalid_payload' });
-    log.warn({ reason: parsed.reason, raw: item.raw.slice(0, 200) }, 'task_dead_lettered');
+    // Never the raw text (a resell payload holds the shopper's email): its size, digest (the dead-letter record carries
+    // the same) and top-level keys say enough to find and tell it apart.
+    log.warn({ reason: parsed.reason, ...rawDigest(item.raw), keys: topLevelKeys(item.raw) }, 'task_dead_lettered');
     return { kind: 'dead_lettered', reason: parsed.reason, ...(p ? { sessionId: p.session_id } : {}) };
   }
   const task = parsed.task;
@@ -65,4 +67,15 @@ export async function recordQueuedTask(queue: TaskQueue, item: QueuedTask, d: In
     created ? 'task_received' : 'task_duplicate',
   );
   return { kind: 'accepted', sessionId: task.session_id, created };
+}
+
+/** The first keys of a JSON object payload (names only, cut short), or undefined. */
+function topLevelKeys(raw: string): string[] | undefined {
+  try {
+    const json: unknown = JSON.parse(raw);
+    if (typeof json !== 'object' || json === null || Array.isArray(json)) return undefined;
+    return Object.keys(json).slice(0, 20).map((k) => k.slice(0, 64));
+  } catch {
+    return undefined;
+  }
 }

@@ -22,12 +22,15 @@ export interface ReadLogOptions {
 /** The log after `after` up to `until`, in pages (each non-empty), oldest first. */
 export async function* readLog(store: EventStore, options: ReadLogOptions = {}): AsyncGenerator<RecordedEvent[]> {
   const { until } = options;
+  const pageSize = options.pageSize ?? 5000;
   let after: Position | 'start' = options.after ?? 'start';
   for (;;) {
-    let page = await readAfter(store, after, options.pageSize ?? 5000, options.filter);
+    let page = await readAfter(store, after, pageSize, options.filter);
+    const full = page.length === pageSize;
     if (until) page = page.filter((e) => comparePositions(e.position, until) <= 0);
     if (page.length === 0) return;
     yield page;
+    if (!full) return; // a short page is the end of the log as it stands (or of `until`): no need to ask again
     after = page[page.length - 1]!.position;
   }
 }

@@ -12,7 +12,17 @@ export function openRedis(url: string, logger: Logger, name: string): Resource<R
 }
 
 /** The queue the producer pushes to: only the worker's intake opens it, and taking from it moves tasks. */
-export function openTaskQueue(config: Pick<Config, 'QUEUE_KEY'> & { REDIS_URL: string }, workerId: string, logger: Logger): Resource<TaskQueue> {
-  const queue = RedisTaskQueue.connect(config.REDIS_URL, { workerId, logger, queueKey: config.QUEUE_KEY });
+export function openTaskQueue(
+  config: Pick<Config, 'QUEUE_KEY' | 'DEAD_LETTER_MAX_ENTRIES' | 'DEAD_LETTER_MAX_RAW_BYTES'> & { REDIS_URL: string },
+  workerId: string,
+  logger: Logger,
+): Resource<TaskQueue> {
+  const queue = RedisTaskQueue.connect(config.REDIS_URL, {
+    workerId,
+    logger,
+    queueKey: config.QUEUE_KEY,
+    deadLetterMaxEntries: config.DEAD_LETTER_MAX_ENTRIES,
+    deadLetterMaxRawBytes: config.DEAD_LETTER_MAX_RAW_BYTES,
+  });
   return { value: queue, close: () => queue.close() };
 }

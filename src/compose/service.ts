@@ -3,11 +3,16 @@
 import path from 'node:path';
 import { pendingIndexFile } from '../adapters/pendingIndexFile.ts';
 import { HealthMonitor } from '../app/health.ts';
+import { Jobs } from '../app/jobs.ts';
+import { LedgerHealth, type VerifyResult } from '../app/ledgerHealth.ts';
 import type { EventStore } from '../app/ports/eventStore.ts';
 import type { TaskQueue } from '../app/ports/queue.ts';
-import { verifyAndExport } from '../app/verify.ts';
+import { StatementReader } from '../app/statements.ts';
 import { GenerationWorker } from '../app/worker.ts';
 import type { Config } from '../config.ts';
+import { browserGuard } from '../http/browserGuard.ts';
+import { adminRoutes } from '../http/routes/admin.ts';
+import { consoleRoutes } from '../http/routes/console.ts';
 import { filesRoutes } from '../http/routes/files.ts';
 import { healthRoutes } from '../http/routes/health.ts';
 import { projectionsRoutes } from '../http/routes/projections.ts';
@@ -15,9 +20,12 @@ import { v1Routes } from '../http/routes/v1.ts';
 import { createHttpServer } from '../http/server.ts';
 import type { Logger } from '../logger.ts';
 import { createMetrics, type Metrics } from '../metrics.ts';
+import { LagHistory } from '../projections/lagHistory.ts';
+import { Replays } from '../projections/replayJob.ts';
+import { verifyReadModels } from '../projections/verifyReadModels.ts';
 import { createGeneration } from './generation.ts';
 import { openEventStore, workerIdOf } from './ledger.ts';
-import { startProjections, type RunningProjections } from './readModel.ts';
+import { openReadModel, startProjections, type RunningProjections } from './readModel.ts';
 import { openRedis, openTaskQueue } from './redis.ts';
 import { Scope } from './scope.ts';
 
@@ -36,6 +44,17 @@ export interface Service {
   stop(): Promise<void>;
 }
 
+/** Exports a verification's result (the periodic one and the console's): metrics for the alerts, and a log line. */
+function reportVerify(metrics: Metrics, log: Logger) {
+  return ({ violations, summary, drifts }: VerifyResult, trigger: string) => {
+    metrics.verifyViolations.set(violations.length);
+    metrics.verifyLastRun.set(Date.now() / 1000);
+    if (violations.length) log.error({ violations: violations.slice(0, 20), count: violations.length, trigger }, 'ledger_verify_violations');
+    else log.info({ events: summary.events, trigger }, 'ledger_verified');
+    if (drifts?.length) log.warn({ drifts: drifts.length, trigger }, 'read_model_drift');
+  };
+}
+
 /** Starts the requested parts of the service; `stop()` shuts them down in reverse order. */
 export async function startService(config: Config, parts: Parts, logger: Logger): Promise<Service> {
   const metrics = createMetrics();
@@ -46,6 +65,14 @@ export async function startService(config: Config, parts: Parts, logger: Logger)
 
   try {
     const store = scope.add(await openEventStore(config, log, metrics));
+    const jobs = new Jobs((kind, err) => log.error({ err, job: kind }, 'job_failed'));
+    let projections: RunningProjections | undefined;
+    const ledgerHealth = new LedgerHealth({
+      store,
+      jobs,
+      readModelDrifts: async () => (projections ? verifyReadModels(store, projections.readModel, log) : []),
+      onResult: reportVerify(metrics, log),
+    });
     const health = new HealthMonitor({ metrics });
     health.add({ name: 'ledger', check: async () => (await store.ping(), { store: store.kind }) });
 
@@ -55,10 +82,11 @@ export async function startService(config: Config, parts: Parts, logger: Logger)
 
     const clock = () => Date.now();
     const { saga, repo, pipeline } = await createGeneration(config, { store, workerId, logger: log, metrics, redis });
+    const statements = new StatementReader(repo);
 
     let worker: GenerationWorker | undefined;
+    let queue: TaskQueue | undefined;
     if (parts.worker) {
-      let queue: TaskQueue | undefined;
       if (config.REDIS_URL) queue = scope.add(openTaskQueue({ ...config, REDIS_URL: config.REDIS_URL }, workerId, log));
       const w = new GenerationWorker({
         saga,
@@ -84,14 +112,14 @@ export async function startService(config: Config, parts: Parts, logger: Logger)
       scope.defer(() => w.stop());
       if (config.VERIFY_INTERVAL_MS > 0) {
         // A first pass shortly after start, so the "verify stale" alert has a fresh timestamp after a deploy.
-        const firstVerify = setTimeout(() => void verifyAndExport(store, metrics, log), 30_000).unref();
-        const verifyTimer = setInterval(() => void verifyAndExport(store, metrics, log), config.VERIFY_INTERVAL_MS).unref();
+        const verifyNow = () => void ledgerHealth.verify('schedule', { readModels: false });
+        const firstVerify = setTimeout(verifyNow, 30_000).unref();
+        const verifyTimer = setInterval(verifyNow, config.VERIFY_INTERVAL_MS).unref();
         scope.defer(() => (clearTimeout(firstVerify), clearInterval(verifyTimer)));
       }
       log.info({ concurrency: config.WORKER_CONCURRENCY, generator: pipeline.generator.provider, intake: queue ? 'redis+http' : 'http' }, 'worker_started');
     }
 
-    let projections: RunningProjections | undefined;
     if (parts.projections) {
       const running = scope.add(await startProjections(config, store, log, metrics));
       projections = running;
@@ -99,17 +127,31 @@ export async function startService(config: Config, parts: Parts, logger: Logger)
       log.info({ read_model: running.readModel.dialect, projectors: running.projectors.length }, 'projections_started');
     }
 
+    scope.defer(() => jobs.stop()); // before the store and read models close under a running verify or replay
+
     let address: string | undefined;
     if (parts.http) {
-      const app = createHttpServer({ logger: log, metrics });
+      const apiToken = config.API_TOKEN ? { apiToken: config.API_TOKEN } : {};
+      const app = createHttpServer({
+        logger: log,
+        metrics,
+        timeouts: {
+          headersMs: config.HTTP_HEADERS_TIMEOUT_MS,
+          requestMs: config.HTTP_REQUEST_TIMEOUT_MS,
+          idleMs: config.HTTP_IDLE_TIMEOUT_MS,
+          keepAliveMs: config.HTTP_KEEP_ALIVE_TIMEOUT_MS,
+        },
+      });
+      app.addHook('onRequest', browserGuard(apiToken));
       await app.register(healthRoutes({ health, metrics, startedAt: Date.now() }));
       await app.register(
         v1Routes({
           store,
           repo,
+          statements,
           saga,
           results: pipeline.resultStore,
-          ...(config.API_TOKEN ? { apiToken: config.API_TOKEN } : {}),
+          ...apiToken,
           cost: config.GENERATION_COST,
           workerId,
           signedUrlTtlSeconds: config.SIGNED_URL_TTL_SECONDS,
@@ -119,9 +161,28 @@ export async function startService(config: Config, parts: Parts, logger: Logger)
         }),
       );
       if (pipeline.localStore) await app.register(filesRoutes({ store: pipeline.localStore }));
+      let consoleProjections;
       if (projections) {
-        await app.register(projectionsRoutes({ store, readModel: projections.readModel, ...(config.API_TOKEN ? { apiToken: config.API_TOKEN } : {}) }));
+        await app.register(projectionsRoutes({ store, readModel: projections.readModel, ...apiToken }));
+        const lag = new LagHistory(store, projections.readModel, log);
+        lag.start();
+        scope.defer(() => lag.stop());
+        // A replay writes through a read-model connection of its own, as `wearon replay` does.
+        const openReplayReadModel = async () => (await openReadModel(config, log)).value;
+        const replays = new Replays({ store, jobs, logger: log, openReadModel: openReplayReadModel });
+        consoleProjections = { readModel: projections.readModel, replays, lag };
       }
+      await app.register(
+        adminRoutes({
+          store,
+          statements,
+          ledgerHealth,
+          ...apiToken,
+          ...(consoleProjections ? { projections: consoleProjections } : {}),
+          ...(queue ? { queue } : {}),
+        }),
+      );
+      await app.register(consoleRoutes(apiToken));
       if (config.POSE_ENABLED) {
         const { createSizeRecStack } = await import('./sizeRecommendation.ts');
         const { estimateBodyRoutes } = await import('../http/routes/estimateBody.ts');

@@ -16,6 +16,15 @@ export const CHARGE_WINDOW_MS = 60 * 60 * 1000;
 /** Window plus a margin for clock skew between workers. */
 export const SETTLED_RETENTION_MS = CHARGE_WINDOW_MS + 60 * 60 * 1000;
 
+/**
+ * The most credits one account can hold or have been granted (net of revocations): 2^31 - 1, the largest value of the
+ * platform's `integer` credit columns (user_credits, store_credits, store_shopper_credits) and of the projections' own
+ * tables. Every amount, balance, hold and published total stays within it, so every store and read model holds it
+ * exactly (and a JavaScript number never comes near 2^53). balance + held + captured = granted - revoked, so bounding
+ * the net grant bounds them all.
+ */
+export const MAX_CREDITS = 2_147_483_647;
+
 /** `granted` ... `refunded`: running (gross) total of each movement kind (domain/movement.ts). */
 export interface AccountState extends Record<MovementKind, number> {
   balance: number;
@@ -24,13 +33,13 @@ export interface AccountState extends Record<MovementKind, number> {
   /** `g:<generationId>` -> settled at (epoch ms of the settling event), oldest first. The prefix keeps keys
    * non-numeric so JavaScript preserves insertion order, which pruning relies on. */
   recentlySettled: Record<string, number>;
-  /** idempotency keys of grants (`grant:<ref>`) and revocations (`revoke:<ref>`) already applied */
-  references: Record<string, 1>;
+  /** idempotency keys of grants (`grant:<ref>`) and revocations (`revoke:<ref>`) already applied -> their amount */
+  references: Record<string, number>;
 }
 
 /** The shape version of AccountState: bump it whenever the shape changes, so stored snapshots of the old shape are
  * ignored (the stream is folded again) instead of being loaded as the new one. */
-export const ACCOUNT_STATE_VERSION = 1;
+export const ACCOUNT_STATE_VERSION = 2; // 2: `references` maps each reference to its amount (was 1)
 
 export const initialAccount = (): AccountState => ({
   balance: 0,
@@ -51,34 +60,59 @@ export type AccountCommand =
   | { type: 'Capture'; generationId: string }
   | { type: 'Refund'; generationId: string; reason: string };
 
-export type AccountRejectionCode = 'invalid_amount' | 'invalid_reason' | 'invalid_reference' | 'insufficient_credits' | 'charge_window_expired';
+export type AccountRejectionCode =
+  | 'invalid_amount'
+  | 'invalid_reason'
+  | 'invalid_reference'
+  | 'reference_conflict'
+  | 'credit_bound_exceeded'
+  | 'insufficient_credits'
+  | 'charge_window_expired';
 
 export type AccountDecision = { ok: true; events: AccountEvent[] } | { ok: false; code: AccountRejectionCode; message: string };
 
 const accept = (...events: AccountEvent[]): AccountDecision => ({ ok: true, events });
 const refuse = (code: AccountRejectionCode, message: string): AccountDecision => ({ ok: false, code, message });
-const isPositiveInt = (n: number) => Number.isSafeInteger(n) && n > 0;
+const isCreditAmount = (n: number) => Number.isInteger(n) && n > 0 && n <= MAX_CREDITS;
+const INVALID_AMOUNT = `amount must be a whole number of credits from 1 to ${MAX_CREDITS}`;
+
+/** A repeated reference is a replay only with the same amount; another amount is a caller's bug, said so. */
+function replayOf(state: AccountState, key: string, amount: number, what: string): AccountDecision | null {
+  const recorded = state.references[key];
+  if (recorded === undefined) return null;
+  if (recorded === amount) return accept();
+  return refuse('reference_conflict', `reference ${JSON.stringify(key.slice(key.indexOf(':') + 1))} was already used for a ${what} of ${recorded} credits, not ${amount}`);
+}
 
 export function decideAccount(state: AccountState, command: AccountCommand): AccountDecision {
   switch (command.type) {
     case 'Grant': {
-      if (!isPositiveInt(command.amount)) return refuse('invalid_amount', 'amount must be a positive whole number of credits');
+      if (!isCreditAmount(command.amount)) return refuse('invalid_amount', INVALID_AMOUNT);
       if (!GRANT_REASONS.includes(command.reason)) return refuse('invalid_reason', `reason must be one of ${GRANT_REASONS.join(', ')}`);
       if (!command.reference.trim()) return refuse('invalid_reference', 'a grant needs a reference (order id, webhook id)');
-      if (`grant:${command.reference}` in state.references) return accept();
+      const replay = replayOf(state, `grant:${command.reference}`, command.amount, 'grant');
+      if (replay) return replay;
+      const net = state.granted - state.revoked;
+      if (net + command.amount > MAX_CREDITS) {
+        return refuse(
+          'credit_bound_exceeded',
+          `granting ${command.amount} would raise the credits granted to this account to ${net + command.amount}, past the ledger's bound of ${MAX_CREDITS} (the platform's integer columns); at most ${Math.max(0, MAX_CREDITS - net)} more can be granted`,
+        );
+      }
       return accept({ type: 'CreditsGranted', data: { amount: command.amount, reason: command.reason, reference: command.reference } });
     }
     case 'Revoke': {
-      if (!isPositiveInt(command.amount)) return refuse('invalid_amount', 'amount must be a positive whole number of credits');
+      if (!isCreditAmount(command.amount)) return refuse('invalid_amount', INVALID_AMOUNT);
       if (!command.reference.trim()) return refuse('invalid_reference', 'a revocation needs a reference');
-      if (`revoke:${command.reference}` in state.references) return accept();
+      const replay = replayOf(state, `revoke:${command.reference}`, command.amount, 'revocation');
+      if (replay) return replay;
       if (state.balance < command.amount) {
         return refuse('insufficient_credits', `cannot revoke ${command.amount}: balance is ${state.balance}`);
       }
       return accept({ type: 'CreditsRevoked', data: { amount: command.amount, reason: command.reason, reference: command.reference } });
     }
     case 'Deduct': {
-      if (!isPositiveInt(command.amount)) return refuse('invalid_amount', 'amount must be a positive whole number of credits');
+      if (!isCreditAmount(command.amount)) return refuse('invalid_amount', INVALID_AMOUNT);
       if (command.generationId in state.open || `g:${command.generationId}` in state.recentlySettled) return accept();
       if (command.now - Date.parse(command.acceptedAt) > CHARGE_WINDOW_MS) {
         return refuse('charge_window_expired', 'the generation was accepted too long ago to be charged');
@@ -115,10 +149,10 @@ export function evolveAccount(s: AccountState, event: AccountEvent, at: number):
   s.balance += change(m, 'balance');
   switch (event.type) {
     case 'CreditsGranted':
-      s.references[`grant:${event.data.reference}`] = 1;
+      s.references[`grant:${event.data.reference}`] = event.data.amount;
       break;
     case 'CreditsRevoked':
-      s.references[`revoke:${event.data.reference}`] = 1;
+      s.references[`revoke:${event.data.reference}`] = event.data.amount;
       break;
     case 'CreditDeducted':
       s.open[event.data.generationId] = event.data.amount;

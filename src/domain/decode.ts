@@ -42,6 +42,8 @@ const GENERATION_TYPES: Record<GenerationEvent['type'], true> = {
   GenerationFailed: true,
   GenerationRejected: true,
 };
+/** Every account event type, in declaration order (filters and bit sets of the statement). */
+export const ACCOUNT_EVENT_TYPES = Object.keys(ACCOUNT_TYPES) as [AccountEvent['type'], ...AccountEvent['type'][]];
 export const isAccountEvent = (e: LedgerEvent): e is AccountEvent => Object.hasOwn(ACCOUNT_TYPES, e.type);
 
 export class UndecodableEventError extends Error {

@@ -7,7 +7,15 @@ import { accountMovement, change, type MovementKind } from './movement.ts';
 import { isTerminalStatus, statusAfter, type GenerationStatus } from './generation.ts';
 import { accountFromStream, accountIdOf, sessionIdFromStream } from './streams.ts';
 
-export interface Violation {
+/** Where a violation shows: the stream and the event (when the caller passed event ids to `add`). */
+export interface EventLocation {
+  stream: string;
+  event_type: string;
+  event_id?: string;
+  revision?: number;
+}
+
+export interface Violation extends Partial<EventLocation> {
   invariant: 1 | 2 | 3 | 4;
   /** account id or session id */
   subject: string;
@@ -19,6 +27,8 @@ interface HoldRecord {
   deductions: number;
   captures: number;
   refunds: number;
+  /** the (first) deduction */
+  at?: EventLocation;
 }
 
 /** Totals per movement kind, and `openHolds`: how many holds are still open (a count, not credits). */
@@ -33,23 +43,29 @@ export interface LedgerSummary extends Record<MovementKind, number> {
 export class LedgerAuditor {
   private readonly balances = new Map<string, number>();
   private readonly holds = new Map<string, HoldRecord>();
-  private readonly generations = new Map<string, { status: GenerationStatus; account: string | null; lastAt: number }>();
+  private readonly generations = new Map<string, { status: GenerationStatus; account: string | null; lastAt: number; last?: EventLocation }>();
   private readonly violations: Violation[] = [];
   private readonly totals: Record<MovementKind | 'events', number> = { granted: 0, revoked: 0, deducted: 0, captured: 0, refunded: 0, events: 0 };
+  /** the event being added: every violation found while adding it points at it */
+  private current: EventLocation | undefined;
 
   constructor(private readonly maxViolations = 1000) {}
 
   private violate(v: Violation) {
-    if (this.violations.length < this.maxViolations) this.violations.push(v);
+    if (this.violations.length < this.maxViolations) this.violations.push({ ...this.current, ...v });
   }
 
-  /** `at`: the event's time (epoch ms), used to leave recent generations out of invariant 3 on a live ledger. */
-  add(streamId: string, event: LedgerEvent, at = 0): void {
+  /**
+   * `at`: the event's time (epoch ms), used to leave recent generations out of invariant 3 on a live ledger.
+   * `ref`: the recorded event's id and revision, so violations name the event that shows them.
+   */
+  add(streamId: string, event: LedgerEvent, at = 0, ref?: { id: string; revision: number }): void {
     this.totals.events += 1;
+    this.current = { stream: streamId, event_type: event.type, ...(ref ? { event_id: ref.id, revision: ref.revision } : {}) };
     if (isAccountEvent(event)) {
-      const ref = accountFromStream(streamId);
-      if (!ref) return this.violate({ invariant: 1, subject: streamId, message: `${event.type} outside a credit-account stream` });
-      this.addAccountEvent(accountIdOf(ref), event);
+      const account = accountFromStream(streamId);
+      if (!account) return this.violate({ invariant: 1, subject: streamId, message: `${event.type} outside a credit-account stream` });
+      this.addAccountEvent(accountIdOf(account), event);
       return;
     }
     const sessionId = sessionIdFromStream(streamId);
@@ -58,8 +74,9 @@ export class LedgerAuditor {
   }
 
   /** An event the decoder refused: nothing about its stream can be trusted after it. */
-  addUndecodable(streamId: string, reason: string): void {
+  addUndecodable(streamId: string, reason: string, ref?: { id: string; revision: number; type: string }): void {
     this.totals.events += 1;
+    this.current = { stream: streamId, event_type: ref?.type ?? 'unknown', ...(ref ? { event_id: ref.id, revision: ref.revision } : {}) };
     this.violate({ invariant: accountFromStream(streamId) ? 1 : 2, subject: streamId, message: `undecodable event: ${reason}` });
   }
 
@@ -86,7 +103,7 @@ export class LedgerAuditor {
   }
 
   private holdTaken(account: string, generationId: string) {
-    const h = this.holds.get(generationId) ?? { account, deductions: 0, captures: 0, refunds: 0 };
+    const h = this.holds.get(generationId) ?? { account, deductions: 0, captures: 0, refunds: 0, ...(this.current ? { at: this.current } : {}) };
     h.deductions += 1;
     if (h.deductions > 1) this.violate({ invariant: 2, subject: generationId, message: `deducted ${h.deductions} times` });
     if (h.account !== account) this.violate({ invariant: 2, subject: generationId, message: `deducted from ${account} and ${h.account}` });
@@ -118,6 +135,7 @@ export class LedgerAuditor {
   private addGenerationEvent(sessionId: string, e: GenerationEvent, at: number) {
     const g = this.generations.get(sessionId) ?? { status: 'none', account: null, lastAt: at };
     g.lastAt = at;
+    if (this.current) g.last = this.current;
     if (isTerminalStatus(g.status)) {
       this.violate({ invariant: 2, subject: sessionId, message: `${e.type} after the generation was ${g.status}` });
     }
@@ -142,17 +160,17 @@ export class LedgerAuditor {
       if (open) openHolds += 1;
       if (!settledLongAgo(generationId)) continue;
       const g = this.generations.get(generationId);
-      if (open) violations.push({ invariant: 3, subject: generationId, message: `hold of ${h.account} still open (generation ${g?.status ?? 'unknown'})` });
+      if (open) violations.push({ ...h.at, invariant: 3, subject: generationId, message: `hold of ${h.account} still open (generation ${g?.status ?? 'unknown'})` });
     }
     if (cutoff > Number.NEGATIVE_INFINITY) {
       for (const [sessionId, g] of this.generations) {
         if (!settledLongAgo(sessionId)) continue;
         const h = this.holds.get(sessionId);
         if (g.status === 'completed' && !(h && h.captures === 1)) {
-          violations.push({ invariant: 3, subject: sessionId, message: 'completed but not captured' });
+          violations.push({ ...g.last, invariant: 3, subject: sessionId, message: 'completed but not captured' });
         }
         if ((g.status === 'failed' || g.status === 'rejected') && h && h.captures > 0) {
-          violations.push({ invariant: 3, subject: sessionId, message: `${g.status} but a charge was kept` });
+          violations.push({ ...g.last, invariant: 3, subject: sessionId, message: `${g.status} but a charge was kept` });
         }
       }
       const t = this.totals;

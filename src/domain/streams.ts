@@ -20,10 +20,20 @@ export class InvalidAccountError extends Error {
   override readonly name = 'InvalidAccountError';
 }
 
+export const MAX_EMAIL_CHARS = 320;
+/** The platform's own check of a shopper email (x-shopper-email in /api/v1/generation/create): name@domain.tld. */
+const EMAIL = /^[^\s@]+@[^\s@]+\.[^\s@]+$/;
+
+/** What an email address is, for accounts and the queue contract alike: trimmed, at most 320 characters, name@domain.tld. */
+export function isEmail(text: string): boolean {
+  const t = text.trim();
+  return t.length <= MAX_EMAIL_CHARS && EMAIL.test(t);
+}
+
 /** sha256(lower(trim(email)))[0:32]: the only form in which a shopper email enters the ledger. */
 export function hashShopperEmail(email: string): string {
   const normalized = email.trim().toLowerCase();
-  if (!normalized.includes('@')) throw new InvalidAccountError('shopper email must contain @');
+  if (!isEmail(normalized)) throw new InvalidAccountError('shopper email must be an email address (name@domain.tld)');
   return createHash('sha256').update(normalized).digest('hex').slice(0, 32);
 }
 

@@ -6,6 +6,7 @@ import {
   type EventStore,
   type NewEvent,
 } from '../app/ports/eventStore.ts';
+import { decideAccount, initialAccount } from '../domain/account.ts';
 import type { CreditsGranted } from '../domain/events.ts';
 import { accountEventId } from '../domain/stepIds.ts';
 import { accountIdOf, accountStream, parseAccountId, type AccountRef } from '../domain/streams.ts';
@@ -76,7 +77,10 @@ export async function importBalances(
       else if ((await store.streamRevision(stream)) !== null) res.skippedExisting++;
       else {
         const reference = `opening_balance:${src.table}:${src.key(row)}`;
-        const data: CreditsGranted['data'] = { amount: balance, reason: 'opening_balance', reference };
+        // The account decider's rules hold for opening balances too (a whole amount within MAX_CREDITS).
+        const decision = decideAccount(initialAccount(), { type: 'Grant', amount: balance, reason: 'opening_balance', reference });
+        if (!decision.ok) throw new Error(`opening balance refused (${decision.code}): ${decision.message}`);
+        const data = (decision.events[0] as CreditsGranted).data;
         const ev: NewEvent<CreditsGranted['data']> = {
           id: accountEventId(stream, { type: 'Grant', ...data }),
           type: 'CreditsGranted',

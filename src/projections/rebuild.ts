@@ -21,6 +21,8 @@ export interface RebuildOptions {
   from?: Position;
   /** called after each batch with events applied so far and the total to apply */
   onProgress?: (done: number, total: number) => void;
+  /** `replaying` into the shadow tables, then `swapping` them in (one transaction) */
+  onPhase?: (phase: 'replaying' | 'swapping') => void;
   signal?: AbortSignal;
 }
 
@@ -57,6 +59,8 @@ export async function rebuildProjection(options: RebuildOptions): Promise<Rebuil
     const total = head ? Math.max(0, Number(head.commit - from.commit)) : 0;
     let done = 0;
     logger.info({ projection: p.name, from: formatPosition(from), head: head && formatPosition(head) }, 'rebuild_started');
+    options.onPhase?.('replaying');
+    options.onProgress?.(0, total);
     await consume({
       store,
       processor: targetProcessor((fn) => lease.transaction(fn), t),
@@ -69,6 +73,7 @@ export async function rebuildProjection(options: RebuildOptions): Promise<Rebuil
       },
     });
     options.signal?.throwIfAborted();
+    options.onPhase?.('swapping');
     const final = await readModel.transaction(async (tx) => {
       const live = await tx.lockCheckpoint(p.name); // blocks the live projector until commit
       const shadow = await tx.lockCheckpoint(t.checkpoint);

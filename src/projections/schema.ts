@@ -1,7 +1,14 @@
 // Tables and SQL shared by the Postgres and SQLite read models: the projections' own tables (state, ledger entries,
 // checkpoints), the platform tables when a database lacks them, and the statements that publish projection state into
 // the platform tables the web app reads. Written once with a few dialect tokens (renderSql).
-import type { Dialect, TableSpec } from './readModel.ts';
+import type { ColType, Dialect, TableSpec } from './readModel.ts';
+
+/**
+ * Credit columns (amounts, balances, holds, totals) are `integer`, as in the platform's credit tables: the ledger bounds
+ * every such value by MAX_CREDITS = 2^31 - 1 (src/domain/account.ts), so each one fits exactly. Widening the bound
+ * means widening these columns and the platform's together.
+ */
+const CREDITS: ColType = 'int';
 
 export const SESSIONS: TableSpec = {
   name: 'projected_sessions',
@@ -16,7 +23,7 @@ export const SESSIONS: TableSpec = {
     { name: 'model_image_url', type: 'text', notNull: true },
     { name: 'outfit_image_url', type: 'text' },
     { name: 'prompt', type: 'text', notNull: true },
-    { name: 'cost', type: 'int', notNull: true },
+    { name: 'cost', type: CREDITS, notNull: true },
     { name: 'requested_at', type: 'ts', notNull: true },
     { name: 'status', type: 'text', notNull: true },
     { name: 'error_code', type: 'text' },
@@ -30,6 +37,8 @@ export const SESSIONS: TableSpec = {
     { name: 'last_commit', type: 'bigint', notNull: true },
     { name: 'last_prepare', type: 'bigint', notNull: true },
   ],
+  /** outcomes per hour (the console's chart) */
+  indexes: [['completed_at']],
 };
 
 export const ACCOUNTS: TableSpec = {
@@ -40,13 +49,13 @@ export const ACCOUNTS: TableSpec = {
     { name: 'kind', type: 'text', notNull: true },
     { name: 'owner_id', type: 'text', notNull: true },
     { name: 'shopper_hash', type: 'text' },
-    { name: 'balance', type: 'int', notNull: true },
+    { name: 'balance', type: CREDITS, notNull: true },
     /** granted - revoked: total_earned / total_purchased */
-    { name: 'granted', type: 'int', notNull: true },
+    { name: 'granted', type: CREDITS, notNull: true },
     /** captured: total_spent */
-    { name: 'spent', type: 'int', notNull: true },
+    { name: 'spent', type: CREDITS, notNull: true },
     /** deducted and not yet captured or refunded */
-    { name: 'held', type: 'int', notNull: true },
+    { name: 'held', type: CREDITS, notNull: true },
     { name: 'updated_at', type: 'ts', notNull: true },
     { name: 'last_commit', type: 'bigint', notNull: true },
     { name: 'last_prepare', type: 'bigint', notNull: true },
@@ -65,11 +74,11 @@ export const LEDGER_ENTRIES: TableSpec = {
     { name: 'owner_id', type: 'text', notNull: true },
     { name: 'event_type', type: 'text', notNull: true },
     /** signed effect on the balance: grant +, revoke -, deduct -, refund +, capture 0 */
-    { name: 'amount', type: 'int', notNull: true },
+    { name: 'amount', type: CREDITS, notNull: true },
     /** the event's own (unsigned) amount, e.g. what a capture made final */
-    { name: 'credits', type: 'int', notNull: true },
-    { name: 'balance_after', type: 'int', notNull: true },
-    { name: 'held_after', type: 'int', notNull: true },
+    { name: 'credits', type: CREDITS, notNull: true },
+    { name: 'balance_after', type: CREDITS, notNull: true },
+    { name: 'held_after', type: CREDITS, notNull: true },
     { name: 'generation_id', type: 'text' },
     { name: 'reference', type: 'text' },
     { name: 'reason', type: 'text' },

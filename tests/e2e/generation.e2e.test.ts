@@ -16,6 +16,11 @@ import { deleteKeys, REDIS_URL, redisAvailable } from '../support/services.ts';
 import { projectionsCaughtUp, ROOT, startService, waitFor, type RunningService } from '../support/stack.ts';
 
 const run = promisify(execFile);
+// The platform's ids are UUIDs (the contract refuses others).
+const USER = '5a1e7c3d-0b6f-4e2a-9c8d-1f2e3d4c5b6a';
+const HTTP_USER = '6b2f8d4e-1c7a-4f3b-8d9e-2a3b4c5d6e7f';
+const STORE = '7c3a9e5f-2d8b-4a4c-9e0f-3b4c5d6e7f8a';
+const POOR_STORE = '8d4b0f6a-3e9c-4b5d-8f1a-4c5d6e7f8a9b';
 const hasRedis = await redisAvailable();
 
 describe.skipIf(!hasRedis)('generation end to end (service process, Redis intake, OpenAI stand-in)', () => {
@@ -74,17 +79,17 @@ describe.skipIf(!hasRedis)('generation end to end (service process, Redis intake
       });
       expect([200, 201]).toContain(r.status);
     };
-    await grant('user:u-e2e', 3, 'order-1');
-    await grant('user:u-e2e', 3, 'order-1'); // same reference: no second grant
-    await grant('shopper:store-e2e:Alice@Example.com', 1, 'shopify-1');
+    await grant(`user:${USER}`, 3, 'order-1');
+    await grant(`user:${USER}`, 3, 'order-1'); // same reference: no second grant
+    await grant(`shopper:${STORE}:Alice@Example.com`, 1, 'shopify-1');
     const urls = [images.url('/model.jpg'), images.url('/outfit.jpg')];
 
-    const ok1 = buildProducerTask({ userId: 'u-e2e', imageUrls: urls, prompt: 'Dress the model' });
-    const ok2 = buildProducerTask({ userId: 'u-e2e', imageUrls: urls });
-    const badImage = buildProducerTask({ userId: 'u-e2e', imageUrls: [images.url('/page.jpg')] });
-    const poorStore = buildProducerTask({ storeId: 'store-poor', imageUrls: urls });
-    const shopper = buildProducerTask({ storeId: 'store-e2e', shopperEmail: 'alice@example.com', imageUrls: urls });
-    const invalid = { session_id: randomUUID(), channel: 'b2c', user_id: 'u-e2e', image_urls: [], task_id: 't', request_id: 'req_bad' };
+    const ok1 = buildProducerTask({ userId: USER, imageUrls: urls, prompt: 'Dress the model' });
+    const ok2 = buildProducerTask({ userId: USER, imageUrls: urls });
+    const badImage = buildProducerTask({ userId: USER, imageUrls: [images.url('/page.jpg')] });
+    const poorStore = buildProducerTask({ storeId: POOR_STORE, imageUrls: urls });
+    const shopper = buildProducerTask({ storeId: STORE, shopperEmail: 'alice@example.com', imageUrls: urls });
+    const invalid = { session_id: randomUUID(), channel: 'b2c', user_id: USER, image_urls: [], task_id: 't', request_id: 'req_bad' };
     // LPUSH exactly as the producer does; one duplicate delivery of ok1.
     for (const t of [ok1, ok2, badImage, poorStore, shopper, ok1]) await redis.lpush(queueKey, serializeProducerTask(t));
     await redis.lpush(queueKey, JSON.stringify(invalid));
@@ -124,7 +129,7 @@ describe.skipIf(!hasRedis)('generation end to end (service process, Redis intake
 
     // Moderation: fails with the user-facing message and refunds.
     fake.script({ kind: 'moderation' });
-    const flagged = buildProducerTask({ userId: 'u-e2e', imageUrls: urls });
+    const flagged = buildProducerTask({ userId: USER, imageUrls: urls });
     await redis.lpush(queueKey, serializeProducerTask(flagged));
     const flaggedRead = await terminal(flagged.sessionId);
     expect(flaggedRead.error.code).toBe('moderation_blocked');
@@ -132,12 +137,12 @@ describe.skipIf(!hasRedis)('generation end to end (service process, Redis intake
 
     // Credits: 3 granted, 2 captured (ok1, ok2), bad image and moderation refunded; the duplicate charged nothing.
     await waitFor('holds to settle', async () => {
-      const acct = await getJson(`/v1/accounts/${encodeURIComponent('user:u-e2e')}`);
+      const acct = await getJson(`/v1/accounts/${encodeURIComponent(`user:${USER}`)}`);
       return acct.body.open_holds?.length === 0 && acct.body;
     });
-    const acct = await getJson(`/v1/accounts/${encodeURIComponent('user:u-e2e')}`);
+    const acct = await getJson(`/v1/accounts/${encodeURIComponent(`user:${USER}`)}`);
     expect(acct.body).toMatchObject({ balance: 1, granted: 3, deducted: 4, captured: 2, refunded: 2 });
-    const shopperAcct = await getJson(`/v1/accounts/${encodeURIComponent('shopper:store-e2e:alice@example.com')}`);
+    const shopperAcct = await getJson(`/v1/accounts/${encodeURIComponent(`shopper:${STORE}:alice@example.com`)}`);
     expect(shopperAcct.body).toMatchObject({ balance: 0, captured: 1 });
     expect(shopperAcct.body.account).not.toContain('alice');
 
@@ -149,7 +154,7 @@ describe.skipIf(!hasRedis)('generation end to end (service process, Redis intake
     expect(await redis.llen(queueKey)).toBe(0);
 
     // Finance: the statement (CSV) and a clean verify from the CLI, while the service runs.
-    const csv = await fetch(`${base}/v1/accounts/${encodeURIComponent('user:u-e2e')}/statement?format=csv`).then((r) => r.text());
+    const csv = await fetch(`${base}/v1/accounts/${encodeURIComponent(`user:${USER}`)}/statement?format=csv`).then((r) => r.text());
     const rows = csv.trim().split('\n');
     expect(rows[0]).toMatch(/^revision,occurred_at,type,amount,balance,generation_id/);
     expect(rows).toHaveLength(1 + 1 + 4 + 2 + 2); // header, grant, 4 deductions, 2 captures, 2 refunds
@@ -171,15 +176,15 @@ describe.skipIf(!hasRedis)('generation end to end (service process, Redis intake
     const urls = [images.url('/model.jpg')];
     const post = (body: unknown) =>
       fetch(`${base}/v1/generations`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
-    const task = JSON.parse(serializeProducerTask(buildProducerTask({ userId: 'u-http', imageUrls: urls })));
+    const task = JSON.parse(serializeProducerTask(buildProducerTask({ userId: HTTP_USER, imageUrls: urls })));
     expect((await post(task)).status).toBe(402);
-    const grant = await fetch(`${base}/v1/accounts/user:u-http/grants`, {
+    const grant = await fetch(`${base}/v1/accounts/user:${HTTP_USER}/grants`, {
       method: 'POST',
       headers: { 'content-type': 'application/json' },
       body: JSON.stringify({ amount: 1, reason: 'purchase', reference: 'o-http' }),
     });
     expect(grant.status).toBe(201);
-    const fresh = JSON.parse(serializeProducerTask(buildProducerTask({ userId: 'u-http', imageUrls: urls })));
+    const fresh = JSON.parse(serializeProducerTask(buildProducerTask({ userId: HTTP_USER, imageUrls: urls })));
     const first = await post(fresh);
     expect(first.status).toBe(202);
     const again = await post(fresh);

@@ -11,6 +11,7 @@ import { deleteKeys, REDIS_URL, redisAvailable } from '../support/services.ts';
 import { freePort, startService, tempDir, waitFor } from '../support/stack.ts';
 
 const hasRedis = await redisAvailable();
+const USER = randomUUID(); // the platform's ids are UUIDs
 
 describe.skipIf(!hasRedis)('graceful shutdown', () => {
   let fake: FakeOpenAI;
@@ -50,13 +51,13 @@ describe.skipIf(!hasRedis)('graceful shutdown', () => {
 
     // 1. A slow upstream call (1.5 s) and a 5 s grace: the generation completes, then the process exits 0.
     let service = await startService(envFor(5000), { dataDir, port });
-    await fetch(`${base}/v1/accounts/user:sd/grants`, {
+    await fetch(`${base}/v1/accounts/user:${USER}/grants`, {
       method: 'POST',
       headers: { 'content-type': 'application/json' },
       body: JSON.stringify({ amount: 2, reason: 'purchase', reference: 'sd' }),
     });
     fake.script({ kind: 'slow_headers', delayMs: 1500 });
-    const first = buildProducerTask({ userId: 'sd', imageUrls: [images.url('/m.jpg')] });
+    const first = buildProducerTask({ userId: USER, imageUrls: [images.url('/m.jpg')] });
     await redis.lpush(queueKey, serializeProducerTask(first));
     await waitFor('the first generation to start', async () => (await status(first.sessionId)).ledger_status === 'started');
     service.child.kill('SIGTERM');
@@ -67,7 +68,7 @@ describe.skipIf(!hasRedis)('graceful shutdown', () => {
     service = await startService(envFor(300), { dataDir, port });
     expect((await status(first.sessionId)).ledger_status).toBe('completed');
     fake.script({ kind: 'slow_headers', delayMs: 10_000 });
-    const second = buildProducerTask({ userId: 'sd', imageUrls: [images.url('/m.jpg')] });
+    const second = buildProducerTask({ userId: USER, imageUrls: [images.url('/m.jpg')] });
     await redis.lpush(queueKey, serializeProducerTask(second));
     await waitFor('the second generation to start', async () => (await status(second.sessionId)).ledger_status === 'started');
     service.child.kill('SIGTERM');
@@ -80,7 +81,7 @@ describe.skipIf(!hasRedis)('graceful shutdown', () => {
     expect(types).toContain('GenerationReleased');
     expect(types).not.toContain('GenerationFailed');
     await waitFor('the released generation to complete', async () => (await status(second.sessionId)).ledger_status === 'completed', 30_000);
-    const account = (await (await fetch(`${base}/v1/accounts/user:sd`)).json()) as { balance: number; captured: number; refunded: number };
+    const account = (await (await fetch(`${base}/v1/accounts/user:${USER}`)).json()) as { balance: number; captured: number; refunded: number };
     expect(account).toMatchObject({ balance: 0, captured: 2, refunded: 0 });
     await service.stop();
   }, 90_000);

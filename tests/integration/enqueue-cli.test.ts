@@ -10,26 +10,29 @@ import { silentLogger } from '../../src/logger.ts';
 import { REDIS_URL, redisAvailable } from '../support/services.ts';
 
 const ok = await redisAvailable();
+// The platform's ids are UUIDs: the contract refuses others.
+const USER = '0b9e8c1d-2f3a-4b5c-8d7e-6f5a4b3c2d1e';
+const STORE = '7d1f3c2a-5b7e-4c1d-9a0b-2e4f6a8c0d11';
 
 describe('buildEnqueuePayloads', () => {
   it('builds valid, distinct producer payloads', () => {
-    const raws = buildEnqueuePayloads({ userId: 'u1', imageUrls: ['https://a.example/m.jpg', 'https://a.example/o.jpg'], count: 3 });
+    const raws = buildEnqueuePayloads({ userId: USER, imageUrls: ['https://a.example/m.jpg', 'https://a.example/o.jpg'], count: 3 });
     const tasks = raws.map((r) => parseTaskPayload(r)).map((r) => (r.ok ? r.task : null));
-    expect(tasks.every((t) => t?.channel === 'b2c' && t.user_id === 'u1' && t.version === 1)).toBe(true);
+    expect(tasks.every((t) => t?.channel === 'b2c' && t.user_id === USER && t.version === 1)).toBe(true);
     expect(new Set(tasks.map((t) => t!.session_id)).size).toBe(3);
     expect(new Set(tasks.map((t) => t!.task_id)).size).toBe(3);
   });
 
   it('repeats a given session id (duplicate deliveries)', () => {
-    const raws = buildEnqueuePayloads({ storeId: 's1', imageUrls: ['https://a.example/m.jpg'], sessionId: 'sess-1', count: 2 });
+    const raws = buildEnqueuePayloads({ storeId: STORE, imageUrls: ['https://a.example/m.jpg'], sessionId: 'sess-1', count: 2 });
     expect(raws.map((r) => JSON.parse(r).session_id)).toEqual(['sess-1', 'sess-1']);
   });
 
   it('refuses what the worker would refuse', () => {
     expect(() => buildEnqueuePayloads({ imageUrls: ['https://a/1.jpg'] })).toThrow(UsageError);
-    expect(() => buildEnqueuePayloads({ userId: 'u', imageUrls: [] })).toThrow(UsageError);
-    expect(() => buildEnqueuePayloads({ userId: 'u', imageUrls: ['file:///etc/passwd'] })).toThrow(/http\(s\)/);
-    expect(() => buildEnqueuePayloads({ userId: 'u', shopperEmail: 'a@b.c', imageUrls: ['https://a/1.jpg'] })).toThrow(UsageError);
+    expect(() => buildEnqueuePayloads({ userId: USER, imageUrls: [] })).toThrow(UsageError);
+    expect(() => buildEnqueuePayloads({ userId: USER, imageUrls: ['file:///etc/passwd'] })).toThrow(/http\(s\)/);
+    expect(() => buildEnqueuePayloads({ userId: USER, shopperEmail: 'a@b.c', imageUrls: ['https://a/1.jpg'] })).toThrow(UsageError);
   });
 });
 
@@ -53,11 +56,11 @@ describe.skipIf(!ok)('wearon enqueue (real Redis)', () => {
   };
 
   it('LPUSHes resell payloads in FIFO order and prints one line per task', async () => {
-    const r = await run(['--store', 'store-1', '--shopper-email', 'S@x.io', '--image', 'https://a.example/1.jpg', '--image=https://a.example/2.jpg', '--count', '3']);
+    const r = await run(['--store', STORE, '--shopper-email', 'S@x.io', '--image', 'https://a.example/1.jpg', '--image=https://a.example/2.jpg', '--count', '3']);
     expect(r.code).toBe(0);
     expect(r.out).toHaveLength(3);
     const printed = r.out.map((l) => JSON.parse(l));
-    expect(printed[0].account).toMatch(/^shopper:store-1\.[0-9a-f]{32}$/);
+    expect(printed[0].account).toMatch(new RegExp(`^shopper:${STORE}\\.[0-9a-f]{32}$`));
     // the consumer takes from the right: the first printed task is taken first
     const fromRight = (await admin.lrange(queueKey, 0, -1)).reverse().map((s) => JSON.parse(s));
     expect(fromRight.map((t) => t.session_id)).toEqual(printed.map((p) => p.session_id));
@@ -74,7 +77,7 @@ describe.skipIf(!ok)('wearon enqueue (real Redis)', () => {
 
   it('exits 2 on usage errors without touching Redis', async () => {
     await admin.del(queueKey);
-    const r = await run(['--user', 'u1']);
+    const r = await run(['--user', USER]);
     expect(r.code).toBe(2);
     expect(r.err.join('\n')).toContain('--image');
     expect(await admin.exists(queueKey)).toBe(0);

@@ -10,18 +10,12 @@ import { silentLogger } from '../../src/logger.ts';
 import { createMetrics } from '../../src/metrics.ts';
 import { describeEventStoreContract, ev } from '../support/eventStoreContract.ts';
 import { describeEsdbSpecifics } from '../support/esdbSpecifics.ts';
-import { startFakeEsdb, type FakeEsdb } from '../support/fakeEsdb/index.ts';
+import { FakeEsdbServer, startFakeEsdb, type FakeEsdb } from '../support/fakeEsdb/index.ts';
 
 // 'batch': the client appends over BatchAppend, as against a real 21.10+ server; 'classic': the Append fallback.
-// 'transaction' positions: the events of one append share a commit position and the append reports the transaction's.
-const variants = [
-  { appendPath: 'batch', positions: 'event' },
-  { appendPath: 'classic', positions: 'event' },
-  { appendPath: 'batch', positions: 'transaction' },
-] as const;
-for (const { appendPath, positions } of variants) {
-  describeEventStoreContract(`esdb (in-process fake server, ${appendPath} append, ${positions} positions)`, async () => {
-    const fake = await startFakeEsdb({ appendPath, positions });
+for (const appendPath of ['batch', 'classic'] as const) {
+  describeEventStoreContract(`esdb (in-process fake server, ${appendPath} append)`, async () => {
+    const fake = await startFakeEsdb({ appendPath });
     const store = openEsdbEventStore({ connectionString: fake.connectionString, logger: silentLogger() });
     return {
       store,
@@ -264,5 +258,213 @@ describe('esdb subscription lifecycle (fake server)', () => {
     const doomed = limited.subscribeToAll({ fromPosition: 'start' })[Symbol.asyncIterator]();
     await expect(doomed.next()).rejects.toBeInstanceOf(EventStoreUnavailableError);
     await limited.close();
+  });
+});
+
+// Issue 14: what a review of the adapter against client 6.2.1 and KurrentDB 26 found, each on the stand-in.
+describe.each(['batch', 'classic'] as const)('esdb adapter: node states and a leader change (%s append)', (appendPath) => {
+  const fakes: FakeEsdb[] = [];
+  const extra: FakeEsdbServer[] = [];
+  const stores: EsdbEventStore[] = [];
+  const open = async (options: { attempts?: number; connectionString?: string } = {}) => {
+    const fake = await startFakeEsdb({ appendPath });
+    fakes.push(fake);
+    const store = openEsdbEventStore({
+      connectionString: options.connectionString ?? fake.connectionString,
+      logger: silentLogger(),
+      backoffInitialMs: 10,
+      backoffMaxMs: 50,
+      attempts: options.attempts ?? 6,
+      timeoutMs: 3_000,
+    });
+    stores.push(store);
+    return { fake, store };
+  };
+  /** A second node on the first one's data (a cluster). */
+  const secondNode = async (fake: FakeEsdb) => {
+    const node = new FakeEsdbServer({ appendPath, storage: fake.server.storage });
+    await node.start();
+    extra.push(node);
+    return node;
+  };
+  const appendCalls = (s: FakeEsdbServer) => s.calls[appendPath === 'batch' ? 'batchAppend' : 'append'];
+  afterEach(async () => {
+    for (const s of stores.splice(0)) await s.close();
+    for (const f of fakes.splice(0)) await f.close();
+    for (const n of extra.splice(0)) await n.stop();
+  });
+
+  for (const reason of ['not-ready', 'too-busy', 'no-leader'] as const) {
+    it(`retries an append the node refuses as ${reason}, writes it once, and reconnects`, async () => {
+      const { fake, store } = await open();
+      const stream = `generation-${randomUUID().slice(0, 8)}`;
+      await store.append(`${stream}-warm`, [ev('W')], 'no_stream');
+      const features = fake.server.calls.serverFeatures;
+      fake.server.refuseAppends(reason, 2);
+      const e = ev('A');
+      expect((await store.append(stream, [e], 'no_stream')).nextRevision).toBe(0);
+      expect((await store.readStream(stream)).map((x) => x.id)).toEqual([e.id]);
+      expect(appendCalls(fake.server)).toBe(1 + 3);
+      // A new channel asks for the server's features again (only BatchAppend servers advertise them).
+      if (appendPath === 'batch') expect(fake.server.calls.serverFeatures).toBeGreaterThan(features);
+    });
+  }
+
+  it('ends with EventStoreUnavailableError, not the raw client error, when the node keeps refusing', async () => {
+    const { fake, store } = await open({ attempts: 3 });
+    fake.server.refuseAppends('no-leader');
+    const stream = `generation-${randomUUID().slice(0, 8)}`;
+    await expect(store.append(stream, [ev('A')], 'no_stream')).rejects.toBeInstanceOf(EventStoreUnavailableError);
+    fake.server.refuseAppends(undefined);
+    expect(await store.readStream(stream)).toEqual([]);
+  });
+
+  it('waits out a node that refuses every call while it starts', async () => {
+    const { fake, store } = await open({ attempts: 10 });
+    fake.server.setStarting(true);
+    setTimeout(() => fake.server.setStarting(false), 300);
+    const stream = `generation-${randomUUID().slice(0, 8)}`;
+    expect((await store.append(stream, [ev('A'), ev('B')], 'no_stream')).nextRevision).toBe(1);
+    expect(await store.streamRevision(stream)).toBe(1);
+  });
+
+  it('appends through a leader change: refused during the election, forwarded by the old leader after it', async () => {
+    const { fake, store } = await open();
+    const newLeader = await secondNode(fake);
+    const stream = `generation-${randomUUID().slice(0, 8)}`;
+    await store.append(stream, [ev('A')], 'no_stream');
+    fake.server.refuseAppends('no-leader', 2); // the election
+    setTimeout(() => {
+      fake.server.refuseAppends(undefined);
+      fake.server.followerOf(newLeader); // elected: the node we talk to forwards writes to the new leader
+    }, 60);
+    const b = ev('B');
+    const r = await store.append(stream, [b], 0);
+    expect(r.nextRevision).toBe(1);
+    expect(await store.append(stream, [b], 0)).toEqual(r); // a retry after a lost answer: the same result
+    expect((await store.readStream(stream)).map((e) => e.type)).toEqual(['A', 'B']);
+  });
+
+  it('answers a multi-event append with the position the server gave, even when reads lag behind the write', async () => {
+    const { fake } = await open();
+    const follower = await secondNode(fake);
+    follower.followerOf(fake.server, { lagging: true }); // its reads do not see new writes yet
+    const store = openEsdbEventStore({ connectionString: follower.connectionString, logger: silentLogger(), backoffInitialMs: 10, attempts: 6 });
+    stores.push(store);
+    const stream = `generation-${randomUUID().slice(0, 8)}`;
+    const r = await store.append(stream, [ev('A'), ev('B'), ev('C')], 'no_stream');
+    expect(r.nextRevision).toBe(2);
+    follower.catchUp();
+    const last = (await store.readStream(stream)).at(-1)!;
+    expect(last.position).toEqual(r.position);
+  });
+
+  it('completes an answer without a position from the leader, following its NotLeader redirect', async () => {
+    const { fake } = await open();
+    const follower = await secondNode(fake);
+    follower.followerOf(fake.server, { lagging: true });
+    const store = openEsdbEventStore({ connectionString: follower.connectionString, logger: silentLogger(), backoffInitialMs: 10, attempts: 6 });
+    stores.push(store);
+    follower.omitPositionsInNextAnswers(1);
+    const stream = `generation-${randomUUID().slice(0, 8)}`;
+    const r = await store.append(stream, [ev('A'), ev('B')], 'no_stream');
+    expect(fake.server.calls.read).toBeGreaterThanOrEqual(1); // read on the leader the follower named
+    const onLeader = fake.server.log.filter((e) => e.stream === stream);
+    expect(r.position).toEqual({ commit: onLeader[1]!.commit, prepare: onLeader[1]!.prepare });
+  });
+});
+
+describe('esdb adapter: what the review found beyond node states', () => {
+  let fake: FakeEsdb | undefined;
+  let store: EsdbEventStore | undefined;
+  afterEach(async () => {
+    await store?.close();
+    await fake?.close();
+    store = undefined;
+    fake = undefined;
+  });
+
+  it('ends a subscription failing with UNKNOWN for no known reason, and resubscribes when it says there is no leader', async () => {
+    fake = await startFakeEsdb();
+    store = openEsdbEventStore({ connectionString: fake.connectionString, logger: silentLogger(), backoffInitialMs: 10, backoffMaxMs: 20 });
+    const stream = `generation-${randomUUID().slice(0, 8)}`;
+    fake.server.write(stream, [{ type: 'N', data: { i: 0 } }]);
+    const it = store.subscribeToAll({ fromPosition: 'start', filter: { streamPrefixes: [stream] } })[Symbol.asyncIterator]();
+    const seen = { caughtUp: 0 };
+    expect(await nextEvents(it, 1, seen)).toEqual([0]);
+
+    fake.server.refuseSubscriptionsWith({ code: 2 /* UNKNOWN */, details: 'No leader info available in response' });
+    fake.server.endSubscriptions();
+    const pending = nextEvents(it, 1, seen); // pulling drives the resubscriptions
+    await vi.waitFor(() => expect(fake!.server.calls.subscribe).toBeGreaterThanOrEqual(3), { timeout: 5000 }); // retried
+    fake.server.refuseSubscriptionsWith(undefined);
+    fake.server.write(stream, [{ type: 'N', data: { i: 1 } }]);
+    expect(await pending).toEqual([1]);
+
+    const before = fake.server.calls.subscribe;
+    fake.server.refuseSubscriptionsWith({ code: 2, details: 'Exception was thrown by handler' });
+    fake.server.endSubscriptions();
+    let err: unknown;
+    for (let i = 0; i < 5 && !err; i++) {
+      const r = await it.next().catch((e: unknown) => ({ thrown: e }));
+      if ('thrown' in r) err = r.thrown;
+    }
+    expect(err).toMatchObject({ type: 'unknown', code: 2 });
+    expect(fake.server.calls.subscribe).toBe(before + 1); // no resubscribe loop
+  });
+
+  it('takes only esdb:// and esdb+discover:// connection strings (client 6 refuses kurrentdb://)', () => {
+    const open = (connectionString: string) => openEsdbEventStore({ connectionString, logger: silentLogger() });
+    expect(() => open('kurrentdb://127.0.0.1:2113?tls=false')).toThrow(/esdb:\/\/ or esdb\+discover:\/\//);
+    expect(() => open('127.0.0.1:2113')).toThrow(/esdb:\/\//);
+  });
+
+  it('keeps any-appends idempotent only while the server remembers their ids; exact revisions always', async () => {
+    fake = await startFakeEsdb({ idCacheSize: 2 });
+    store = openEsdbEventStore({ connectionString: fake.connectionString, logger: silentLogger() });
+    const s = `generation-${randomUUID().slice(0, 8)}`;
+    const copies = async (id: string) => (await store!.readStream(s)).filter((e) => e.id === id).length;
+    const a = ev('A');
+    await store.append(s, [a], 'any');
+    await store.append(s, [a], 'any');
+    expect(await copies(a.id)).toBe(1); // remembered
+    await store.append(`${s}-x`, [ev('X')], 'any');
+    await store.append(`${s}-y`, [ev('Y')], 'any'); // two newer ids push it out of the cache
+    await store.append(s, [a], 'any');
+    expect(await copies(a.id)).toBe(2); // forgotten: written again
+
+    const b = ev('B');
+    const revision = (await store.streamRevision(s))!;
+    await store.append(s, [b], revision);
+    await store.append(`${s}-z`, [ev('Z')], 'any');
+    await store.append(`${s}-w`, [ev('W')], 'any');
+    await store.append(s, [b], revision); // checked against the stream itself
+    expect(await copies(b.id)).toBe(1);
+
+    const c = ev('C');
+    await store.append(s, [c], 'any');
+    await fake.restart(); // the cache is memory
+    await store.append(s, [c], 'any');
+    expect(await copies(c.id)).toBe(2);
+  });
+
+  it('reads and subscribes across history written by legacy explicit transactions (events sharing a commit position)', async () => {
+    fake = await startFakeEsdb();
+    store = openEsdbEventStore({ connectionString: fake.connectionString, logger: silentLogger(), readPageSize: 2, backoffInitialMs: 10 });
+    const stream = `generation-${randomUUID().slice(0, 8)}`;
+    fake.server.write(stream, [0, 1, 2].map((i) => ({ type: 'N', data: { i } })));
+    fake.server.write(stream, [3, 4, 5, 6].map((i) => ({ type: 'N', data: { i } })), { legacyTransaction: true });
+    fake.server.write(stream, [7, 8].map((i) => ({ type: 'N', data: { i } })));
+    const all = (await store.readAll({ maxCount: 100, filter: { streamPrefixes: [stream] } })).map((e) => (e.data as { i: number }).i);
+    expect(all).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8]);
+    const inside = (await store.readStream(stream))[4]!; // in the middle of the transaction
+    const back = await store.readAll({ direction: 'backwards', fromPosition: inside.position, maxCount: 3, filter: { streamPrefixes: [stream] } });
+    expect(back.map((e) => (e.data as { i: number }).i)).toEqual([4, 3, 2]);
+    const it = store.subscribeToAll({ fromPosition: inside.position, filter: { streamPrefixes: [stream] } })[Symbol.asyncIterator]();
+    const seen = { caughtUp: 0 };
+    expect(await nextEvents(it, 2, seen)).toEqual([5, 6]);
+    await fake.stop();
+    await fake.restart();
+    expect(await nextEvents(it, 2, seen)).toEqual([7, 8]);
   });
 });

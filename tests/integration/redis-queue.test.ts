@@ -134,11 +134,44 @@ describe.skipIf(!ok)('RedisTaskQueue (real Redis)', () => {
     expect(await admin.llen(queueKeys(qk, 'w-dead').processing)).toBe(0);
     const [record] = await admin.lrange(`${qk}:dead`, 0, -1);
     const parsed = JSON.parse(record!);
-    expect(Object.keys(parsed).sort()).toEqual(['failed_at', 'raw', 'reason', 'worker_id']);
-    expect(parsed).toMatchObject({ reason: 'invalid JSON: Unexpected token', raw: '{not json', worker_id: 'w-dead' });
+    expect(Object.keys(parsed).sort()).toEqual(['failed_at', 'raw', 'raw_bytes', 'raw_sha256', 'reason', 'worker_id']);
+    expect(parsed).toMatchObject({ reason: 'invalid JSON: Unexpected token', raw: '{not json', raw_bytes: 9, worker_id: 'w-dead' });
     expect(new Date(parsed.failed_at).toISOString()).toBe(parsed.failed_at);
     expect(await q.deadLetters()).toEqual([parsed]);
     expect(await q.depth()).toEqual({ waiting: 0, processing: 0, deadLetter: 1 });
+  });
+
+  it('lists dead letters newest first with stable ids and re-drives one, atomically and once', async () => {
+    const qk = newQueueKey();
+    const q = worker(qk, 'w-redrive');
+    for (const raw of ['{"n":1}', '{"n":2}', '{"n":3}']) {
+      await q.push(raw);
+      await q.deadLetter((await q.take(1000))!, `refused ${raw}`);
+    }
+    await admin.lpush(`${qk}:dead`, 'pushed by hand'); // not a record: listed, never re-driven
+    const page = await q.listDeadLetters({ offset: 0, limit: 3 });
+    expect(page.total).toBe(4);
+    expect(page.items.map((d) => d.raw)).toEqual(['pushed by hand', '{"n":3}', '{"n":2}']);
+    expect(page.items[0]!.reason).toMatch(/not a dead-letter record/);
+    expect(page.items[1]).toMatchObject({ reason: 'refused {"n":3}', worker_id: 'w-redrive' });
+    expect((await q.listDeadLetters({ offset: 3, limit: 3 })).items.map((d) => d.raw)).toEqual(['{"n":1}']);
+    expect((await q.listDeadLetters({ offset: 0, limit: 4 })).items.map((d) => d.id)).toEqual([...page.items.map((d) => d.id), expect.any(String)]);
+
+    const two = page.items[2]!;
+    // Two operators clicking at once: exactly one re-drive happens.
+    const results = await Promise.all([q.redriveDeadLetter(two.id), q.redriveDeadLetter(two.id)]);
+    expect(results.sort()).toEqual([false, true]);
+    expect(await admin.lrange(qk, 0, -1)).toEqual(['{"n":2}']); // the raw text, as the producer pushed it
+    expect((await q.listDeadLetters({ offset: 0, limit: 10 })).items.map((d) => d.raw)).toEqual(['pushed by hand', '{"n":3}', '{"n":1}']);
+    expect((await q.take(1000))?.raw).toBe('{"n":2}');
+    await expect(q.redriveDeadLetter(page.items[0]!.id)).rejects.toThrow(/no raw task text/);
+    // a record whose payload was cut at dead-lettering (retention limit): listed as truncated, never re-driven
+    await admin.lpush(`${qk}:dead`, JSON.stringify({ reason: 'too big', raw: '{"session_id":"s', raw_truncated: true, worker_id: 'w', failed_at: new Date().toISOString() }));
+    const [cut] = (await q.listDeadLetters({ offset: 0, limit: 1 })).items;
+    expect(cut).toMatchObject({ truncated: true, reason: 'too big' });
+    await expect(q.redriveDeadLetter(cut!.id)).rejects.toThrow(/truncated/);
+    expect(await admin.llen(`${qk}:dead`)).toBe(4);
+    expect(await admin.llen(qk)).toBe(0);
   });
 
   it('never hands the same task to two concurrent takers (2 workers x 5 loops)', async () => {

@@ -140,7 +140,7 @@ describe.skipIf(!ready || !serveAvailable())('nginx in front of the running serv
     expect(r.body).not.toContain('# TYPE');
   });
 
-  it('blocks the admin parts of /v1, including encoded and case variants', async () => {
+  it('blocks the admin parts of /v1 and the console, including encoded and case variants', async () => {
     const auth = { authorization: 'Bearer stack-test-token' };
     const blocked = [
       await request(layout, { path: '/v1/projections', headers: auth }),
@@ -150,11 +150,28 @@ describe.skipIf(!ready || !serveAvailable())('nginx in front of the running serv
       await request(layout, { method: 'POST', path: '/v1/accounts/store-1%2Fx/grants', headers: auth, body: '{"amount":5}' }),
       await request(layout, { method: 'POST', path: '/v1/accounts/user-1/GRANTS', headers: auth, body: '{"amount":5}' }),
       await request(layout, { path: '/V1/projections', headers: auth }),
+      await request(layout, { path: '/v1/admin/verify', headers: auth }),
+      await request(layout, { path: '/v1/ADMIN/dead-letters', headers: auth }),
+      await request(layout, { method: 'POST', path: '/v1/admin/dead-letters/abc/redrive', headers: { ...auth, 'x-wearon-console': '1' }, body: '{}' }),
+      await request(layout, { path: '/v1/%61dmin/accounts/user:1/statement.csv', headers: auth }),
+      await request(layout, { path: '/console' }),
+      await request(layout, { path: '/console/' }),
+      await request(layout, { path: '/Console/app.js' }),
+      await request(layout, { path: '/console%2Fapp.js' }),
     ];
     for (const r of blocked) {
       expect(r.status).toBe(403);
       expect(JSON.parse(r.body).error.code).toBe('forbidden');
     }
+  });
+
+  it('serves the console only where the admin paths are allowed: directly on the service, not through nginx', async () => {
+    const direct = await fetch(`http://127.0.0.1:${service.port}/console/`);
+    expect(direct.status).toBe(200); // what an operator reaches through the SSH tunnel
+    expect(await direct.text()).toContain('WearOn console');
+    const r = await request(layout, { path: '/console/' });
+    expect(r.status).toBe(403);
+    expect(r.body).not.toContain('WearOn console');
   });
 
   it('still proxies the non-admin /v1 API (the service answers: token required)', async () => {

@@ -4,7 +4,7 @@
 // step invariants 1-2 hold (LedgerAuditor); at quiescence invariants 3-4 hold and balances match a model.
 //
 // Runs: WEARON_PROPERTY_RUNS (default 100). Replay a failure with the printed seed, path and replayPath:
-// WEARON_PROPERTY_SEED, WEARON_PROPERTY_PATH, WEARON_PROPERTY_REPLAY_PATH. Store: LEDGER_STORE=sqlite (default) | esdb.
+// WEARON_PROPERTY_SEED, WEARON_PROPERTY_PATH, WEARON_PROPERTY_REPLAY_PATH. Store: LEDGER_STORE=sqlite (default) | esdb | pg.
 // `npm run test:property -- --runs 10000`, `npm run test:property -- --seed S --path P --replay-path R`.
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -129,7 +129,40 @@ async function esdbBackend(): Promise<Backend> {
   }
 }
 
-const backend: Backend = STORE === 'esdb' ? await esdbBackend() : sqliteBackend();
+async function pgBackend(): Promise<Backend> {
+  // One schema for the suite, emptied after each run (the recovery pass reads the whole log, which must be this run's
+  // alone): a DELETE of a run's few rows costs a millisecond, a fresh schema's DDL and DROP a few hundred. Sessions
+  // commit without waiting for the WAL flush (synchronous_commit=off via the connection's startup options): what the
+  // property checks is the ledger's logic over real Postgres concurrency and visibility, which this does not change;
+  // durability is the database's (the SQLite backend runs on tmpfs for the same reason).
+  const { openPgEventStore } = await import('../../src/adapters/eventstore/postgres/pgEventStore.ts');
+  const { dropSchema, uniqueSchema } = await import('../support/pgEventStore.ts');
+  const { DATABASE_URL, postgresAvailable } = await import('../support/services.ts');
+  const pg = (await import('pg')).default;
+  const available = await postgresAvailable();
+  const url = new URL(DATABASE_URL);
+  url.searchParams.set('options', '-c synchronous_commit=off');
+  const schema = uniqueSchema('prop');
+  const open = () => openPgEventStore({ connectionString: url.toString(), schema, logger: silentLogger(), poolSize: 4 });
+  const admin = new pg.Client({ connectionString: DATABASE_URL });
+  return {
+    name: 'pg',
+    skip: available ? null : `PostgreSQL not reachable at ${DATABASE_URL}`,
+    start: async () => {
+      if (!available) return;
+      await (await open()).close(); // migrates once
+      await admin.connect();
+    },
+    stop: async () => {
+      if (!available) return;
+      await admin.end();
+      await dropSchema(schema);
+    },
+    forRun: () => ({ open, cleanup: async () => void (await admin.query(`DELETE FROM ${schema}.events`)) }),
+  };
+}
+
+const backend: Backend = STORE === 'esdb' ? await esdbBackend() : STORE === 'pg' ? await pgBackend() : sqliteBackend();
 
 // ---- the world under test -----------------------------------------------------------------------------------------
 
@@ -161,6 +194,8 @@ class Harness {
   /** grant reference -> amount of the first grant issued with it (per account) */
   readonly grants = new Map<string, { account: string; amount: number }>();
   readonly revocations = new Set<string>();
+  /** revocation reference -> every amount issued with it (per account) */
+  readonly revocationAmounts = new Map<string, Set<number>>();
   readonly sessions = new Map<string, SessionModel>();
   /** operations interrupted by a crash that their caller retries (webhook grants, queue redelivery) */
   private retryAfterCrash: Array<() => Promise<unknown>> = [];
@@ -302,10 +337,21 @@ const grantStep = (acc: number, amount: number, ref: number) =>
       const key = `${account}/${reference}`;
       const first = !h.grants.has(key);
       if (first) h.grants.set(key, { account, amount });
-      const grant = () => grantCredits(h.admin, account, { amount, reason: 'purchase', reference }, { requestId: `grant-${reference}`, workerId: 'admin', now: h.now });
+      // A reference reused with another amount is refused (reference_conflict): a caller's bug, never applied.
+      const conflicting = !first && h.grants.get(key)!.amount !== amount;
+      const grant = () =>
+        grantCredits(h.admin, account, { amount, reason: 'purchase', reference }, { requestId: `grant-${reference}`, workerId: 'admin', now: h.now }).catch(
+          (err) => {
+            if (err instanceof CreditCommandRejected && err.code === 'reference_conflict') return { conflict: true };
+            throw err;
+          },
+        );
       const [r] = await h.exec([grant], grant);
+      if (r?.status !== 'fulfilled') return;
+      const v = r.value as { applied?: boolean; conflict?: boolean };
+      expect(v.conflict === true, `grant ${key} (${amount}): reference_conflict exactly when the amount differs from the first`).toBe(conflicting);
       // Idempotent on the reference: only the first grant with it applies (a crash's retry may find it applied).
-      if (r?.status === 'fulfilled') expect((r.value as { applied: boolean }).applied, `grant ${key}: applied only the first time`).toBe(first);
+      if (!conflicting) expect(v.applied, `grant ${key}: applied only the first time`).toBe(first);
     });
 
 const grantCmd = fc
@@ -318,16 +364,24 @@ const revokeCmd = fc
     step(`revoke(acc${acc}, ${amount}, ref${ref})`, async (h) => {
       const account = h.accounts[acc]!;
       const reference = `rev${ref}`;
+      const key = `${account}/${reference}`;
+      const issued = h.revocationAmounts.get(key) ?? new Set<number>();
       const revoke = () =>
         revokeCredits(h.admin, account, { amount, reason: 'correction', reference }, { requestId: `revoke-${reference}`, workerId: 'admin', now: h.now }).catch(
           (err) => {
             // Refused for lack of balance: a legitimate answer, never a bug.
             if (err instanceof CreditCommandRejected && err.code === 'insufficient_credits') return { applied: false };
+            // Refused because an earlier revocation with this reference applied another amount.
+            if (err instanceof CreditCommandRejected && err.code === 'reference_conflict') {
+              expect([...issued].some((a) => a !== amount), `revoke ${key} (${amount}): reference_conflict without an earlier other amount`).toBe(true);
+              return { applied: false };
+            }
             throw err;
           },
         );
       await h.exec([revoke]);
-      h.revocations.add(`${account}/${reference}`);
+      h.revocationAmounts.set(key, issued.add(amount));
+      h.revocations.add(key);
     }),
   );
 

@@ -39,7 +39,7 @@ export interface CrashReport {
 }
 
 /** Small deterministic PRNG so a failing run can be repeated with its seed. */
-function prng(seed: number) {
+export function prng(seed: number) {
   let s = seed >>> 0 || 1;
   return () => {
     s ^= s << 13;
@@ -86,7 +86,7 @@ export async function runCrashScenario(o: CrashOptions): Promise<CrashReport> {
   };
   let service = await startService(env, { dataDir, port });
   const base = `http://127.0.0.1:${port}`;
-  const users = Array.from({ length: o.users }, (_, i) => `crash-u${i}`);
+  const users = Array.from({ length: o.users }, (_, i) => `00000000-0000-4000-8000-${String(i).padStart(12, '0')}`); // platform ids are UUIDs
   try {
     for (const u of users) {
       const r = await fetch(`${base}/v1/accounts/user:${u}/grants`, {

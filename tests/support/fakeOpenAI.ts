@@ -45,6 +45,8 @@ export interface FakeOpenAI {
   script(...steps: FakeStep[]): void;
   /** What unscripted calls do, e.g. a random mix of faults for crash tests: `(n) => n % 10 === 0 ? {kind:'server_error'} : {kind:'success'}`. */
   setFallback(fallback: (callIndex: number) => FakeStep): void;
+  /** Every answer (success or fault) comes this long after the request, like a real image model's latency. Default 0. */
+  setLatency(ms: number): void;
   requests: RecordedRequest[];
   /** The image returned by default (a small JPEG). */
   defaultImage: Buffer;
@@ -56,6 +58,7 @@ export async function startFakeOpenAI(options: { image?: Buffer } = {}): Promise
     options.image ?? (await sharp({ create: { width: 64, height: 96, channels: 3, background: '#884422' } }).jpeg().toBuffer());
   const queue: FakeStep[] = [];
   let fallback: (callIndex: number) => FakeStep = () => ({ kind: 'success' });
+  let latencyMs = 0;
   const requests: RecordedRequest[] = [];
   const timers = new Set<NodeJS.Timeout>();
 
@@ -96,6 +99,13 @@ export async function startFakeOpenAI(options: { image?: Buffer } = {}): Promise
     }
     requests.push(rec);
     const step = queue.shift() ?? fallback(requests.length - 1);
+    if (latencyMs > 0) {
+      await new Promise<void>((resolve) => {
+        const t = setTimeout(() => (timers.delete(t), resolve()), latencyMs);
+        timers.add(t);
+      });
+      if (res.destroyed) return;
+    }
     switch (step.kind) {
       case 'success':
         return success(res, step);
@@ -145,6 +155,9 @@ export async function startFakeOpenAI(options: { image?: Buffer } = {}): Promise
     script: (...steps) => queue.push(...steps),
     setFallback: (f) => {
       fallback = f;
+    },
+    setLatency: (ms) => {
+      latencyMs = ms;
     },
     requests,
     defaultImage,

@@ -2,6 +2,7 @@
 import { describe, expect, it } from 'vitest';
 import {
   CHARGE_WINDOW_MS,
+  MAX_CREDITS,
   SETTLED_RETENTION_MS,
   decideAccount,
   evolveAccount,
@@ -48,9 +49,14 @@ describe('Grant', () => {
     });
   });
 
-  it('is idempotent on the reference, whatever the amount of the repeat', () => {
+  it('is idempotent on the reference when the repeat has the same amount', () => {
     account.given(granted(5, 'order-1')).when({ type: 'Grant', amount: 5, reason: 'purchase', reference: 'order-1' }).thenNothing();
-    account.given(granted(5, 'order-1')).when({ type: 'Grant', amount: 9, reason: 'purchase', reference: 'order-1' }).thenNothing();
+  });
+
+  it('refuses a reference already used with another amount, and says which (a caller bug surfaces)', () => {
+    const d = account.given(granted(5, 'order-1')).when({ type: 'Grant', amount: 9, reason: 'purchase', reference: 'order-1' });
+    d.thenRejects('reference_conflict');
+    expect(!d.decision.ok && d.decision.message).toBe('reference "order-1" was already used for a grant of 5 credits, not 9');
   });
 
   it('applies a grant with another reference', () => {
@@ -60,8 +66,33 @@ describe('Grant', () => {
       .then({ type: 'CreditsGranted', data: { amount: 2, reason: 'purchase', reference: 'order-2' } });
   });
 
-  it.each([0, -1, 1.5, Number.NaN, Number.MAX_SAFE_INTEGER + 1])('rejects the amount %s', (amount) => {
+  it.each([0, -1, 1.5, Number.NaN, MAX_CREDITS + 1, 3_000_000_000, Number.MAX_SAFE_INTEGER, Number.MAX_SAFE_INTEGER + 1])('rejects the amount %s', (amount) => {
     account.given().when({ type: 'Grant', amount, reason: 'purchase', reference: 'r' }).thenRejects('invalid_amount');
+  });
+
+  it('bounds the credits granted to an account by MAX_CREDITS (2^31 - 1), so every balance and total stays exact', () => {
+    expect(MAX_CREDITS).toBe(2 ** 31 - 1);
+    account.given().when({ type: 'Grant', amount: MAX_CREDITS, reason: 'purchase', reference: 'max' }).then(granted(MAX_CREDITS, 'max'));
+    const full = account.given(granted(MAX_CREDITS, 'max'));
+    full.when({ type: 'Grant', amount: 1, reason: 'purchase', reference: 'one-more' }).thenRejects('credit_bound_exceeded');
+    // The probe's 2^53 case can no longer arise: 9007199254740991 + 9007199254740991 + 1 is refused at the first step.
+    account.given().when({ type: 'Grant', amount: Number.MAX_SAFE_INTEGER, reason: 'purchase', reference: 'a' }).thenRejects('invalid_amount');
+    account.given(granted(MAX_CREDITS - 1, 'a')).when({ type: 'Grant', amount: 1, reason: 'purchase', reference: 'b' }).then(granted(1, 'b'));
+  });
+
+  it('bounds the published totals too: spending the balance does not make room for more grants', () => {
+    // total_earned (granted - revoked) and total_spent (captured) are published as integers; captured <= granted - revoked.
+    const spent = account.given(granted(MAX_CREDITS - 1, 'a'), deducted('g1', MAX_CREDITS - 1), captured('g1', MAX_CREDITS - 1));
+    expect(spent.state().balance).toBe(0);
+    spent.when({ type: 'Grant', amount: 2, reason: 'purchase', reference: 'b' }).thenRejects('credit_bound_exceeded');
+    spent.when({ type: 'Grant', amount: 1, reason: 'purchase', reference: 'b' }).then(granted(1, 'b'));
+    // a revocation lowers the net grant, and so makes room again
+    account
+      .given(granted(MAX_CREDITS, 'a'), { type: 'CreditsRevoked', data: { amount: 10, reason: 'x', reference: 'r' } })
+      .when({ type: 'Grant', amount: 10, reason: 'purchase', reference: 'b' })
+      .then(granted(10, 'b'));
+    // a replay of an applied grant is still a replay at the bound
+    account.given(granted(MAX_CREDITS, 'max')).when({ type: 'Grant', amount: MAX_CREDITS, reason: 'purchase', reference: 'max' }).thenNothing();
   });
 
   it('rejects an unknown reason and a blank reference', () => {
@@ -103,8 +134,14 @@ describe('Revoke', () => {
     account.given(granted(5), revoked).when({ type: 'Revoke', amount: 5, reason: 'cb', reference: 'cb-1' }).thenNothing();
   });
 
+  it('refuses a revocation reference already used with another amount', () => {
+    const revoked: AccountEvent = { type: 'CreditsRevoked', data: { amount: 2, reason: 'cb', reference: 'cb-1' } };
+    account.given(granted(5), revoked).when({ type: 'Revoke', amount: 3, reason: 'cb', reference: 'cb-1' }).thenRejects('reference_conflict');
+  });
+
   it('rejects a bad amount and a blank reference', () => {
     account.given(granted(5)).when({ type: 'Revoke', amount: 0, reason: 'x', reference: 'r' }).thenRejects('invalid_amount');
+    account.given(granted(5)).when({ type: 'Revoke', amount: MAX_CREDITS + 1, reason: 'x', reference: 'r' }).thenRejects('invalid_amount');
     account.given(granted(5)).when({ type: 'Revoke', amount: 1, reason: 'x', reference: '' }).thenRejects('invalid_reference');
   });
 });
@@ -119,8 +156,9 @@ describe('Deduct', () => {
     account.given().when(deduct('g1', 1)).thenRejects('insufficient_credits');
   });
 
-  it('rejects a non-positive cost', () => {
+  it('rejects a non-positive cost and one beyond MAX_CREDITS', () => {
     account.given(granted(2)).when(deduct('g1', 0)).thenRejects('invalid_amount');
+    account.given(granted(2)).when(deduct('g1', MAX_CREDITS + 1)).thenRejects('invalid_amount');
   });
 
   it('does nothing when the generation is already held (a re-driven charge)', () => {

@@ -9,7 +9,7 @@ import {
   snakeCaseKey,
   uuidv7,
 } from '../../src/contract.ts';
-import { hashShopperEmail } from '../../src/domain/streams.ts';
+import { InvalidAccountError, hashShopperEmail, isEmail, parseAccountId } from '../../src/domain/streams.ts';
 
 const STORE = '7d1f3c2a-5b7e-4c1d-9a0b-2e4f6a8c0d11';
 const USER = '0b9e8c1d-2f3a-4b5c-8d7e-6f5a4b3c2d1e';
@@ -137,6 +137,20 @@ describe('parseTaskPayload: refusals', () => {
     expect(!r.ok && r.reason).toContain('shopper_email');
   });
 
+  it('uses one rule for emails, the same as shopper accounts (name@domain.tld, like the platform)', () => {
+    for (const email of ['@', 'a@', '@b.c', 'a@b', 'a b@c.d', 'a@b@c.d', `${'x'.repeat(310)}@example.com`]) {
+      const r = parseTaskPayload(text({ ...b2bResell, shopper_email: email }));
+      expect(!r.ok && r.reason, email).toContain('shopper_email: must be an email address');
+      expect(isEmail(email), email).toBe(false);
+      expect(() => parseAccountId(`shopper:${STORE}:${email}`), email).toThrow(InvalidAccountError);
+    }
+    for (const email of ['a@b.co', ' Ann.Lee+tag@Example.COM ', '100%real@example.com']) {
+      expect(parseTaskPayload(text({ ...b2bResell, shopper_email: email })).ok, email).toBe(true);
+      expect(isEmail(email), email).toBe(true);
+      expect(parseAccountId(`shopper:${STORE}:${email}`).id).toBe(`${STORE}.${hashShopperEmail(email)}`);
+    }
+  });
+
   it('refuses a version it does not understand, with a clear reason', () => {
     const r = parseTaskPayload(text({ ...b2c, version: 2 }));
     expect(r.ok).toBe(false);
@@ -177,6 +191,17 @@ describe('parseTaskPayload: refusals', () => {
     const r = parseTaskPayload(text({ ...b2c, channel: 'b2x' }));
     expect(r.ok).toBe(false);
     if (!r.ok) expect(r.partial).toBeUndefined();
+  });
+
+  it('refuses user and store ids that are not the platform\'s UUIDs, naming the field, and records no account for them', () => {
+    for (const id of ['u-1', 'store-1', '12345', USER.toUpperCase(), `${USER}0`, `{${USER}}`, USER.replace(/-/g, '')]) {
+      const b2cBad = parseTaskPayload(text({ ...b2c, user_id: id }));
+      expect(!b2cBad.ok && b2cBad.reason, id).toBe('invalid payload: user_id: must be a UUID in lowercase canonical form (the platform id)');
+      if (!b2cBad.ok) expect(b2cBad.partial).toEqual({ session_id: SESSION, channel: 'b2c', task_id: b2c.task_id, request_id: b2c.request_id });
+      const b2bBad = parseTaskPayload(text({ ...b2bAbsorb, store_id: id }));
+      expect(!b2bBad.ok && b2bBad.reason, id).toContain('store_id: must be a UUID');
+      if (!b2bBad.ok) expect(b2bBad.partial?.account).toBeUndefined();
+    }
   });
 
   it('refuses owner ids with path or separator characters', () => {

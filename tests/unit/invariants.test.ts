@@ -138,4 +138,32 @@ describe('LedgerAuditor', () => {
       expect(audit(entries, false)).toEqual([]);
     });
   });
+
+  describe('where a violation shows', () => {
+    // Entries with revisions per stream and ids, as verify passes them from the recorded events.
+    function located(entries: Entry[], quiescent = true): Violation[] {
+      const a = new LedgerAuditor();
+      const revisions = new Map<string, number>();
+      for (const [stream, event] of entries) {
+        const revision = (revisions.get(stream) ?? -1) + 1;
+        revisions.set(stream, revision);
+        a.add(stream, event, 0, { id: `${stream}#${revision}`, revision });
+      }
+      return a.report(quiescent).violations;
+    }
+
+    it('names the stream and event that broke an invariant while folding', () => {
+      const [v] = located([grant(A, 1), revoke(A, 2)]);
+      expect(v).toMatchObject({ invariant: 1, stream: acc(A), revision: 1, event_id: `${acc(A)}#1`, event_type: 'CreditsRevoked' });
+      const [w] = located([grant(A, 2), requested('g1'), deduct('g1'), deduct('g1')]).filter((x) => x.invariant === 2);
+      expect(w).toMatchObject({ stream: acc(A), revision: 2, event_type: 'CreditDeducted' });
+    });
+
+    it('points an open hold at its deduction and an unsettled outcome at the generation\'s last event', () => {
+      const hold = located([grant(A, 1), requested('g1'), deduct('g1'), charged('g1')]).find((x) => /still open/.test(x.message));
+      expect(hold).toMatchObject({ stream: acc(A), revision: 1, event_type: 'CreditDeducted' });
+      const uncaptured = located([requested('g2'), completed('g2')]).find((x) => /not captured/.test(x.message));
+      expect(uncaptured).toMatchObject({ stream: gen('g2'), revision: 1, event_type: 'GenerationCompleted', event_id: `${gen('g2')}#1` });
+    });
+  });
 });

@@ -7,19 +7,24 @@
 //   {queue}                         the producer's list
 //   {queue}:processing:{workerId}   tasks this worker has taken and not yet acked/dead-lettered
 //   {queue}:worker:{workerId}       heartbeat (string with PX TTL); its absence marks the processing list orphaned
-//   {queue}:dead                    dead letters: JSON {reason, raw, worker_id, failed_at}, newest on the left
+//   {queue}:dead                    dead letters: JSON {reason, raw, raw_bytes, raw_sha256, raw_truncated?, worker_id,
+//                                   failed_at}, newest on the left; at most DEAD_LETTER_MAX_ENTRIES, each raw cut to
+//                                   DEAD_LETTER_MAX_RAW_BYTES
 //
 // Concurrency: `take()` calls from one process (WORKER_CONCURRENCY loops) are serialised on ONE dedicated blocking
 // connection, each within its own deadline. Why not one connection per caller: the connection count stays 2 per
 // process whatever the concurrency (managed Redis plans cap connections), and serialising costs one round trip per
 // task, far below the seconds a generation takes. It also makes "which elements of my processing list have I handed
 // out" exact, which lets `redriveOrphans` reclaim elements a lost BLMOVE reply left behind (see reclaimStrays).
+import { createHash } from 'node:crypto';
 import os from 'node:os';
 import { Redis, type RedisOptions } from 'ioredis';
 import type { Logger } from '../../logger.ts';
-import type { QueueDepth, QueuedTask, TaskQueue } from '../../app/ports/queue.ts';
+import { CannotRedriveError, DEAD_LETTER_RETENTION, rawDigest, type DeadLetter, type QueueDepth, type QueuedTask, type TaskQueue } from '../../app/ports/queue.ts';
 
 export const DEFAULT_QUEUE_KEY = 'wearon:tasks:generation';
+/** A reason longer than this is cut (a payload with thousands of bad fields has a long one). */
+const MAX_REASON_CHARS = 2000;
 export const DEFAULT_HEARTBEAT_TTL_MS = 30_000;
 export const DEFAULT_COMMAND_TIMEOUT_MS = 5_000;
 
@@ -102,12 +107,19 @@ while true do
 end
 return n`;
 
-// Removes one element from the processing list and records it as a dead letter, in one step. When the element is no
-// longer there another worker re-drove it and will handle it: no record then (avoids duplicate dead letters).
+// Removes one element from the processing list and records it as a dead letter, in one step, trimming the dead list to
+// ARGV[3] records (the oldest go). When the element is no longer there another worker re-drove it and will handle it:
+// no record then (avoids duplicate dead letters). Returns {removed, records dropped by the trim}.
 const DEAD_LETTER_LUA = `
 local removed = redis.call('LREM', KEYS[1], 1, ARGV[1])
-if removed == 1 then redis.call('LPUSH', KEYS[2], ARGV[2]) end
-return removed`;
+local dropped = 0
+if removed == 1 then
+  redis.call('LPUSH', KEYS[2], ARGV[2])
+  local keep = tonumber(ARGV[3])
+  dropped = redis.call('LLEN', KEYS[2]) - keep
+  if dropped > 0 then redis.call('LTRIM', KEYS[2], 0, keep - 1) else dropped = 0 end
+end
+return {removed, dropped}`;
 
 // Moves one stray element (oldest copy) of the own processing list back to the right end of the queue.
 const RECLAIM_LUA = `
@@ -115,11 +127,61 @@ local removed = redis.call('LREM', KEYS[1], -1, ARGV[1])
 if removed == 1 then redis.call('RPUSH', KEYS[2], ARGV[1]) end
 return removed`;
 
+// Re-drives one dead letter, found by the sha1 of its stored text (its id): removes it and LPUSHes its raw text onto
+// the queue, as the producer would. 1 moved, 0 not there (already re-driven), -1 not a dead-letter record, -2 its raw
+// text was truncated when it was dead-lettered (a record written under a retention limit marks it raw_truncated).
+const REDRIVE_DEAD_LETTER_LUA = `
+for _, el in ipairs(redis.call('LRANGE', KEYS[1], 0, -1)) do
+  if redis.sha1hex(el) == ARGV[1] then
+    local ok, rec = pcall(cjson.decode, el)
+    if not ok or type(rec) ~= 'table' or type(rec.raw) ~= 'string' then return -1 end
+    if rec.raw_truncated then return -2 end
+    redis.call('LREM', KEYS[1], 1, el)
+    redis.call('LPUSH', KEYS[2], rec.raw)
+    return 1
+  end
+end
+return 0`;
+
+/** A stored dead-letter element as the port shows it; text that is not a record still shows (reason says so). */
+function toDeadLetter(stored: string): DeadLetter {
+  const id = createHash('sha1').update(stored).digest('hex');
+  try {
+    const r = JSON.parse(stored) as Partial<DeadLetterRecord> & { raw_truncated?: boolean };
+    if (typeof r === 'object' && r !== null && typeof r.raw === 'string') {
+      return { id, reason: String(r.reason ?? ''), raw: r.raw, worker_id: r.worker_id ?? null, failed_at: r.failed_at ?? null, truncated: r.raw_truncated === true };
+    }
+  } catch {
+    // shown as is below
+  }
+  return { id, reason: 'not a dead-letter record (pushed by hand?)', raw: stored, worker_id: null, failed_at: null, truncated: false };
+}
+
 export interface DeadLetterRecord {
   reason: string;
+  /** the exact pushed text, or its first DEAD_LETTER_MAX_RAW_BYTES bytes when `raw_truncated` */
   raw: string;
+  /** size and digest of the whole pushed text (the dead-letter log line carries the same) */
+  raw_bytes: number;
+  raw_sha256: string;
+  raw_truncated?: true;
   worker_id: string;
   failed_at: string;
+}
+
+/** The record of one dead letter, its raw text cut to `maxRawBytes` (on a character boundary). */
+export function deadLetterRecord(raw: string, reason: string, workerId: string, maxRawBytes: number, now = new Date()): DeadLetterRecord {
+  const digest = rawDigest(raw);
+  const cut = digest.raw_bytes > maxRawBytes;
+  return {
+    reason: reason.length > MAX_REASON_CHARS ? `${reason.slice(0, MAX_REASON_CHARS)}…` : reason,
+    // stream: true holds back a multi-byte character cut in half instead of emitting U+FFFD
+    raw: cut ? new TextDecoder().decode(Buffer.from(raw).subarray(0, maxRawBytes), { stream: true }) : raw,
+    ...digest,
+    ...(cut ? { raw_truncated: true as const } : {}),
+    worker_id: workerId,
+    failed_at: now.toISOString(),
+  };
 }
 
 export interface RedisTaskQueueOptions {
@@ -139,6 +201,9 @@ export interface RedisTaskQueueOptions {
   autoHeartbeat?: boolean;
   /** close() quits the command connection (true when created by `connect`); the blocking one always ends at close */
   ownsConnections?: boolean;
+  /** dead-letter retention: records kept (newest), bytes of raw payload kept per record */
+  deadLetterMaxEntries?: number;
+  deadLetterMaxRawBytes?: number;
 }
 
 export class RedisTaskQueue implements TaskQueue {
@@ -157,6 +222,8 @@ export class RedisTaskQueue implements TaskQueue {
   private closed = false;
   private readonly autoHeartbeat: boolean;
   private heartbeatTimer: NodeJS.Timeout | undefined;
+  private readonly deadLetterMaxEntries: number;
+  private readonly deadLetterMaxRawBytes: number;
 
   constructor(o: RedisTaskQueueOptions) {
     this.redis = o.redis;
@@ -166,13 +233,17 @@ export class RedisTaskQueue implements TaskQueue {
     this.heartbeatTtlMs = o.heartbeatTtlMs ?? DEFAULT_HEARTBEAT_TTL_MS;
     this.ownsConnections = o.ownsConnections ?? false;
     this.autoHeartbeat = o.autoHeartbeat ?? true;
+    this.deadLetterMaxEntries = o.deadLetterMaxEntries ?? DEAD_LETTER_RETENTION.maxEntries;
+    this.deadLetterMaxRawBytes = o.deadLetterMaxRawBytes ?? DEAD_LETTER_RETENTION.maxRawBytes;
     this.keys = queueKeys(o.queueKey ?? DEFAULT_QUEUE_KEY, o.workerId);
   }
 
   /** Opens the two connections this queue needs and owns them. */
   static connect(
     url: string,
-    o: { workerId: string; logger: Logger; queueKey?: string; heartbeatTtlMs?: number; commandTimeoutMs?: number; autoHeartbeat?: boolean },
+    o: Pick<RedisTaskQueueOptions, 'workerId' | 'logger' | 'queueKey' | 'heartbeatTtlMs' | 'autoHeartbeat' | 'deadLetterMaxEntries' | 'deadLetterMaxRawBytes'> & {
+      commandTimeoutMs?: number;
+    },
   ): RedisTaskQueue {
     const t = o.commandTimeoutMs === undefined ? {} : { commandTimeoutMs: o.commandTimeoutMs };
     return new RedisTaskQueue({
@@ -227,10 +298,13 @@ export class RedisTaskQueue implements TaskQueue {
   }
 
   async deadLetter(task: QueuedTask, reason: string): Promise<void> {
-    const record: DeadLetterRecord = { reason, raw: task.raw, worker_id: this.workerId, failed_at: new Date().toISOString() };
-    const removed = await this.redis.eval(DEAD_LETTER_LUA, 2, this.keys.processing, this.keys.dead, task.raw, JSON.stringify(record));
+    const record = deadLetterRecord(task.raw, reason, this.workerId, this.deadLetterMaxRawBytes);
+    const [removed, dropped] = (await this.redis.eval(
+      DEAD_LETTER_LUA, 2, this.keys.processing, this.keys.dead, task.raw, JSON.stringify(record), String(this.deadLetterMaxEntries),
+    )) as [number, number];
     this.settle(task.raw);
     if (removed === 0) this.logger.warn({ worker_id: this.workerId, reason }, 'dead letter: task no longer in processing list (re-driven elsewhere)');
+    if (dropped > 0) this.logger.warn({ dropped, kept: this.deadLetterMaxEntries }, 'dead_letters_trimmed');
   }
 
   private startHeartbeatTimer(): void {
@@ -326,6 +400,24 @@ export class RedisTaskQueue implements TaskQueue {
   async deadLetters(limit = 100): Promise<DeadLetterRecord[]> {
     const items = await this.redis.lrange(this.keys.dead, 0, Math.max(0, limit - 1));
     return items.map((s) => JSON.parse(s) as DeadLetterRecord);
+  }
+
+  async listDeadLetters(page: { offset: number; limit: number }): Promise<{ total: number; items: DeadLetter[] }> {
+    const replies = (await this.redis
+      .multi()
+      .llen(this.keys.dead)
+      .lrange(this.keys.dead, page.offset, page.offset + Math.max(1, page.limit) - 1)
+      .exec()) ?? [];
+    for (const [err] of replies) if (err) throw err;
+    return { total: Number(replies[0]?.[1] ?? 0), items: ((replies[1]?.[1] ?? []) as string[]).map(toDeadLetter) };
+  }
+
+  async redriveDeadLetter(id: string): Promise<boolean> {
+    const r = Number(await this.redis.eval(REDRIVE_DEAD_LETTER_LUA, 2, this.keys.dead, this.keys.queue, id.toLowerCase()));
+    if (r === -1) throw new CannotRedriveError(`dead letter ${id} has no raw task text to re-drive`);
+    if (r === -2) throw new CannotRedriveError(`dead letter ${id} kept only the start of its payload (truncated): have the producer push it again`);
+    if (r === 1) this.logger.info({ dead_letter: id }, 'queue: re-drove a dead letter onto the queue');
+    return r === 1;
   }
 
   /**

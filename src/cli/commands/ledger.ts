@@ -123,7 +123,10 @@ export const verifyCommand: CliCommand = {
       else {
         ctx.out(`events ${summary.events}, accounts ${summary.accounts}, generations ${summary.generations} (${Object.entries(summary.byStatus).map(([k, v]) => `${k} ${v}`).join(', ')})`);
         ctx.out(`credits: granted ${summary.granted}, revoked ${summary.revoked}, deducted ${summary.deducted}, captured ${summary.captured}, refunded ${summary.refunded}, open holds ${summary.openHolds}`);
-        for (const v of violations) ctx.out(`VIOLATION invariant ${v.invariant} ${v.subject}: ${v.message}`);
+        for (const v of violations) {
+          const where = v.stream ? ` (${v.stream}${v.revision === undefined ? '' : ` @${v.revision}`} ${v.event_type})` : '';
+          ctx.out(`VIOLATION invariant ${v.invariant} ${v.subject}: ${v.message}${where}`);
+        }
         for (const d of drifts) {
           const subject = d.account ?? d.session ?? d.key;
           ctx.out(`DRIFT ${d.projection} ${d.table} ${subject}: ${d.kind}${d.column ? ` ${d.column} expected ${JSON.stringify(d.expected)} actual ${JSON.stringify(d.actual)}` : ''}`);

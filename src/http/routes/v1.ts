@@ -2,24 +2,28 @@
 // without one configured, only loopback clients are answered.
 import type { FastifyPluginAsync } from 'fastify';
 import { z } from 'zod';
-import { accountView, CreditCommandRejected, grantCredits, statement, statementCsv } from '../../app/credits.ts';
+import { accountView, CreditCommandRejected, grantCredits, statementCsv } from '../../app/credits.ts';
 import type { AggregateRepository } from '../../app/aggregates.ts';
 import { acceptGeneration, generationView } from '../../app/generations.ts';
 import { requestFromTask } from '../../app/intake.ts';
 import type { EventStore } from '../../app/ports/eventStore.ts';
 import type { ResultStore } from '../../app/ports/pipeline.ts';
 import type { GenerationSaga } from '../../app/saga.ts';
+import type { StatementReader } from '../../app/statements.ts';
 import { describeIssues, generationTaskPayloadSchema } from '../../contract.ts';
+import { MAX_CREDITS } from '../../domain/account.ts';
 import { GRANT_REASONS } from '../../domain/events.ts';
 import { SESSION_STATUS } from '../../domain/generation.ts';
 import { InvalidAccountError } from '../../domain/streams.ts';
 import type { Metrics } from '../../metrics.ts';
 import { bearerAuth } from '../auth.ts';
 import { HttpError } from '../errors.ts';
+import { filterOf, parseQuery, statementPageSchema } from '../statementQuery.ts';
 
 export interface V1Deps {
   store: EventStore;
   repo: AggregateRepository;
+  statements: StatementReader;
   saga: GenerationSaga;
   results: ResultStore;
   apiToken?: string;
@@ -33,20 +37,11 @@ export interface V1Deps {
 }
 
 const grantBody = z.object({
-  amount: z.number().int().positive(),
+  amount: z.number().int().positive().max(MAX_CREDITS),
   reason: z.enum(GRANT_REASONS as [string, ...string[]]),
   reference: z.string().trim().min(1).max(200),
 });
 
-const statementQuery = z.object({
-  format: z.enum(['json', 'csv']).default('json'),
-  from: z.coerce.number().int().min(0).optional(),
-  limit: z.coerce.number().int().min(1).max(10_000).default(1000),
-});
-
-function account(param: string): string {
-  return decodeURIComponent(param);
-}
 
 function badAccount(err: unknown): never {
   if (err instanceof InvalidAccountError) throw new HttpError(400, 'invalid_account', err.message);
@@ -84,17 +79,19 @@ export function v1Routes(d: V1Deps): FastifyPluginAsync {
       return view;
     });
 
+    // `:account` arrives percent-decoded by the router; decoding it again would misread a `%` in an email.
     app.get<{ Params: { account: string } }>('/v1/accounts/:account', async (req) => {
-      const view = await accountView(d.repo, account(req.params.account)).catch(badAccount);
+      const view = await accountView(d.repo, req.params.account).catch(badAccount);
       if (!view.exists) throw new HttpError(404, 'not_found', `account ${view.account} has no movements`);
       return view;
     });
 
     app.get<{ Params: { account: string } }>('/v1/accounts/:account/statement', async (req, reply) => {
-      const q = statementQuery.safeParse(req.query);
-      if (!q.success) throw new HttpError(400, 'invalid_request', describeIssues(q.error));
-      const s = await statement(d.store, account(req.params.account), { fromRevision: q.data.from, limit: q.data.limit }).catch(badAccount);
-      if (q.data.format === 'csv') {
+      const q = parseQuery(statementPageSchema, req.query);
+      const s = await d.statements
+        .page(req.params.account, { ...filterOf(q), order: q.order, limit: q.limit, ...(q.from !== undefined ? { from: q.from } : {}) })
+        .catch(badAccount);
+      if (q.format === 'csv') {
         if (s.next_revision !== null) void reply.header('x-next-revision', String(s.next_revision));
         return reply.header('content-type', 'text/csv; charset=utf-8').send(statementCsv(s.lines));
       }
@@ -109,11 +106,12 @@ export function v1Routes(d: V1Deps): FastifyPluginAsync {
         });
       }
       try {
-        const r = await grantCredits(d.repo, account(req.params.account), body.data as never, { requestId: req.id, workerId: d.workerId });
+        const r = await grantCredits(d.repo, req.params.account, body.data as never, { requestId: req.id, workerId: d.workerId });
         const view = await accountView(d.repo, r.account);
         return reply.code(r.applied ? 201 : 200).send({ applied: r.applied, account: view });
       } catch (err) {
-        if (err instanceof CreditCommandRejected) throw new HttpError(422, err.code, err.message);
+        // A reference reused with another amount conflicts with the recorded grant (409); other refusals are 422.
+        if (err instanceof CreditCommandRejected) throw new HttpError(err.code === 'reference_conflict' ? 409 : 422, err.code, err.message);
         return badAccount(err);
       }
     });

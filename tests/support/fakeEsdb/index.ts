@@ -2,9 +2,9 @@
 // server for the real @eventstore/db-client. What it does not imitate is listed at the top of ./server.ts.
 import { openEsdbEventStore, type EsdbEventStore } from '../../../src/adapters/eventstore/esdb/esdbEventStore.ts';
 import { silentLogger } from '../../../src/logger.ts';
-import { FakeEsdbServer } from './server.ts';
+import { FakeEsdbServer, type FakeEsdbServerOptions } from './server.ts';
 
-export { FakeEsdbServer };
+export { FakeEsdbServer, FakeStorage } from './server.ts';
 
 export interface FakeEsdb {
   connectionString: string;
@@ -16,15 +16,10 @@ export interface FakeEsdb {
   server: FakeEsdbServer;
 }
 
-export interface FakeEsdbOptions {
-  /** 'batch' (default): the client appends over BatchAppend like against a real server; 'classic': over Append. */
-  appendPath?: 'batch' | 'classic';
-  /** 'event' (default): commit = prepare per event; 'transaction': one append's events share a commit position. */
-  positions?: 'event' | 'transaction';
-}
+export type FakeEsdbOptions = FakeEsdbServerOptions;
 
 export async function startFakeEsdb(options: FakeEsdbOptions = {}): Promise<FakeEsdb> {
-  const server = new FakeEsdbServer(options.appendPath ?? 'batch', options.positions ?? 'event');
+  const server = new FakeEsdbServer(options);
   await server.start();
   return {
     connectionString: server.connectionString,

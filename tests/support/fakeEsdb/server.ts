@@ -5,24 +5,32 @@
 // against a real 21.10+ server (mode 'classic' leaves ServerFeatures out: the client then gets UNIMPLEMENTED and uses
 // the client-streaming Append; both paths are tested); expected-revision checks (no_stream, any, stream_exists, exact)
 // and event-id idempotency (the same ids at the same place answer success with the original result; a partial match is
-// a wrong-expected-version, like the server's "corrupted idempotency"); Read of one stream and of $all, forwards and
-// backwards, with maxCount and StreamNotFound; $all reads forwards from a position are inclusive, backwards exclusive;
-// subscriptions to $all and to one stream (from start, from an exclusive position/revision, or from end) with
-// confirmation, history, caughtUp, then live events, honouring gRPC flow control; server-side filters on stream name
-// or event type (prefixes or a regex) with checkpoint messages every `checkpointIntervalMultiplier * 32` scanned
-// events; positions that grow by a pseudo record size (not dense; per event or per transaction, see `positions`); a
-// few `$`-system events in the log like a fresh server has; `created` as .NET ticks since the Unix epoch; stop/restart
-// on the same port with the data kept; fault hooks: stop right after an append commits and before it answers, leave a
-// committed append unanswered, end subscriptions cleanly, refuse subscriptions with a given error.
+// a wrong-expected-version, like the server's "corrupted idempotency"; for any/stream_exists the first id is looked up
+// in a bounded cache of recent ids that a restart empties, like the server's committed-events cache); Read of one
+// stream and of $all, forwards and backwards, with maxCount and StreamNotFound; $all reads forwards from a position are
+// inclusive, backwards exclusive; subscriptions to $all and to one stream (from start, from an exclusive
+// position/revision, or from end) with confirmation, history, caughtUp, then live events, honouring gRPC flow control;
+// server-side filters on stream name or event type (prefixes or a regex) with checkpoint messages every
+// `checkpointIntervalMultiplier * 32` scanned events; positions as KurrentDB 20+ gives them (each event its own
+// committed record: commit = prepare, growing by a pseudo record size; an append answered with its last event's), and
+// history written by legacy explicit transactions (events sharing a commit position); a few `$`-system events in the
+// log like a fresh server has; `created` as .NET ticks since the Unix epoch; stop/restart on the same port with the
+// data kept. Node states as KurrentDB 26 answers them (Streams.BatchAppend.cs, Streams.Append.cs, RpcExceptions.cs,
+// NotReadyInterceptor.cs): appends refused as not ready / too busy / no leader info (over BatchAppend a per-append
+// error without a code, over Append UNAVAILABLE or UNKNOWN), every call refused while the node is starting, and a
+// second node sharing the data (a cluster): a follower forwards appends to its leader, answers calls that require the
+// leader with NotLeader and the leader's endpoint (over BatchAppend that fails the whole call), and its reads may lag.
+// Fault hooks: stop right after an append commits and before it answers, leave a committed append unanswered, end
+// subscriptions cleanly, refuse subscriptions with a given error.
 //
 // What it does NOT imitate (see docs/eventstoredb.md): the other ServerFeatures entries (persistent subscriptions,
 // projections...), Delete/Tombstone and soft-deleted streams, stream metadata ($maxCount, $tb, ACLs), authentication
-// and TLS, projections and link events ($>, resolveLinkTos), persistent subscriptions, Gossip/cluster discovery,
-// NotLeader redirects, the 'fell behind' signal and the dropping of subscribers whose live queue overflows (here a slow
-// subscriber just waits under flow control), max append size, BatchAppend deadlines and any deadline enforcement,
-// durability (data lives in memory), the idempotency cache limits of `any`/`stream_exists` appends (here the whole
-// stream is searched), exact checkpoint positions, and .NET regex dialect differences (filters use JavaScript RegExp).
-// Positions exist in two variants (constructor `positions`) since which one a server version uses is not pinned down.
+// and TLS, projections and link events ($>, resolveLinkTos), persistent subscriptions, Gossip/cluster discovery and
+// elections themselves (tests switch node roles), the 'fell behind' signal and the dropping of subscribers whose live
+// queue overflows (here a slow subscriber just waits under flow control), max append size, BatchAppend deadlines and
+// any deadline enforcement, durability (data lives in memory), the memory bound of the id cache (a count here), exact
+// checkpoint positions, lagging subscriptions on a follower (only its reads lag), and .NET regex dialect differences
+// (filters use JavaScript RegExp).
 import { createRequire } from 'node:module';
 import { randomUUID } from 'node:crypto';
 import * as grpc from '@grpc/grpc-js';
@@ -64,10 +72,12 @@ export interface StoredEvent {
   created: bigint;
   commit: bigint;
   prepare: bigint;
+  /** index in the log (a lagging follower's reads stop short of it) */
+  logIndex: number;
 }
 
 type Predicate = (e: StoredEvent) => boolean;
-type Proposal = Omit<StoredEvent, 'stream' | 'revision' | 'created' | 'commit' | 'prepare'>;
+type Proposal = Omit<StoredEvent, 'stream' | 'revision' | 'created' | 'commit' | 'prepare' | 'logIndex'>;
 type Expected = { kind: 'revision'; revision: number } | { kind: 'no_stream' } | { kind: 'stream_exists' } | { kind: 'any' };
 type Pos = { commit: bigint; prepare: bigint };
 /** `report`: the position the server answers with (see `positions`) */
@@ -88,6 +98,8 @@ function streamNameOf(id: InstanceType<SharedPb['StreamIdentifier']> | undefined
 }
 
 const TICKS_PER_MS = 10_000n;
+/** What KurrentDB 26 answers every call with until the node is ready (NotReadyInterceptor). */
+const NOT_READY_YET = { code: grpc.status.UNAVAILABLE, details: 'The node is not ready yet.' };
 const DEFAULT_SEARCH_WINDOW = 32;
 
 function posOf(e: StoredEvent) {
@@ -98,38 +110,84 @@ function cmp(a: { commit: bigint; prepare: bigint }, b: { commit: bigint; prepar
   return a.prepare === b.prepare ? 0 : a.prepare < b.prepare ? -1 : 1;
 }
 
-export class FakeEsdbServer {
-  /** the whole log in commit order; kept across stop/restart */
+/** The data a node serves; shared by the nodes of a fake cluster. */
+export class FakeStorage {
+  /** the whole log in commit order */
   readonly log: StoredEvent[] = [];
-  private readonly streams = new Map<string, StoredEvent[]>();
-  private nextPosition = 1_024n;
+  readonly streams = new Map<string, StoredEvent[]>();
+  nextPosition = 1_024n;
+  readonly wakers = new Set<() => void>();
+
+  wake(): void {
+    for (const w of [...this.wakers]) w();
+  }
+}
+
+/** How KurrentDB refuses an append it cannot take now (ClientMessage.NotHandled reasons). */
+export type NodeRefusal = 'not-ready' | 'too-busy' | 'no-leader';
+/** The per-append error message over BatchAppend, and the call's status over the classic Append. */
+const REFUSALS: Record<NodeRefusal, { batch: string; classic: { code: grpc.status; details: string } }> = {
+  'not-ready': { batch: 'Server Is Not Ready', classic: { code: grpc.status.UNAVAILABLE, details: 'Server Is Not Ready' } },
+  'too-busy': { batch: 'Server Is Busy', classic: { code: grpc.status.UNAVAILABLE, details: 'Server Is Too Busy' } },
+  'no-leader': { batch: 'No leader info available in response', classic: { code: grpc.status.UNKNOWN, details: 'No leader info available in response' } },
+};
+
+export interface FakeEsdbServerOptions {
+  /** 'batch' (default): ServerFeatures advertises BatchAppend and the client uses it (like a real 21.10+ server); 'classic': Append. */
+  appendPath?: 'batch' | 'classic';
+  /** Recent event ids remembered for the idempotency of any/stream_exists appends (emptied by a restart). Default 100 000. */
+  idCacheSize?: number;
+  /** Another node's data: this node joins its cluster. */
+  storage?: FakeStorage;
+}
+
+type Call = { metadata: grpc.Metadata };
+
+export class FakeEsdbServer {
+  readonly storage: FakeStorage;
+  readonly appendPath: 'batch' | 'classic';
+  private readonly idCacheSize: number;
+  /** first-event ids of recent writes -> where they stand (the server's committed-events cache) */
+  private readonly idCache = new Map<string, { stream: string; index: number }>();
   private server: grpc.Server | undefined;
   private port = 0;
-  private readonly wakers = new Set<() => void>();
   private readonly subscriptions = new Set<{ closed: boolean; call?: grpc.ServerWritableStream<ReadReq, ReadResp> }>();
-  private refuseSubscriptions: { code: grpc.status; exception: string } | undefined;
+  private refuseSubscriptions: { code: grpc.status; exception?: string; details?: string } | undefined;
   private crashAfterCommits = 0;
   private silentAfterCommits = 0;
+  private refusal: { reason: NodeRefusal; remaining: number } | undefined;
+  private positionless = 0;
+  private starting = false;
+  /** set while this node is a follower */
+  private leaderNode: FakeEsdbServer | undefined;
+  /** while a follower lags: how much of the log its reads see */
+  private replicated: number | undefined;
   /** calls received per method, for tests */
-  readonly calls = { append: 0, batchAppend: 0, read: 0, subscribe: 0 };
+  readonly calls = { append: 0, batchAppend: 0, read: 0, subscribe: 0, serverFeatures: 0 };
   /** events written to subscription calls (flow-control checks) */
   subscriptionEventsSent = 0;
 
-  /** 'batch': ServerFeatures advertises BatchAppend and the client uses it (like a real 21.10+ server); 'classic': Append. */
-  /**
-   * positions 'event': each event its own commit = prepare, appends answered with the last event's position.
-   * 'transaction': like a classic ESDB transaction, the events of one append share the commit position of a commit
-   * record written after them (prepare positions differ), and appends are answered with (commit, first prepare), the
-   * transaction's position rather than the last event's. Which one a given server version does is not pinned down here;
-   * the adapter must be right under both.
-   */
-  constructor(
-    readonly appendPath: 'batch' | 'classic' = 'batch',
-    readonly positions: 'event' | 'transaction' = 'event',
-  ) {
-    // A fresh server already has system events in $all; they must never reach the ledger.
-    this.appendSystemEvent('$$$stats-127.0.0.1:2113', '$metadata');
-    this.appendSystemEvent('$stats-127.0.0.1:2113', '$statsCollected');
+  constructor(options: FakeEsdbServerOptions = {}) {
+    this.appendPath = options.appendPath ?? 'batch';
+    this.idCacheSize = options.idCacheSize ?? 100_000;
+    this.storage = options.storage ?? new FakeStorage();
+    if (!options.storage) {
+      // A fresh server already has system events in $all; they must never reach the ledger.
+      this.appendSystemEvent('$$$stats-127.0.0.1:2113', '$metadata');
+      this.appendSystemEvent('$stats-127.0.0.1:2113', '$statsCollected');
+    }
+  }
+
+  get log(): StoredEvent[] {
+    return this.storage.log;
+  }
+
+  private get streams(): Map<string, StoredEvent[]> {
+    return this.storage.streams;
+  }
+
+  private wake(): void {
+    this.storage.wake();
   }
 
   get connectionString(): string {
@@ -144,12 +202,15 @@ export class FakeEsdbServer {
   async start(port = 0): Promise<void> {
     const server = new grpc.Server();
     server.addService(StreamsService, {
-      read: (call: grpc.ServerWritableStream<ReadReq, ReadResp>) => void this.read(call),
-      append: (call: grpc.ServerReadableStream<AppendReq, AppendResp>, cb: grpc.sendUnaryData<AppendResp>) => this.append(call, cb),
+      read: (call: grpc.ServerWritableStream<ReadReq, ReadResp>) => (this.refusedAtStart(call) ? undefined : void this.read(call)),
+      append: (call: grpc.ServerReadableStream<AppendReq, AppendResp>, cb: grpc.sendUnaryData<AppendResp>) =>
+        this.starting ? cb(NOT_READY_YET) : this.append(call, cb),
       delete: (_call: unknown, cb: grpc.sendUnaryData<never>) => cb({ code: grpc.status.UNIMPLEMENTED, details: 'fake: delete' }),
       tombstone: (_call: unknown, cb: grpc.sendUnaryData<never>) => cb({ code: grpc.status.UNIMPLEMENTED, details: 'fake: tombstone' }),
-      batchAppend: (call: grpc.ServerDuplexStream<BatchAppendReq, BatchAppendResp>) =>
-        this.appendPath === 'batch' ? this.batchAppend(call) : call.destroy(Object.assign(new Error('fake: classic mode'), { code: grpc.status.UNIMPLEMENTED })),
+      batchAppend: (call: grpc.ServerDuplexStream<BatchAppendReq, BatchAppendResp>) => {
+        if (this.appendPath !== 'batch') return call.destroy(Object.assign(new Error('fake: classic mode'), { code: grpc.status.UNIMPLEMENTED }));
+        if (!this.refusedAtStart(call)) this.batchAppend(call);
+      },
     });
     // Advertising BatchAppend is what makes the client use it; without the service the client falls back to Append.
     if (this.appendPath === 'batch') server.addService(ServerFeaturesService, { getSupportedMethods: this.getSupportedMethods.bind(this) });
@@ -159,10 +220,71 @@ export class FakeEsdbServer {
     this.server = server;
   }
 
+  /** KurrentDB 26 refuses every call with UNAVAILABLE until the node is ready (NotReadyInterceptor). */
+  private refusedAtStart(call: { destroy(err?: Error): void }): boolean {
+    if (!this.starting) return false;
+    call.destroy(Object.assign(new Error(NOT_READY_YET.details), NOT_READY_YET));
+    return true;
+  }
+
+  /** While on, the node refuses every call as a KurrentDB 26 node does before it is ready. */
+  setStarting(on: boolean): void {
+    this.starting = on;
+  }
+
+  /**
+   * The next `count` appends (default: until called again with undefined) are refused as KurrentDB refuses a write it
+   * cannot take now: over BatchAppend a per-append error status with that message, no code and empty details (the
+   * client makes it an UnknownError); over the classic Append the call fails with UNAVAILABLE or UNKNOWN.
+   */
+  refuseAppends(reason: NodeRefusal | undefined, count = Number.POSITIVE_INFINITY): void {
+    this.refusal = reason ? { reason, remaining: count } : undefined;
+  }
+
+  private takeRefusal(): NodeRefusal | undefined {
+    if (!this.refusal || this.refusal.remaining <= 0) return undefined;
+    this.refusal.remaining -= 1;
+    return this.refusal.reason;
+  }
+
+  /**
+   * Makes this node a follower of `leader` (a node on the same storage), or the leader again with undefined. A follower
+   * forwards appends to its leader, and answers calls that require the leader with NotLeader and the leader's endpoint.
+   * With `lagging`, its reads see only the log as it stood at this call until `catchUp()`.
+   */
+  followerOf(leader: FakeEsdbServer | undefined, options: { lagging?: boolean } = {}): void {
+    if (leader && leader.storage !== this.storage) throw new Error('a follower shares its leader\'s storage');
+    this.leaderNode = leader;
+    this.replicated = leader && options.lagging ? this.log.length : undefined;
+  }
+
+  catchUp(): void {
+    this.replicated = undefined;
+  }
+
+  private requiresLeader(call: Call): boolean {
+    return call.metadata.get('requires-leader')[0] === 'true';
+  }
+
+  /** RpcExceptions.LeaderInfo: NOT_FOUND with the `not-leader` exception and the leader's endpoint as trailers. */
+  private notLeader(): grpc.ServiceError {
+    const metadata = new grpc.Metadata();
+    metadata.set('exception', 'not-leader');
+    metadata.set('leader-endpoint-host', '127.0.0.1');
+    metadata.set('leader-endpoint-port', String(this.leaderNode!.port));
+    return Object.assign(new Error('Leader info available'), { code: grpc.status.NOT_FOUND, details: 'Leader info available', metadata });
+  }
+
+  /** The node that decides appends: this one, or the leader a follower forwards to. */
+  private get decider(): FakeEsdbServer {
+    return this.leaderNode ?? this;
+  }
+
   /** Abrupt stop (like a crash or a network cut): open calls fail, data stays. */
   async stop(): Promise<void> {
     const server = this.server;
     this.server = undefined;
+    this.idCache.clear(); // memory, lost with the process
     for (const s of this.subscriptions) s.closed = true;
     this.subscriptions.clear();
     this.wake();
@@ -193,8 +315,8 @@ export class FakeEsdbServer {
     this.wake();
   }
 
-  /** Refuses new subscriptions with this gRPC status and ESDB `exception` trailer (undefined: accept again). */
-  refuseSubscriptionsWith(error: { code: grpc.status; exception: string } | undefined): void {
+  /** Refuses new subscriptions with this gRPC status, ESDB `exception` trailer and details (undefined: accept again). */
+  refuseSubscriptionsWith(error: { code: grpc.status; exception?: string; details?: string } | undefined): void {
     this.refuseSubscriptions = error;
   }
 
@@ -208,8 +330,26 @@ export class FakeEsdbServer {
     this.crashAfterCommits = n;
   }
 
-  /** Writes JSON events directly, as another client would (works while the gRPC server is stopped). */
-  write(stream: string, events: { type: string; data: unknown; id?: string }[]): StoredEvent[] {
+  /** The next `n` successful appends are answered without a position (the protocol's `no_position`). */
+  omitPositionsInNextAnswers(n = 1): void {
+    this.positionless = n;
+  }
+
+  private answerPosition(decision: Decision): Pos | undefined {
+    if (!decision.ok || !decision.report) return undefined;
+    if (this.positionless > 0) {
+      this.positionless--;
+      return undefined;
+    }
+    return decision.report;
+  }
+
+  /**
+   * Writes JSON events directly, as another client would (works while the gRPC server is stopped). `legacyTransaction`:
+   * as an explicit transaction of EventStore's old TCP API wrote them: the events share the commit position of a
+   * commit record written after them, prepare positions differ (such history stays in $all after an upgrade).
+   */
+  write(stream: string, events: { type: string; data: unknown; id?: string }[], options: { legacyTransaction?: boolean } = {}): StoredEvent[] {
     return this.commit(
       stream,
       events.map((e) => ({
@@ -219,6 +359,7 @@ export class FakeEsdbServer {
         data: Buffer.from(JSON.stringify(e.data)),
         customMetadata: new Uint8Array(),
       })),
+      options.legacyTransaction === true,
     );
   }
 
@@ -240,6 +381,9 @@ export class FakeEsdbServer {
     call.on('error', () => undefined);
     call.on('end', () => {
       if (!options) return cb({ code: grpc.status.INVALID_ARGUMENT, details: 'append without options' });
+      const refusal = this.takeRefusal();
+      if (refusal) return cb(REFUSALS[refusal].classic);
+      if (this.leaderNode && this.requiresLeader(call)) return cb(this.notLeader());
       const expected: Expected = options.hasRevision()
         ? { kind: 'revision', revision: Number(options.getRevision()) }
         : options.hasNoStream()
@@ -247,14 +391,15 @@ export class FakeEsdbServer {
           : options.hasStreamExists()
             ? { kind: 'stream_exists' }
             : { kind: 'any' };
-      const decision = this.decideAppend(streamNameOf(options.getStreamIdentifier()), expected, proposed);
+      const decision = this.decider.decideAppend(streamNameOf(options.getStreamIdentifier()), expected, proposed);
       if (this.crashed(decision)) return;
       const resp = new pb.AppendResp();
       if (decision.ok) {
         const ok = new pb.AppendResp.Success();
         if (decision.revision < 0) ok.setNoStream(new shared.Empty());
         else ok.setCurrentRevision(String(decision.revision));
-        if (decision.report) ok.setPosition(new pb.AppendResp.Position().setCommitPosition(String(decision.report.commit)).setPreparePosition(String(decision.report.prepare)));
+        const at = this.answerPosition(decision);
+        if (at) ok.setPosition(new pb.AppendResp.Position().setCommitPosition(String(at.commit)).setPreparePosition(String(at.prepare)));
         else ok.setNoPosition(new shared.Empty());
         return cb(null, resp.setSuccess(ok));
       }
@@ -290,6 +435,18 @@ export class FakeEsdbServer {
       this.calls.batchAppend++;
       const o = entry.options;
       if (!o) return call.destroy(new Error('batch append without options'));
+      // 26.x: a follower asked for the leader throws LeaderInfo inside the write's callback, which completes the whole
+      // call with it (Streams.BatchAppend.cs): every append pending on the call fails with NotLeader.
+      if (this.leaderNode && this.requiresLeader(call)) return call.destroy(this.notLeader());
+      const refusal = this.takeRefusal();
+      if (refusal) {
+        // NotHandled: a Status with only a message and empty details; the client cannot map it to an error class.
+        const details = new Any();
+        details.pack(new Empty().serializeBinary(), 'google.protobuf.Empty');
+        const resp = new pb.BatchAppendResp().setCorrelationId(correlation).setStreamIdentifier(o.getStreamIdentifier());
+        call.write(resp.setError(new statusPb.Status().setMessage(REFUSALS[refusal].batch).setDetails(details)));
+        return;
+      }
       const expected: Expected = o.hasStreamPosition()
         ? { kind: 'revision', revision: Number(o.getStreamPosition()) }
         : o.hasNoStream()
@@ -297,7 +454,7 @@ export class FakeEsdbServer {
           : o.hasStreamExists()
             ? { kind: 'stream_exists' }
             : { kind: 'any' };
-      const decision = this.decideAppend(streamNameOf(o.getStreamIdentifier()), expected, entry.proposed);
+      const decision = this.decider.decideAppend(streamNameOf(o.getStreamIdentifier()), expected, entry.proposed);
       if (this.crashed(decision)) return;
       const resp = new pb.BatchAppendResp().setCorrelationId(correlation).setStreamIdentifier(o.getStreamIdentifier());
       if (expected.kind === 'revision') resp.setStreamPosition(String(expected.revision));
@@ -308,7 +465,8 @@ export class FakeEsdbServer {
         const ok = new pb.BatchAppendResp.Success();
         if (decision.revision < 0) ok.setNoStream(new Empty());
         else ok.setCurrentRevision(String(decision.revision));
-        if (decision.report) ok.setPosition(new shared.AllStreamPosition().setCommitPosition(String(decision.report.commit)).setPreparePosition(String(decision.report.prepare)));
+        const at = this.answerPosition(decision);
+        if (at) ok.setPosition(new shared.AllStreamPosition().setCommitPosition(String(at.commit)).setPreparePosition(String(at.prepare)));
         else ok.setNoPosition(new Empty());
         resp.setSuccess(ok);
       } else {
@@ -328,6 +486,8 @@ export class FakeEsdbServer {
   }
 
   private getSupportedMethods(_call: unknown, cb: grpc.sendUnaryData<InstanceType<FeaturesPb['SupportedMethods']>>): void {
+    this.calls.serverFeatures++; // once per client channel: counts (re)connections
+    if (this.starting) return cb(NOT_READY_YET);
     const method = (name: string) => new featuresPb.SupportedMethod().setServiceName('event_store.client.streams.Streams').setMethodName(name);
     const methods = ['Read', 'Append', 'BatchAppend'].map(method);
     cb(null, new featuresPb.SupportedMethods().setEventStoreServerVersion('fake-24.10.0').setMethodsList(methods));
@@ -358,8 +518,8 @@ export class FakeEsdbServer {
       for (let i = 0; i < ids.length; i++) if (existing[from + i]?.id === ids[i]) matched++;
       return matched === 0 ? 'none' : matched === ids.length ? 'all' : 'some';
     };
-    const report = (events: StoredEvent[]): Pos | undefined =>
-      events.length === 0 ? undefined : this.positions === 'transaction' ? { commit: events[0]!.commit, prepare: events[0]!.prepare } : posOf(events.at(-1)!);
+    // The answer carries the last event's position (WriteEventsCompleted: CommitPosition of the write's last record).
+    const report = (events: StoredEvent[]): Pos | undefined => (events.length === 0 ? undefined : posOf(events.at(-1)!));
     const already = (lastIndex: number): Decision => ({
       ok: true,
       wrote: false,
@@ -379,30 +539,37 @@ export class FakeEsdbServer {
       return wrong();
     }
     if (expected.kind === 'stream_exists' && current < 0) return wrong();
-    // any / stream_exists: a retry is recognised by its first id anywhere in the stream
-    const at = existing.findIndex((e) => e.id === ids[0]);
-    if (at < 0) return commitNew();
-    return idempotency(at) === 'all' ? already(at + ids.length - 1) : wrong();
+    // any / stream_exists: a retry is recognised only while its first id is in the cache of recent ids
+    const cached = this.idCache.get(ids[0]!);
+    if (!cached || cached.stream !== name) return commitNew();
+    return idempotency(cached.index) === 'all' ? already(cached.index + ids.length - 1) : wrong();
   }
 
-  private commit(stream: string, events: Proposal[]): StoredEvent[] {
-    const list = this.streams.get(stream) ?? [];
-    this.streams.set(stream, list);
+  private remember(e: StoredEvent): void {
+    this.idCache.set(e.id, { stream: e.stream, index: e.revision });
+    if (this.idCache.size > this.idCacheSize) this.idCache.delete(this.idCache.keys().next().value!);
+  }
+
+  private commit(stream: string, events: Proposal[], legacyTransaction = false): StoredEvent[] {
+    const store = this.storage;
+    const list = store.streams.get(stream) ?? [];
+    store.streams.set(stream, list);
     const created = BigInt(Date.now()) * TICKS_PER_MS;
     // Records take room in the transaction file: positions are byte offsets, not a dense sequence.
     const prepares = events.map((e) => {
-      const position = this.nextPosition;
-      this.nextPosition += 96n + BigInt(e.data.length + e.customMetadata.length + stream.length + e.type.length);
+      const position = store.nextPosition;
+      store.nextPosition += 96n + BigInt(e.data.length + e.customMetadata.length + stream.length + e.type.length);
       return position;
     });
-    const commitRecord = this.nextPosition;
-    if (this.positions === 'transaction') this.nextPosition += 40n;
+    const commitRecord = store.nextPosition;
+    if (legacyTransaction) store.nextPosition += 40n;
     const written = events.map((e, i) => {
       const prepare = prepares[i]!;
-      const commit = this.positions === 'transaction' ? commitRecord : prepare;
-      const stored: StoredEvent = { ...e, stream, revision: list.length, created, commit, prepare };
+      const commit = legacyTransaction ? commitRecord : prepare;
+      const stored: StoredEvent = { ...e, stream, revision: list.length, created, commit, prepare, logIndex: store.log.length };
       list.push(stored);
-      this.log.push(stored);
+      store.log.push(stored);
+      this.remember(stored);
       return stored;
     });
     this.wake();
@@ -417,18 +584,26 @@ export class FakeEsdbServer {
       call.destroy({ name: 'InvalidArgument', message: 'read without options', code: grpc.status.INVALID_ARGUMENT } as never);
       return;
     }
+    if (this.leaderNode && this.requiresLeader(call)) {
+      call.emit('error', this.notLeader());
+      return;
+    }
     const predicate = this.filterOf(options);
     if (options.hasSubscription()) return this.subscribe(call, options, predicate);
     this.calls.read++;
     const count = Number(BigInt(options.getCount() || '0'));
     const backwards = options.getReadDirection() === 1;
     let selected: StoredEvent[];
+    // A lagging follower's reads see the log only as far as it has replicated.
+    const seen = this.replicated ?? this.log.length;
+    const log = seen < this.log.length ? this.log.slice(0, seen) : this.log;
 
     if (options.hasStream()) {
       const so = options.getStream()!;
       const name = Buffer.from(so.getStreamIdentifier()!.getStreamName_asU8()).toString('utf8');
-      const events = this.streams.get(name);
-      if (!events) {
+      const all = this.streams.get(name);
+      const events = all && seen < this.log.length ? all.filter((e) => e.logIndex < seen) : all;
+      if (!events?.length) {
         const nf = new pb.ReadResp.StreamNotFound().setStreamIdentifier(so.getStreamIdentifier());
         call.write(new pb.ReadResp().setStreamNotFound(nf));
         call.end();
@@ -447,14 +622,14 @@ export class FakeEsdbServer {
       const at = p ? { commit: BigInt(p.getCommitPosition()), prepare: BigInt(p.getPreparePosition()) } : undefined;
       selected = [];
       if (!backwards) {
-        const start = ao.hasEnd() ? this.log.length : at ? this.log.findIndex((e) => cmp(posOf(e), at) >= 0) : 0;
-        for (let i = start < 0 ? this.log.length : start; i < this.log.length && selected.length < count; i++) {
-          if (predicate(this.log[i]!)) selected.push(this.log[i]!);
+        const start = ao.hasEnd() ? log.length : at ? log.findIndex((e) => cmp(posOf(e), at) >= 0) : 0;
+        for (let i = start < 0 ? log.length : start; i < log.length && selected.length < count; i++) {
+          if (predicate(log[i]!)) selected.push(log[i]!);
         }
       } else {
-        let i = ao.hasStart() ? -1 : this.log.length - 1;
-        if (at) while (i >= 0 && cmp(posOf(this.log[i]!), at) >= 0) i--; // exclusive, like reading the record before it
-        for (; i >= 0 && selected.length < count; i--) if (predicate(this.log[i]!)) selected.push(this.log[i]!);
+        let i = ao.hasStart() ? -1 : log.length - 1;
+        if (at) while (i >= 0 && cmp(posOf(log[i]!), at) >= 0) i--; // exclusive, like reading the record before it
+        for (; i >= 0 && selected.length < count; i--) if (predicate(log[i]!)) selected.push(log[i]!);
       }
     }
     for (const e of selected) if (!(await this.send(call, this.eventResp(e)))) return;
@@ -476,9 +651,10 @@ export class FakeEsdbServer {
     this.calls.subscribe++;
     if (this.refuseSubscriptions) {
       // the server's error shape: a status code plus the `exception` trailer the client maps to its error classes
+      const { code, exception, details } = this.refuseSubscriptions;
       const metadata = new grpc.Metadata();
-      metadata.set('exception', this.refuseSubscriptions.exception);
-      call.emit('error', { code: this.refuseSubscriptions.code, details: this.refuseSubscriptions.exception, metadata });
+      if (exception) metadata.set('exception', exception);
+      call.emit('error', { code, details: details ?? exception ?? '', metadata });
       return;
     }
     const sub: { closed: boolean; call?: grpc.ServerWritableStream<ReadReq, ReadResp> } = { closed: false, call };
@@ -536,19 +712,16 @@ export class FakeEsdbServer {
       }
       await new Promise<void>((resolve) => {
         const wake = () => {
-          this.wakers.delete(wake);
+          this.storage.wakers.delete(wake);
           resolve();
         };
-        this.wakers.add(wake);
+        this.storage.wakers.add(wake);
         if (cursor < this.log.length || sub.closed) wake();
       });
     }
     end();
   }
 
-  private wake(): void {
-    for (const w of [...this.wakers]) w();
-  }
 
   /** Writes under gRPC flow control: waits for 'drain' when the call's buffer is full. */
   private async send(call: grpc.ServerWritableStream<ReadReq, ReadResp>, msg: ReadResp, sub?: { closed: boolean }): Promise<boolean> {

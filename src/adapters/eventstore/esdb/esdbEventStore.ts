@@ -10,6 +10,7 @@ import {
   START,
   STREAM_EXISTS,
   StreamNotFoundError,
+  UnavailableError,
   WrongExpectedVersionError,
   eventTypeFilter,
   jsonEvent,
@@ -21,6 +22,7 @@ import {
   type JSONType,
   type ResolvedEvent,
 } from '@eventstore/db-client';
+import { StreamsClient } from '@eventstore/db-client/generated/streams_grpc_pb.js';
 import {
   EventStoreUnavailableError,
   WrongExpectedRevisionError,
@@ -45,7 +47,10 @@ import type { Logger } from '../../../logger.ts';
 import type { Metrics } from '../../../metrics.ts';
 
 export interface EsdbEventStoreOptions {
-  /** `esdb://host:2113?tls=false` (or `kurrentdb://` style hosts; TLS options as the client documents) */
+  /**
+   * `esdb://host:2113?tls=false`, or `esdb+discover://host:2113` for gossip discovery of a cluster (TLS options as the
+   * client documents). @eventstore/db-client 6 accepts only these two schemes (it refuses `kurrentdb://`).
+   */
   connectionString: string;
   logger: Logger;
   metrics?: Metrics;
@@ -69,14 +74,27 @@ const ESDB_CAUSATION = '$causationId';
 
 type ClientRecorded = NonNullable<AllStreamResolvedEvent['event']>;
 
-/** Errors worth another attempt: the server was unreachable, restarting, or answered with a transport failure. */
+/**
+ * The server cannot take the request now: starting, too busy, or a cluster without a known leader (an election).
+ * KurrentDB 26 answers those over BatchAppend as a per-append error the client turns into an UnknownError without a
+ * code ("Could not recognize Server Is Not Ready"), over the classic Append as UNAVAILABLE or UNKNOWN, and refuses every
+ * call of a node that is not ready yet with UNAVAILABLE (Streams.BatchAppend.cs, RpcExceptions.cs, NotReadyInterceptor.cs).
+ */
+const NODE_STATE = /Server Is Not Ready|Server Is (?:Too )?Busy|No leader info available|node is not ready yet/i;
+
+export function isNodeStateRefusal(err: unknown): boolean {
+  return (err as { type?: string } | null)?.type === 'unknown' && NODE_STATE.test(err instanceof Error ? err.message : '');
+}
+
+/** Errors worth another attempt: the server was unreachable, restarting, busy, electing, or cut the call. */
 export function isTransientEsdbError(err: unknown): boolean {
   if (err instanceof EventStoreUnavailableError) return true;
   const type = (err as { type?: string } | null)?.type;
   if (type && ['unavailable', 'cancelled', 'deadline-exceeded', 'timeout', 'not-leader'].includes(type)) return true;
   const code = (err as { code?: unknown } | null)?.code;
-  // UnknownError wraps gRPC INTERNAL/UNKNOWN such as "Received RST_STREAM" when a connection is cut mid-call.
-  if (type === 'unknown') return code === 13 || code === 2 || code === 14;
+  // UnknownError also wraps gRPC INTERNAL, such as "Received RST_STREAM" when a connection is cut mid-call. UNKNOWN (2)
+  // alone says nothing (a server-side exception answers with it too): only the node-state messages make it transient.
+  if (type === 'unknown') return code === 13 || code === 14 || isNodeStateRefusal(err);
   // Some client paths (the ServerFeatures probe before an append) rethrow the raw gRPC error.
   return type === undefined && typeof code === 'number' && [1, 4, 10, 13, 14].includes(code);
 }
@@ -205,11 +223,30 @@ export class EsdbEventStore implements EventStore {
         return await op();
       } catch (err) {
         if (!isTransientEsdbError(err)) throw err;
+        if (isNodeStateRefusal(err)) await this.reconnect(err);
         if (attempt >= this.attempts) throw unavailable(what, err);
         const delayMs = this.backoff(attempt);
         this.log.warn({ err, what, attempt, delayMs }, 'EventStoreDB call failed; retrying');
         await sleep(delayMs);
       }
+    }
+  }
+
+  /**
+   * A node-state refusal over BatchAppend arrives inside a healthy call, so the client keeps its channel (it reconnects
+   * only when a call fails with UNAVAILABLE or NotLeader, which is what the classic Append gets for the same refusals).
+   * Have it reconnect the same way, so that the next attempt runs discovery again (esdb+discover://) and re-reads the
+   * server's features rather than asking a node that said it cannot serve.
+   */
+  private async reconnect(err: unknown): Promise<void> {
+    const client = this.client as unknown as {
+      getGRPCClient(c: typeof StreamsClient, name: string): Promise<{ getChannel(): unknown }>;
+      handleError(c: unknown, e: Error): Promise<void>;
+    };
+    try {
+      await client.handleError(await client.getGRPCClient(StreamsClient, 'reconnect'), new UnavailableError(undefined, (err as Error).message));
+    } catch (e) {
+      this.log.warn({ err: e }, 'EventStoreDB reconnect after a node-state refusal failed'); // the retry goes to the same node then
     }
   }
 
@@ -264,14 +301,10 @@ export class EsdbEventStore implements EventStore {
         this.bounded('append', this.client.appendToStream(streamId, payload, { expectedRevision, deadline: this.timeoutMs })),
       );
       const nextRevision = Number(r.nextExpectedRevision);
-      // The port promises the position of the last event. One event: the server's answer is it. Several: a server
-      // may report the transaction's position instead, so read the last one back (idempotent answers may lack it too).
-      let position: Position | undefined = r.position && events.length <= 1 ? { commit: r.position.commit, prepare: r.position.prepare } : undefined;
-      if (!position && nextRevision >= 0) {
-        const [last] = await this.readStream(streamId, { fromRevision: nextRevision, maxCount: 1 });
-        position = last?.position;
-      }
-      if (!position) throw new Error(`EventStoreDB append to ${streamId} returned no position`);
+      // The port promises the position of the last event, which is what the server answers with: since 20.x it writes
+      // each event as its own committed record and reports the write's last one (StorageWriterService, WriteEvents).
+      // Only an answer without a position (the protocol allows it) is completed by reading the event from the leader.
+      const position: Position = r.position ? { commit: r.position.commit, prepare: r.position.prepare } : await this.positionFromLeader(streamId, nextRevision);
       return { nextRevision, position };
     } catch (err) {
       if (err instanceof WrongExpectedVersionError) {
@@ -280,6 +313,24 @@ export class EsdbEventStore implements EventStore {
       }
       throw err;
     }
+  }
+
+  /**
+   * The committed event at `revision`, read from the leader (a follower may not have it yet): retried like a transport
+   * failure while it is not there, and EventStoreUnavailableError in the end, never a plain error after a commit (the
+   * caller's retry of the append with the same ids is answered idempotently).
+   */
+  private positionFromLeader(streamId: string, revision: number): Promise<Position> {
+    return this.retrying('append position', async () => {
+      const read = await this.collect<ResolvedEvent>('readStream', () =>
+        this.client.readStream(streamId, { direction: FORWARDS, fromRevision: BigInt(revision), maxCount: 1, requiresLeader: true }),
+      ).catch((err: unknown) => (err instanceof StreamNotFoundError ? [] : Promise.reject(err)));
+      const event = read[0]?.event;
+      if (!event || Number(event.revision) !== revision) {
+        throw new EventStoreUnavailableError(`EventStoreDB append to ${streamId}: revision ${revision} not readable on the leader yet`);
+      }
+      return positionOf(event as ClientRecorded);
+    });
   }
 
   async readStream(streamId: string, options: ReadStreamOptions = {}): Promise<RecordedEvent[]> {
