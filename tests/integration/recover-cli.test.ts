@@ -46,7 +46,7 @@ describe.skipIf(!ok)('wearon recover with REDIS_URL set (real Redis)', () => {
       DATA_DIR: dataDir, REDIS_URL, QUEUE_KEY: queueKey, POSE_ENABLED: 'false', WORKER_ID: 'recover-test', IMAGE_FETCH_ALLOW_HOSTS: '127.0.0.1',
     });
     // One generation in the ledger, due: requested (never charged) on an account with a credit.
-    const parsed = parseTaskPayload(serializeProducerTask(buildProducerTask({ userId: 'recover-u1', imageUrls: [images.url('/slow.jpg')] })));
+    const parsed = parseTaskPayload(serializeProducerTask(buildProducerTask({ userId: randomUUID(), imageUrls: [images.url('/slow.jpg')] })));
     if (!parsed.ok) throw new Error(parsed.reason);
     const due = parsed.task;
     await withScope(logger, async (scope) => {
@@ -56,7 +56,7 @@ describe.skipIf(!ok)('wearon recover with REDIS_URL set (real Redis)', () => {
       await saga.request(requestFromTask(due, config.GENERATION_COST, Date.now()));
     });
     // Tasks waiting in the producer's queue: recovery is not intake, they must stay where they are.
-    const waiting = Array.from({ length: 5 }, () => serializeProducerTask(buildProducerTask({ userId: 'recover-u2', imageUrls: ['https://images.example/m.jpg'] })));
+    const waiting = Array.from({ length: 5 }, () => serializeProducerTask(buildProducerTask({ userId: randomUUID(), imageUrls: ['https://images.example/m.jpg'] })));
     await admin.lpush(queueKey, ...waiting);
     const before = await admin.lrange(queueKey, 0, -1);
 
