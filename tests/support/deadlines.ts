@@ -41,11 +41,18 @@ export async function waitFor<T>(what: string, fn: () => T | undefined | null | 
 }
 
 /** Races `p` against a scaled deadline; the rejection names what was awaited. */
-export async function within<T>(what: string, p: Promise<T>, timeoutMs: number): Promise<T> {
-  const limit = scaled(timeoutMs);
+export function within<T>(what: string, p: Promise<T>, timeoutMs: number): Promise<T> {
+  return before(what, p, Date.now() + scaled(timeoutMs));
+}
+
+/** Races `p` against an absolute deadline (epoch ms, from `Date.now() + scaled(...)`), for loops that share one. */
+export async function before<T>(what: string, p: Promise<T>, deadlineAt: number): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
   try {
-    return await Promise.race([p, new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`timed out after ${limit} ms waiting for ${what}`)), limit)))]);
+    return await Promise.race([
+      p,
+      new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`timed out waiting for ${what}`)), Math.max(0, deadlineAt - Date.now())))),
+    ]);
   } finally {
     clearTimeout(timer);
   }

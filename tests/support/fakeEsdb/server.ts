@@ -185,6 +185,8 @@ export class FakeEsdbServer {
   readonly calls = { append: 0, batchAppend: 0, read: 0, subscribe: 0, serverFeatures: 0 };
   /** events written to subscription calls (flow-control checks) */
   subscriptionEventsSent = 0;
+  /** subscription calls waiting for 'drain' right now: the client has not pulled what was sent */
+  private heldByFlowControl = 0;
 
   constructor(options: FakeEsdbServerOptions = {}) {
     this.appendPath = options.appendPath ?? 'batch';
@@ -211,6 +213,11 @@ export class FakeEsdbServer {
 
   get connectionString(): string {
     return `esdb://127.0.0.1:${this.port}?tls=false`;
+  }
+
+  /** Subscription or read calls that stopped writing until the client pulls (gRPC flow control), right now. */
+  callsHeldByFlowControl(): number {
+    return this.heldByFlowControl;
   }
 
   /** Active subscription calls on the server side (leak checks). */
@@ -746,6 +753,7 @@ export class FakeEsdbServer {
   private async send(call: grpc.ServerWritableStream<ReadReq, ReadResp>, msg: ReadResp, sub?: { closed: boolean }): Promise<boolean> {
     if (sub?.closed || call.cancelled || call.destroyed) return false;
     if (call.write(msg)) return true;
+    this.heldByFlowControl++;
     await new Promise<void>((resolve) => {
       const done = () => {
         call.off('drain', done);
@@ -757,6 +765,7 @@ export class FakeEsdbServer {
       call.on('cancelled', done);
       call.on('close', done);
     });
+    this.heldByFlowControl--;
     return !(sub?.closed || call.cancelled || call.destroyed);
   }
 
