@@ -10,6 +10,7 @@ export default defineConfig({
     hookTimeout: scaled(60_000),
     // Integration suites share one Redis and one Postgres; files isolate themselves by key prefix / schema.
     pool: 'forks',
-    reporters: ['default'],
+    // The summary reporter prints passed/failed/skipped with each skip's reason (tests/support/summaryReporter.ts).
+    reporters: ['default', './tests/support/summaryReporter.ts'],
   },
 });
