@@ -24,14 +24,24 @@ export function which(tool: string): string | null {
 
 /**
  * The tool's path, or null after printing why its tests skip. Under CI=true a missing tool throws: a green CI must
- * mean these tests ran (.ci/run installs them: apt-get install -y nginx prometheus docker-compose openssl).
+ * mean these tests ran (.ci/run installs them with scripts/install-test-tools.sh).
  */
 export function requireTool(tool: string, pkg: string): string | null {
   const p = which(tool);
   if (p) return p;
   const reason = `${tool} not found (Debian package ${pkg})`;
   if (process.env.CI === 'true') throw new Error(`${reason}; CI=true requires it`);
-  console.warn(`SKIP: ${reason}; apt-get install -y ${pkg} to run these tests`);
+  console.warn(`SKIP: ${reason}; scripts/install-test-tools.sh installs it`);
+  return null;
+}
+
+/** python3 when it has the yaml module (Debian python3-yaml), else null after printing why; under CI=true it throws. */
+export async function pythonWithYaml(unchecked: string): Promise<string | null> {
+  const python = which('python3');
+  if (python && (await run(python, ['-c', 'import yaml'])).code === 0) return python;
+  const reason = 'python3 with the yaml module (Debian package python3-yaml) is not available';
+  if (process.env.CI === 'true') throw new Error(`${reason}; CI=true requires it`);
+  console.warn(`SKIP: ${reason}; ${unchecked}; scripts/install-test-tools.sh installs it`);
   return null;
 }
 

@@ -4,7 +4,7 @@
 // seed that replays it (fast-check's `{ seed: ..., path: ... }`, the crash test's `seed N`).
 //
 // With WEARON_TEST_SUMMARY=<file> it appends one JSON line per vitest run to that file, so the several vitest runs
-// of `npm test` add up: scripts/test-summary.mjs prints the total (.ci/run and scripts/test-repeat.mjs use it).
+// of `npm test` add up: scripts/test-summary.ts prints the total (.ci/run and scripts/test-repeat.mjs use it).
 import { appendFileSync } from 'node:fs';
 import path from 'node:path';
 import type { SerializedError } from '@vitest/utils';
