@@ -190,7 +190,7 @@ describe('esdb subscription lifecycle (fake server)', () => {
     const rest = await nextEvents(it, 3999, seen, 60_000); // 3999 events through the client: give a busy machine time
     expect(rest[3998]).toBe(3999);
     await sub.close();
-  });
+  }, scaled(120_000)); // the drain's 60 s deadline must fit inside the test's
 
   it('resumes a subscription the server ended cleanly, and ends with the error when the server refuses for good', async () => {
     fake = await startFakeEsdb();
