@@ -6,6 +6,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from '../../../logger.ts';
 import type {
   Checkpoint,
+  ProjectionFailure,
   ProjectionLease,
   ReadModel,
   ReadModelTx,
@@ -14,6 +15,7 @@ import type {
   Value,
 } from '../../../projections/readModel.ts';
 import {
+  CHECKPOINT_COLUMNS,
   CHECKPOINTS_DDL,
   PLATFORM_COLUMNS,
   PLATFORM_DDL,
@@ -81,23 +83,21 @@ class PgTx implements ReadModelTx {
       [projection],
     );
     const r = await this.c.query(
-      'SELECT commit_position, prepare_position, events, updated_at FROM projection_checkpoints WHERE projection = $1 FOR UPDATE',
+      'SELECT projection, commit_position, prepare_position, events, updated_at, failure FROM projection_checkpoints WHERE projection = $1 FOR UPDATE',
       [projection],
     );
-    const row = r.rows[0];
-    return {
-      projection,
-      position: { commit: BigInt(row.commit_position), prepare: BigInt(row.prepare_position) },
-      events: Number(row.events),
-      updatedAt: row.updated_at,
-    };
+    return checkpointOf(r.rows[0]);
   }
 
   async setCheckpoint(projection: string, position: { commit: bigint; prepare: bigint }, events: number): Promise<void> {
     await this.c.query(
-      'UPDATE projection_checkpoints SET commit_position = $2, prepare_position = $3, events = $4, updated_at = now() WHERE projection = $1',
+      'UPDATE projection_checkpoints SET commit_position = $2, prepare_position = $3, events = $4, updated_at = now(), failure = NULL WHERE projection = $1',
       [projection, position.commit.toString(), position.prepare.toString(), events],
     );
+  }
+
+  async setFailure(projection: string, failure: ProjectionFailure | null): Promise<void> {
+    await this.c.query('UPDATE projection_checkpoints SET failure = $2 WHERE projection = $1', [projection, failure && JSON.stringify(failure)]);
   }
 
   async load(t: TableSpec, keys: readonly string[]): Promise<Row[]> {
@@ -152,6 +152,31 @@ class PgTx implements ReadModelTx {
   }
 }
 
+function checkpointOf(x: Record<string, unknown>): Checkpoint {
+  return {
+    projection: x.projection as string,
+    position: { commit: BigInt(x.commit_position as string), prepare: BigInt(x.prepare_position as string) },
+    events: Number(x.events),
+    updatedAt: x.updated_at as string | null,
+    failure: x.failure ? (JSON.parse(x.failure as string) as ProjectionFailure) : null,
+  };
+}
+
+const NET_ERRORS = new Set(['ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'EAI_AGAIN', 'ENOTFOUND']);
+/** SQLSTATEs no event causes: serialization failure, deadlock, lock not available (the rest are whole classes, below). */
+const TRANSIENT_STATES = new Set(['40001', '40P01', '55P03']);
+
+/**
+ * Connection (08), resources (53), operator intervention / timeouts (57), the states above, node's network errors and
+ * node-postgres' own connection messages, and a lost projection lock.
+ */
+export function isTransientPgReadModelError(err: unknown): boolean {
+  const code = String((err as { code?: unknown } | null)?.code ?? '');
+  if (NET_ERRORS.has(code) || TRANSIENT_STATES.has(code) || /^(08|53|57)/.test(code)) return true;
+  const message = err instanceof Error ? err.message : '';
+  return /Connection terminated|connection error|timeout exceeded|Client was closed|Client has encountered a connection error|lock lost/i.test(message);
+}
+
 async function inTransaction<T>(c: pg.ClientBase, fn: (tx: ReadModelTx) => Promise<T>): Promise<T> {
   await c.query('BEGIN');
   try {
@@ -203,7 +228,7 @@ export class PgReadModel implements ReadModel {
       await c.query('ALTER TABLE projection_checkpoints ENABLE ROW LEVEL SECURITY');
       for (const t of PROJECTION_TABLES) for (const s of tableDdl('postgres', t)) await c.query(s);
       for (const s of PLATFORM_DDL) await c.query(renderDdl(s, 'postgres'));
-      for (const [table, cols] of Object.entries(PLATFORM_COLUMNS)) {
+      for (const [table, cols] of Object.entries({ ...PLATFORM_COLUMNS, projection_checkpoints: CHECKPOINT_COLUMNS })) {
         const have = await c.query(
           'SELECT column_name FROM information_schema.columns WHERE table_schema = current_schema() AND table_name = $1',
           [table],
@@ -280,12 +305,11 @@ export class PgReadModel implements ReadModel {
 
   async checkpoints(): Promise<Checkpoint[]> {
     const r = await this.pool.query('SELECT * FROM projection_checkpoints ORDER BY projection');
-    return r.rows.map((x) => ({
-      projection: x.projection,
-      position: { commit: BigInt(x.commit_position), prepare: BigInt(x.prepare_position) },
-      events: Number(x.events),
-      updatedAt: x.updated_at,
-    }));
+    return r.rows.map(checkpointOf);
+  }
+
+  isTransient(err: unknown): boolean {
+    return isTransientPgReadModelError(err);
   }
 
   async readAll(t: TableSpec, where?: string): Promise<Row[]> {
