@@ -331,12 +331,12 @@ export class Projector {
       since: same ? this._failure!.since : new Date().toISOString(),
       attempts: same ? this._failure!.attempts + 1 : 1,
     };
-    this._failure = failure;
-    this.options.metrics?.projectionStuck.set({ projection: this.name }, 1);
     this.options.logger.error({ err: err.cause, projection: this.name, event: failure }, 'projection_stuck');
     await lease.transaction((tx) => tx.setFailure(this.name, failure)).catch((e2: unknown) =>
       this.options.logger.warn({ err: e2, projection: this.name }, 'projection_failure_not_recorded'),
     );
+    this._failure = failure;
+    this.options.metrics?.projectionStuck.set({ projection: this.name }, 1);
   }
 
   private unstuck(): void {
