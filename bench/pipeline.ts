@@ -25,7 +25,7 @@ import type { BenchSuite, Figure } from './types.ts';
 const BENCH_USER = '00000000-0000-4000-8000-00000000be7c';
 
 /** A photo scaled to about 2 megapixels (JPEG, quality 90), or a noise image of that size. */
-async function twoMegapixel(file: string, seed: number): Promise<Buffer> {
+export async function twoMegapixel(file: string, seed: number): Promise<Buffer> {
   const dir = fixturesDir();
   const src = dir ? path.join(dir, file) : '';
   if (!src || !existsSync(src)) return noisyJpeg(1600, 1250, seed);
@@ -34,7 +34,7 @@ async function twoMegapixel(file: string, seed: number): Promise<Buffer> {
   return sharp(src).resize(Math.round(meta.width! * scale)).jpeg({ quality: 90 }).toBuffer();
 }
 
-const pct = (xs: number[], p: number) => {
+export const pct = (xs: number[], p: number) => {
   const s = [...xs].sort((a, b) => a - b);
   return s.length ? s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))]! : NaN;
 };

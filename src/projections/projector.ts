@@ -77,15 +77,15 @@ export async function applyEvents(tx: ReadModelTx, t: Target, events: readonly R
   if (changed.size === 0) return;
   await tx.upsert(t.state, [...changed].map((k) => rows.get(k)!));
   if (t.entries && entries.length) await tx.insertIgnore(t.entries, entries);
-  if (t.publish) for (const sql of p.publish) await publish(tx, t, sql, [...changed]);
+  if (t.publish && p.publish.length) await publish(tx, t, p.publish, [...changed]);
 }
 
 /**
- * Copies state rows into a platform table. A row the platform refuses (Supabase FKs to users/stores: the owner was
- * deleted) must not stall the projection: on a constraint violation the batch's rows are published one by one and
- * the refused ones skipped (logged through the error; `wearon verify` reports them as drift).
+ * Copies state rows into the platform tables, every statement as one step. A row the platform refuses (Supabase FKs
+ * to users/stores: the owner was deleted) must not stall the projection: on a constraint violation the batch's rows
+ * are published one by one and the refused ones skipped (logged through the error; `wearon verify` reports them as drift).
  */
-export async function publish(tx: ReadModelTx, t: Target, sql: string, keys: string[] | null): Promise<void> {
+export async function publish(tx: ReadModelTx, t: Target, sql: readonly string[], keys: string[] | null): Promise<void> {
   if ((await tx.execGuarded(sql, keys)) === null) return;
   for (const k of keys ?? (await tx.keys(t.projection.state))) {
     const refused = await tx.execGuarded(sql, [k]);

@@ -63,8 +63,11 @@ export interface ReadModelTx {
    * (null = every row), `{uuid:x}`, `{ts:x}`, `{now}`.
    */
   exec(sql: string, keys: readonly string[] | null, tables?: Record<string, string>): Promise<number>;
-  /** `exec` inside a savepoint: a constraint violation is rolled back and returned as its message (else null). */
-  execGuarded(sql: string, keys: readonly string[] | null): Promise<string | null>;
+  /**
+   * `exec` of one statement, or of several as one step (Postgres: one statement, one round trip), inside a savepoint: a
+   * constraint violation is rolled back and returned as its message (else null).
+   */
+  execGuarded(sql: string | readonly string[], keys: readonly string[] | null): Promise<string | null>;
 }
 
 /** The right to write one projection: at most one holder at a time across processes. */

@@ -91,7 +91,7 @@ export async function rebuildProjection(options: RebuildOptions): Promise<Rebuil
         await tx.exec(`INSERT INTO ${live_.name} SELECT * FROM ${shadow_.name}`, null);
       }
       const liveT = { ...liveTarget(p), onRefused: (key: string, reason: string) => logger.error({ projection: p.name, key, reason }, 'projection_row_refused') };
-      for (const sql of p.publish) await publish(tx, liveT, sql, null);
+      if (p.publish.length) await publish(tx, liveT, p.publish, null);
       await tx.setCheckpoint(p.name, cp, events);
       await tx.exec(`DELETE FROM projection_checkpoints WHERE projection = '${t.checkpoint}'`, null);
       return { cp, events };

@@ -77,13 +77,11 @@ class PgTx implements ReadModelTx {
   constructor(private readonly c: pg.ClientBase) {}
 
   async lockCheckpoint(projection: string): Promise<Checkpoint> {
-    await this.c.query(
-      `INSERT INTO projection_checkpoints (projection, commit_position, prepare_position, events, updated_at)
-       VALUES ($1, -1, -1, 0, now()) ON CONFLICT (projection) DO NOTHING`,
-      [projection],
-    );
+    // One round trip: the no-op DO UPDATE locks an existing row as FOR UPDATE would, and returns it.
     const r = await this.c.query(
-      'SELECT projection, commit_position, prepare_position, events, updated_at, failure FROM projection_checkpoints WHERE projection = $1 FOR UPDATE',
+      `INSERT INTO projection_checkpoints AS c (projection, commit_position, prepare_position, events, updated_at)
+       VALUES ($1, -1, -1, 0, now()) ON CONFLICT (projection) DO UPDATE SET projection = c.projection
+       RETURNING projection, commit_position, prepare_position, events, updated_at, failure`,
       [projection],
     );
     return checkpointOf(r.rows[0]);
@@ -134,10 +132,11 @@ class PgTx implements ReadModelTx {
     return r.rowCount ?? 0;
   }
 
-  async execGuarded(sql: string, keys: readonly string[] | null): Promise<string | null> {
+  async execGuarded(sql: string | readonly string[], keys: readonly string[] | null): Promise<string | null> {
     await this.c.query('SAVEPOINT publish');
     try {
-      await this.exec(sql, keys);
+      // Several statements as one: data-modifying CTEs, each run once and to completion (one round trip).
+      await this.exec(typeof sql === 'string' ? sql : sql.length === 1 ? sql[0]! : `WITH ${sql.map((s, i) => `s${i} AS (${s})`).join(', ')} SELECT 1`, keys);
       await this.c.query('RELEASE SAVEPOINT publish');
       return null;
     } catch (err) {
@@ -269,8 +268,11 @@ export class PgReadModel implements ReadModel {
       await client.end().catch(() => undefined);
       throw err;
     }
-    // A rebuild writes only its shadow tables, which a crash discards anyway: no need to wait for WAL flushes.
-    if (projection.endsWith('#rebuild')) await client.query('SET synchronous_commit = off');
+    // No waiting for WAL flushes on a projection's commits: what a crash of the database loses (its last moments of
+    // commits) is lost together with the checkpoint that covers it, and re-projected from the log (the SQLite read
+    // model's synchronous=NORMAL, likewise). A rebuild writes only shadow tables, which a crash discards anyway.
+    // Measured: the flush was the costliest step of a live batch (docs/projections.md, freshness).
+    await client.query('SET synchronous_commit = off');
     held = true;
     let queue: Promise<unknown> = Promise.resolve();
     return {

@@ -115,10 +115,10 @@ class SqliteTx implements ReadModelTx {
     return s.run(...(keys !== null ? [JSON.stringify(keys)] : [])).changes;
   }
 
-  async execGuarded(sql: string, keys: readonly string[] | null): Promise<string | null> {
+  async execGuarded(sql: string | readonly string[], keys: readonly string[] | null): Promise<string | null> {
     this.db.exec('SAVEPOINT publish');
     try {
-      await this.exec(sql, keys);
+      for (const s of typeof sql === 'string' ? [sql] : sql) await this.exec(s, keys);
       this.db.exec('RELEASE publish');
       return null;
     } catch (err) {
