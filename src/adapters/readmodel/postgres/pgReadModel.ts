@@ -73,39 +73,81 @@ function normalize(t: TableSpec, r: Record<string, unknown>): Row {
   return out;
 }
 
+/**
+ * One transaction on one connection, in as few round trips as the batch allows (each one waits for the database and
+ * for this process's event loop, which a busy worker keeps occupied): BEGIN travels with the first statement, the
+ * checkpoint update with COMMIT, and a publish savepoint is released with the next one (or the transaction). Statements that
+ * share a round trip use the simple query protocol, their few values written as literals (names, positions, counts).
+ */
 class PgTx implements ReadModelTx {
+  private begun = false;
+  /** the checkpoint update, sent with the next statement or with COMMIT */
+  private deferred: string | null = null;
+  /** a publish savepoint is open (see execGuarded) */
+  private savepoint = false;
+
   constructor(private readonly c: pg.ClientBase) {}
 
+  /** SQL that must run before the next statement: BEGIN (once) and a deferred checkpoint update. */
+  private prefix(): string {
+    const out = [this.begun ? '' : 'BEGIN', this.deferred ?? ''].filter(Boolean).join('; ');
+    this.begun = true;
+    this.deferred = null;
+    return out;
+  }
+
+  /** A statement with bound values (a round trip of its own, after any prefix). */
+  async q(text: string, values?: unknown[]): Promise<pg.QueryResult> {
+    const pre = this.prefix();
+    if (pre) await this.c.query(pre);
+    return this.c.query(text, values);
+  }
+
+  /** Statements without values: one round trip with the prefix; the last statement's result. */
+  private async simple(text: string): Promise<pg.QueryResult> {
+    const pre = this.prefix();
+    const r = (await this.c.query(pre ? `${pre}; ${text}` : text)) as pg.QueryResult | pg.QueryResult[];
+    return Array.isArray(r) ? r[r.length - 1]! : r;
+  }
+
+  async commit(): Promise<void> {
+    if (!this.begun) return; // nothing ran: no transaction to end
+    await this.simple('COMMIT');
+  }
+
+  async rollback(): Promise<void> {
+    this.deferred = null;
+    if (this.begun) await this.c.query('ROLLBACK');
+  }
+
   async lockCheckpoint(projection: string): Promise<Checkpoint> {
-    // One round trip: the no-op DO UPDATE locks an existing row as FOR UPDATE would, and returns it.
-    const r = await this.c.query(
+    // One statement: the no-op DO UPDATE locks an existing row as FOR UPDATE would, and returns it.
+    const r = await this.simple(
       `INSERT INTO projection_checkpoints AS c (projection, commit_position, prepare_position, events, updated_at)
-       VALUES ($1, -1, -1, 0, now()) ON CONFLICT (projection) DO UPDATE SET projection = c.projection
+       VALUES (${this.c.escapeLiteral(projection)}, -1, -1, 0, now()) ON CONFLICT (projection) DO UPDATE SET projection = c.projection
        RETURNING projection, commit_position, prepare_position, events, updated_at, failure`,
-      [projection],
     );
     return checkpointOf(r.rows[0]);
   }
 
   async setCheckpoint(projection: string, position: { commit: bigint; prepare: bigint }, events: number): Promise<void> {
-    await this.c.query(
-      'UPDATE projection_checkpoints SET commit_position = $2, prepare_position = $3, events = $4, updated_at = now(), failure = NULL WHERE projection = $1',
-      [projection, position.commit.toString(), position.prepare.toString(), events],
-    );
+    if (this.deferred) await this.q('SELECT 1'); // two in a row: the first one runs now
+    this.deferred = `UPDATE projection_checkpoints SET commit_position = ${BigInt(position.commit)}, prepare_position = ${BigInt(position.prepare)},
+      events = ${Math.trunc(Number(events))}, updated_at = now(), failure = NULL WHERE projection = ${this.c.escapeLiteral(projection)}`;
   }
 
   async setFailure(projection: string, failure: ProjectionFailure | null): Promise<void> {
-    await this.c.query('UPDATE projection_checkpoints SET failure = $2 WHERE projection = $1', [projection, failure && JSON.stringify(failure)]);
+    await this.q('UPDATE projection_checkpoints SET failure = $2 WHERE projection = $1', [projection, failure && JSON.stringify(failure)]);
   }
 
   async load(t: TableSpec, keys: readonly string[]): Promise<Row[]> {
     if (keys.length === 0) return [];
-    const r = await this.c.query(`SELECT * FROM ${t.name} WHERE ${t.key} = ANY($1::text[])`, [keys]);
+    const r = await this.q(`SELECT * FROM ${t.name} WHERE ${t.key} = ANY($1::text[])`, [keys]);
     return r.rows.map((x) => normalize(t, x));
   }
 
   async keys(t: TableSpec): Promise<string[]> {
-    const r = await this.c.query(`SELECT ${t.key} AS k FROM ${t.name}`);
+    const r = await this.q(`SELECT ${t.key} AS k FROM ${t.name}`);
     return r.rows.map((x) => x.k as string);
   }
 
@@ -114,7 +156,7 @@ class PgTx implements ReadModelTx {
     const cols = t.columns.map((c) => c.name);
     const arrays = t.columns.map((c) => rows.map((r) => r[c.name] ?? null));
     const unnest = t.columns.map((c, i) => `$${i + 1}::${pgArrayType(c.type)}`).join(', ');
-    await this.c.query(`INSERT INTO ${t.name} (${cols.join(', ')}) SELECT * FROM unnest(${unnest}) ON CONFLICT (${t.key}) ${conflict}`, arrays);
+    await this.q(`INSERT INTO ${t.name} (${cols.join(', ')}) SELECT * FROM unnest(${unnest}) ON CONFLICT (${t.key}) ${conflict}`, arrays);
   }
 
   upsert(t: TableSpec, rows: readonly Row[]): Promise<void> {
@@ -128,16 +170,17 @@ class PgTx implements ReadModelTx {
 
   async exec(sql: string, keys: readonly string[] | null, tables?: Record<string, string>): Promise<number> {
     const text = renderSql(sql, RENDER, keys !== null, tables);
-    const r = await this.c.query(text, keys !== null ? [keys] : []);
+    const r = await this.q(text, keys !== null ? [keys] : []);
     return r.rowCount ?? 0;
   }
 
   async execGuarded(sql: string | readonly string[], keys: readonly string[] | null): Promise<string | null> {
-    await this.c.query('SAVEPOINT publish');
+    // Released only when the next one opens (same round trip): never nested, and no round trip of its own.
+    await this.simple(this.savepoint ? 'RELEASE SAVEPOINT publish; SAVEPOINT publish' : 'SAVEPOINT publish');
+    this.savepoint = true;
     try {
       // Several statements as one: data-modifying CTEs, each run once and to completion (one round trip).
       await this.exec(typeof sql === 'string' ? sql : sql.length === 1 ? sql[0]! : `WITH ${sql.map((s, i) => `s${i} AS (${s})`).join(', ')} SELECT 1`, keys);
-      await this.c.query('RELEASE SAVEPOINT publish');
       return null;
     } catch (err) {
       // class 23: integrity constraint violation (FK, check, not null, unique); class 22: data exception (an id that is
@@ -145,7 +188,6 @@ class PgTx implements ReadModelTx {
       const code = String((err as { code?: string }).code ?? '');
       if (!code.startsWith('23') && !code.startsWith('22')) throw err;
       await this.c.query('ROLLBACK TO SAVEPOINT publish');
-      await this.c.query('RELEASE SAVEPOINT publish');
       return (err as Error).message;
     }
   }
@@ -177,13 +219,13 @@ export function isTransientPgReadModelError(err: unknown): boolean {
 }
 
 async function inTransaction<T>(c: pg.ClientBase, fn: (tx: ReadModelTx) => Promise<T>): Promise<T> {
-  await c.query('BEGIN');
+  const tx = new PgTx(c);
   try {
-    const out = await fn(new PgTx(c));
-    await c.query('COMMIT');
+    const out = await fn(tx);
+    await tx.commit();
     return out;
   } catch (err) {
-    await c.query('ROLLBACK').catch(() => undefined);
+    await tx.rollback().catch(() => undefined);
     throw err;
   }
 }
