@@ -21,6 +21,8 @@ import { Projector, projectionStatus, projectorsProbe } from '../../src/projecti
 import { PROJECTIONS } from '../../src/projections/projections.ts';
 import { openSqliteReadModel } from '../../src/adapters/readmodel/sqlite/sqliteReadModel.ts';
 import { verifyReadModels } from '../../src/projections/verifyReadModels.ts';
+import { rebuildProjection } from '../../src/projections/rebuild.ts';
+import { silentLogger } from '../../src/logger.ts';
 import { pgReadModel } from '../support/readModels.ts';
 import { postgresAvailable } from '../support/services.ts';
 
@@ -84,6 +86,10 @@ describe.skipIf(!pgOk)('a projector that cannot apply an event (Postgres read mo
       expect(await t.rm.query('SELECT account, balance FROM credit_accounts')).toEqual([{ account: a, balance: MAX_CREDITS }]);
       // health degraded, gauge set, the event named in an error log line
       await expect(projectorsProbe([projector])()).rejects.toThrow(poison);
+      // a rebuild stops at the same event, and names it
+      await expect(rebuildProjection({ store, readModel: t.rm, projection: PROJECTIONS['credit-balances'], logger: silentLogger() })).rejects.toThrow(
+        new RegExp(`cannot apply event ${poison} \\(CreditsGranted, ${accountStream(a)}@1, position 1/1\\): value "4294967294" is out of range`),
+      );
       expect((await metrics.projectionStuck.get()).values).toEqual([expect.objectContaining({ labels: { projection: 'credit-balances' }, value: 1 })]);
       expect(lines.find((l) => l.msg === 'projection_stuck')).toMatchObject({ level: 50, projection: 'credit-balances', event: { eventId: poison } });
       // it keeps trying (backing off), without ever getting past the event
