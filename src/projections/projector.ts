@@ -194,6 +194,11 @@ export interface ProjectorOptions {
 
 /** How often, at most, a projection's gauges are recomputed while it is catching up. */
 const REPORT_EVERY_MS = 10_000;
+/**
+ * How often, at most, the lag (a head query) and, once caught up, the gauges (a read-model query) are recomputed: a
+ * projector woken by every append reads far more often than a scrape could see (Prometheus scrapes every 15 s).
+ */
+const REFRESH_MS = 1_000;
 
 /** A long-running projector: waits for the lock, then follows the log until stopped. */
 export class Projector {
@@ -203,6 +208,7 @@ export class Projector {
   private _active = false;
   private lease: { held: boolean } | null = null;
   private lastReport = 0;
+  private lastLag = 0;
   private changedSinceReport = true;
   private _failure: ProjectionFailure | null = null;
 
@@ -345,13 +351,19 @@ export class Projector {
     this.options.metrics?.projectionStuck.set({ projection: this.name }, 0);
   }
 
-  /** Lag after every read; the projection's own gauges after changes, once caught up or at most every 10 s. */
+  /** Lag after reads (0 once caught up); the projection's own gauges after changes: at most every second once caught up, every 10 s while catching up. */
   private async report(cp: Position, caughtUp: boolean): Promise<void> {
     const { metrics, projection, store, readModel } = this.options;
     if (!metrics) return;
-    metrics.projectionLag.set({ projection: this.name }, lagOf(await store.headPosition(), cp));
-    if (!projection.report || !this.changedSinceReport || !(caughtUp || Date.now() - this.lastReport > REPORT_EVERY_MS)) return;
-    this.lastReport = Date.now();
+    const now = Date.now();
+    // Caught up: the read after the checkpoint found nothing, so nothing readable is behind it.
+    if (caughtUp) metrics.projectionLag.set({ projection: this.name }, 0);
+    else if (now - this.lastLag >= REFRESH_MS) {
+      this.lastLag = now;
+      metrics.projectionLag.set({ projection: this.name }, lagOf(await store.headPosition(), cp));
+    }
+    if (!projection.report || !this.changedSinceReport || now - this.lastReport < (caughtUp ? REFRESH_MS : REPORT_EVERY_MS)) return;
+    this.lastReport = now;
     this.changedSinceReport = false;
     await projection.report(readModel, metrics);
   }
