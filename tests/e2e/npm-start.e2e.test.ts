@@ -4,6 +4,7 @@ import { spawn } from 'node:child_process';
 import os from 'node:os';
 import { describe, expect, it } from 'vitest';
 import { freePort, ROOT, tempDir, waitFor } from '../support/stack.ts';
+import { scaled } from '../support/deadlines.ts';
 
 describe('npm start', () => {
   it('starts on embedded defaults and exits 0 on SIGTERM', async () => {
@@ -30,5 +31,5 @@ describe('npm start', () => {
     child.kill('SIGTERM');
     expect(await exited).toBe(0);
     expect(out).toMatch(/service_stopped/);
-  }, 90_000);
+  }, scaled(90_000));
 });

@@ -21,6 +21,7 @@ import { verifyReadModels } from '../../src/projections/verifyReadModels.ts';
 import { appendHistory, simulate, type Action } from '../support/ledgerHistory.ts';
 import { pgReadModel, sqliteReadModel, type TestReadModel } from '../support/readModels.ts';
 import { DATABASE_URL, postgresAvailable } from '../support/services.ts';
+import { scaled, waitFor as waitUntil } from '../support/deadlines.ts';
 
 const logger = pino({ level: 'silent' });
 const pgOk = await postgresAvailable();
@@ -39,13 +40,7 @@ async function eventCount(store: SqliteEventStore): Promise<number> {
   return head ? Number(head.commit) + 1 : 0;
 }
 
-async function waitFor(cond: () => Promise<boolean> | boolean, what = 'condition', ms = 15_000): Promise<void> {
-  const until = Date.now() + ms;
-  while (!(await cond())) {
-    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
-    await sleep(20);
-  }
-}
+const waitFor = (cond: () => Promise<boolean> | boolean, what = 'condition', ms = 15_000): Promise<boolean> => waitUntil(what, cond, ms);
 
 function suite(kind: 'postgres' | 'sqlite', make: () => Promise<TestReadModel>) {
   let dir: string;
@@ -91,7 +86,7 @@ function suite(kind: 'postgres' | 'sqlite', make: () => Promise<TestReadModel>) 
     const drifts = await verifyReadModels(store, t.rm, logger, { catchUpMs: 0 });
     expect(drifts.filter((d) => d.projection === p.name)).toEqual([]);
     expect(drifts).toEqual([expect.objectContaining({ projection: 'session-status', kind: 'behind', behind: total })]);
-  }, 60_000);
+  }, scaled(60_000));
 
   it(`${kind}: two projectors on one projection never both write; the standby takes over when the holder dies`, async () => {
     const events = history();
@@ -178,7 +173,7 @@ function suite(kind: 'postgres' | 'sqlite', make: () => Promise<TestReadModel>) 
     const text = await metrics.registry.metrics();
     expect(text).toMatch(/wearon_projection_lag_events\{projection="credit-balances"\} 0/);
     expect(text).toContain(`wearon_credit_open_holds ${held}`);
-  }, 60_000);
+  }, scaled(60_000));
 
   it(`${kind}: rebuild while a live projector runs swaps in without half-built rows`, async () => {
     const events = history();
@@ -211,7 +206,7 @@ function suite(kind: 'postgres' | 'sqlite', make: () => Promise<TestReadModel>) 
     await waitFor(async () => (await projectionStatus(store, t.rm)).every((s) => s.lag === 0));
     for (const p of live) await p.stop();
     expect(await verifyReadModels(store, t.rm, logger)).toEqual([]);
-  }, 60_000);
+  }, scaled(60_000));
 
   it(`${kind}: import-balances from platform-shaped tables, idempotent, then verify is clean`, async () => {
     const u = '11111111-1111-4111-8111-111111111111';
@@ -238,7 +233,7 @@ function suite(kind: 'postgres' | 'sqlite', make: () => Promise<TestReadModel>) 
     expect(shopper).toEqual([{ shopper_email: 'ann@example.com', balance: 4 }]); // the platform row, updated in place
     const user = await t.rm.query('SELECT balance, total_earned, total_spent FROM user_credits WHERE user_id = ?', [u]);
     expect(user).toEqual([{ balance: 7, total_earned: 7, total_spent: 0 }]);
-  }, 60_000);
+  }, scaled(60_000));
 }
 
 describe.skipIf(!pgOk)('projector runtime (Postgres)', () => suite('postgres', () => pgReadModel('prt')));

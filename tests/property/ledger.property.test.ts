@@ -26,6 +26,7 @@ import { accountStream, generationStream, sessionIdFromStream } from '../../src/
 import { silentLogger } from '../../src/logger.ts';
 import { Crash, CrashingStore, type CrashMode, type Gate } from '../support/crashingStore.ts';
 import { FAILURE_CODE, MemoryResultStore, ScriptedGenerator, StaticInputImages, type UpstreamOutcome } from '../support/pipelineDoubles.ts';
+import { scaled } from '../support/deadlines.ts';
 
 const RUNS = Number(process.env.WEARON_PROPERTY_RUNS ?? 100);
 const SEED = process.env.WEARON_PROPERTY_SEED ? Number(process.env.WEARON_PROPERTY_SEED) : undefined;
@@ -625,7 +626,7 @@ describe.skipIf(backend.skip !== null)(`ledger model-based property (store: ${ba
       }),
       { numRuns: Math.max(30, Math.min(RUNS, 200)), ...replay },
     );
-  }, 120_000);
+  }, scaled(120_000));
 
   // The race ledger.md singles out: one worker finds the balance short and rejects while the other, after credits
   // arrived, deducts; the hold must come back by a refund. Random command sequences rarely line this up, so this
@@ -646,5 +647,5 @@ describe.skipIf(backend.skip !== null)(`ledger model-based property (store: ${ba
     console.log(`deduction racing a rejection (${backend.name}): reached in ${reached} run(s)`);
     // Over the network store the timing of unscheduled I/O decides more of the order; the reach check is for SQLite.
     if (backend.name === 'sqlite') expect(reached, 'no schedule produced a deduction racing a rejection').toBeGreaterThan(0);
-  }, 120_000);
+  }, scaled(120_000));
 });

@@ -18,6 +18,7 @@ import { verifyReadModels } from '../../src/projections/verifyReadModels.ts';
 import { actionArb, appendHistory, simulate } from '../support/ledgerHistory.ts';
 import { pgReadModel, sqliteReadModel, type TestReadModel } from '../support/readModels.ts';
 import { postgresAvailable } from '../support/services.ts';
+import { scaled } from '../support/deadlines.ts';
 
 const logger = pino({ level: 'silent' });
 const pgOk = await postgresAvailable();
@@ -128,7 +129,7 @@ function suite(kind: string, make: () => Promise<TestReadModel>) {
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
-  }, 240_000);
+  }, scaled(240_000));
 }
 
 /** The checkpoint a batch was applied on top of (the position before its first event). */
