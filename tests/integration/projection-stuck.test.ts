@@ -6,7 +6,6 @@ import { randomUUID } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import pino from 'pino';
 import { describe, expect, it } from 'vitest';
 import { openSqliteEventStore, type SqliteEventStore } from '../../src/adapters/eventstore/sqlite/sqliteEventStore.ts';
@@ -25,6 +24,7 @@ import { rebuildProjection } from '../../src/projections/rebuild.ts';
 import { silentLogger } from '../../src/logger.ts';
 import { pgReadModel } from '../support/readModels.ts';
 import { postgresAvailable } from '../support/services.ts';
+import { scaled, waitFor } from '../support/deadlines.ts';
 
 const pgOk = await postgresAvailable();
 
@@ -32,16 +32,6 @@ function capturingLogger() {
   const lines: Array<Record<string, unknown>> = [];
   const logger = pino({ level: 'info' }, { write: (s: string) => void lines.push(JSON.parse(s) as Record<string, unknown>) });
   return { logger, lines };
-}
-
-async function waitFor<T>(probe: () => Promise<T> | T, what: string, ms = 15_000): Promise<NonNullable<T>> {
-  const until = Date.now() + ms;
-  for (;;) {
-    const v = await probe();
-    if (v) return v;
-    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
-    await sleep(20);
-  }
 }
 
 /** Appends one event as it is stored, bypassing the domain (which would refuse it): what a bug or an old writer leaves. */
@@ -76,7 +66,7 @@ describe.skipIf(!pgOk)('a projector that cannot apply an event (Postgres read mo
       await appendRaw(store, b, 'CreditsGranted', { amount: 5, reason: 'purchase', reference: 'r3' });
       projector.start();
 
-      const failure = await waitFor(() => projector.failure, 'the projector to name the event it is stuck at');
+      const failure = await waitFor('the projector to name the event it is stuck at', () => projector.failure);
       expect(failure).toMatchObject({ eventId: poison, eventType: 'CreditsGranted', streamId: accountStream(a), revision: 1 });
       expect(failure.error).toMatch(/out of range/);
       // the event before it is committed, the one after it is not
@@ -93,7 +83,7 @@ describe.skipIf(!pgOk)('a projector that cannot apply an event (Postgres read mo
       expect((await metrics.projectionStuck.get()).values).toEqual([expect.objectContaining({ labels: { projection: 'credit-balances' }, value: 1 })]);
       expect(lines.find((l) => l.msg === 'projection_stuck')).toMatchObject({ level: 50, projection: 'credit-balances', event: { eventId: poison } });
       // it keeps trying (backing off), without ever getting past the event
-      await waitFor(() => (projector.failure?.attempts ?? 0) >= 3, 'a few attempts');
+      await waitFor('a few attempts', () => (projector.failure?.attempts ?? 0) >= 3);
       expect((await projectionStatus(store, t.rm)).find((s) => s.projection === 'credit-balances')!.checkpoint).toBe(formatPosition(first!));
 
       // verify: behind, by how much, and the event
@@ -108,7 +98,7 @@ describe.skipIf(!pgOk)('a projector that cannot apply an event (Postgres read mo
       await t.cleanup();
       rmSync(dir, { recursive: true, force: true });
     }
-  }, 60_000);
+  }, scaled(60_000));
 });
 
 describe('a projector that cannot apply an event (SQLite read model, the CLI)', () => {
@@ -127,7 +117,7 @@ describe('a projector that cannot apply an event (SQLite read model, the CLI)', 
       const poison = await appendRaw(store, a, 'CreditsGranted', { amount: 'three', reason: 'purchase', reference: 'r2' });
       await appendRaw(store, a, 'CreditsGranted', { amount: 4, reason: 'purchase', reference: 'r3' });
       projector.start();
-      await waitFor(() => projector.failure && sessions.failure, 'both projectors to stop at the event');
+      await waitFor('both projectors to stop at the event', () => projector.failure && sessions.failure);
       expect(projector.failure).toMatchObject({ eventId: poison, error: expect.stringMatching(/amount "three"/) });
       expect(sessions.failure).toMatchObject({ eventId: poison });
       await projector.stop(); // the CLI is another process's view: the failure is on the checkpoint row
@@ -155,7 +145,7 @@ describe('a projector that cannot apply an event (SQLite read model, the CLI)', 
       await store.close();
       rmSync(dir, { recursive: true, force: true });
     }
-  }, 60_000);
+  }, scaled(60_000));
 
   it('once the cause is gone (a trigger that refused the row is dropped), the projector carries on by itself', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'wearon-unstuck-'));
@@ -172,11 +162,11 @@ describe('a projector that cannot apply an event (SQLite read model, the CLI)', 
       const big = await appendRaw(store, `user:${randomUUID()}`, 'CreditsGranted', { amount: 500, reason: 'purchase', reference: 'r2' });
       await appendRaw(store, a, 'CreditsGranted', { amount: 4, reason: 'purchase', reference: 'r3' });
       projector.start();
-      expect(await waitFor(() => projector.failure, 'the projector to stop at the event')).toMatchObject({ eventId: big, error: 'refused by the test' });
+      expect(await waitFor('the projector to stop at the event', () => projector.failure)).toMatchObject({ eventId: big, error: 'refused by the test' });
       expect((await metrics.projectionStuck.get()).values[0]!.value).toBe(1);
       await rm.query('DROP TRIGGER refuse_big');
-      await waitFor(async () => (await projectionStatus(store, rm)).find((s) => s.projection === 'credit-balances')!.lag === 0, 'the projector to carry on');
-      await waitFor(() => projector.failure === null, 'the failure to clear');
+      await waitFor('the projector to carry on', async () => (await projectionStatus(store, rm)).find((s) => s.projection === 'credit-balances')!.lag === 0);
+      await waitFor('the failure to clear', () => projector.failure === null);
       expect((await projectionStatus(store, rm)).find((s) => s.projection === 'credit-balances')!.failure).toBeNull();
       expect((await metrics.projectionStuck.get()).values[0]!.value).toBe(0);
       expect(lines.find((l) => l.msg === 'projection_unstuck')).toMatchObject({ event: { eventId: big } });
@@ -187,7 +177,7 @@ describe('a projector that cannot apply an event (SQLite read model, the CLI)', 
       await store.close();
       rmSync(dir, { recursive: true, force: true });
     }
-  }, 60_000);
+  }, scaled(60_000));
 
   it('verify reports a projection that is behind (no projector running) and waits for one that catches up', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'wearon-behind-'));
@@ -211,5 +201,5 @@ describe('a projector that cannot apply an event (SQLite read model, the CLI)', 
       await store.close();
       rmSync(dir, { recursive: true, force: true });
     }
-  }, 60_000);
+  }, scaled(60_000));
 });

@@ -5,7 +5,6 @@ import { randomUUID } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { describe, expect, it } from 'vitest';
 import { openSqliteEventStore } from '../../src/adapters/eventstore/sqlite/sqliteEventStore.ts';
 import { openSqliteReadModel } from '../../src/adapters/readmodel/sqlite/sqliteReadModel.ts';
@@ -17,6 +16,7 @@ import { PROJECTIONS } from '../../src/projections/projections.ts';
 import type { ReadModel } from '../../src/projections/readModel.ts';
 import { openTestPgEventStore } from '../support/pgEventStore.ts';
 import { postgresAvailable } from '../support/services.ts';
+import { scaled, waitFor } from '../support/deadlines.ts';
 
 const pgOk = await postgresAvailable();
 const HOUR = 3_600_000;
@@ -36,12 +36,9 @@ async function balanceOf(rm: ReadModel, account: string): Promise<number | null>
   return rows.length ? Number(rows[0]!.balance) : null;
 }
 
-async function waitForBalance(rm: ReadModel, account: string, balance: number, ms = 15_000): Promise<void> {
-  const until = Date.now() + ms;
-  while ((await balanceOf(rm, account)) !== balance) {
-    if (Date.now() > until) throw new Error(`${account} never reached ${balance} (the projector was not woken)`);
-    await sleep(20);
-  }
+/** The projector brought the account to `balance`: the append reached the read model. */
+function waitForBalance(rm: ReadModel, account: string, balance: number): Promise<boolean> {
+  return waitFor(`${account} at ${balance} (the projector was woken)`, async () => (await balanceOf(rm, account)) === balance, 15_000);
 }
 
 /** Starts a caught-up projector with an hour-long poll, then appends through `writer` and expects the rows. */
@@ -52,8 +49,7 @@ async function wakesOnAppend(store: EventStore, writer: EventStore, rm: ReadMode
     const a = `user:${randomUUID()}`;
     await writer.append(accountStream(a), [grant(3)], 'no_stream');
     projector.start();
-    await waitForBalance(rm, a, 3); // catching up needs no signal
-    await sleep(50); // now idle, waiting
+    await waitForBalance(rm, a, 3); // catching up needs no signal; from here on it waits
     for (const [amount, total] of [[4, 7], [5, 12]] as const) {
       await writer.append(accountStream(a), [grant(amount)], 'any');
       await waitForBalance(rm, a, total);
@@ -76,7 +72,7 @@ describe('a caught-up projector wakes on appends', () => {
       await store.close();
       rmSync(dir, { recursive: true, force: true });
     }
-  }, 60_000);
+  }, scaled(60_000));
 
   it.skipIf(!pgOk)('Postgres store: appends of another process, through NOTIFY', async () => {
     const t = await openTestPgEventStore({ pollIntervalMs: HOUR });
@@ -90,5 +86,5 @@ describe('a caught-up projector wakes on appends', () => {
       await t.cleanup();
       rmSync(dir, { recursive: true, force: true });
     }
-  }, 60_000);
+  }, scaled(60_000));
 });
