@@ -23,7 +23,7 @@ import type { BenchSuite, Figure } from './types.ts';
 const BENCH_USER = '00000000-0000-4000-8000-00000000be7c';
 
 /** A photo scaled to about 2 megapixels (JPEG, quality 90), or a noise image of that size. */
-async function twoMegapixel(file: string, seed: number): Promise<Buffer> {
+export async function twoMegapixel(file: string, seed: number): Promise<Buffer> {
   const src = peoplePhoto(file);
   if (!src) return noisyJpeg(1600, 1250, seed);
   const meta = await sharp(src).metadata();
@@ -31,7 +31,7 @@ async function twoMegapixel(file: string, seed: number): Promise<Buffer> {
   return sharp(src).resize(Math.round(meta.width! * scale)).jpeg({ quality: 90 }).toBuffer();
 }
 
-const pct = (xs: number[], p: number) => {
+export const pct = (xs: number[], p: number) => {
   const s = [...xs].sort((a, b) => a - b);
   return s.length ? s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))]! : NaN;
 };

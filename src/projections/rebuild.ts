@@ -7,7 +7,7 @@ import { START, comparePositions, formatPosition, type EventStore, type Position
 import type { Logger } from '../logger.ts';
 import { consume } from '../app/consumer.ts';
 import { readLog } from '../app/log.ts';
-import { applyEvents, liveTarget, publish, shadowTarget, targetProcessor } from './projector.ts';
+import { applyEvents, isolatingProcessor, liveTarget, publish, shadowTarget, targetProcessor } from './projector.ts';
 import type { Projection } from './projections.ts';
 import type { ReadModel } from './readModel.ts';
 
@@ -63,7 +63,8 @@ export async function rebuildProjection(options: RebuildOptions): Promise<Rebuil
     options.onProgress?.(0, total);
     await consume({
       store,
-      processor: targetProcessor((fn) => lease.transaction(fn), t),
+      // an event the projection cannot apply fails the rebuild with that event named (EventNotAppliedError)
+      processor: isolatingProcessor(targetProcessor((fn) => lease.transaction(fn), t), (err) => readModel.isTransient(err)),
       batchSize,
       until: head,
       signal: options.signal,
@@ -91,7 +92,7 @@ export async function rebuildProjection(options: RebuildOptions): Promise<Rebuil
         await tx.exec(`INSERT INTO ${live_.name} SELECT * FROM ${shadow_.name}`, null);
       }
       const liveT = { ...liveTarget(p), onRefused: (key: string, reason: string) => logger.error({ projection: p.name, key, reason }, 'projection_row_refused') };
-      for (const sql of p.publish) await publish(tx, liveT, sql, null);
+      if (p.publish.length) await publish(tx, liveT, p.publish, null);
       await tx.setCheckpoint(p.name, cp, events);
       await tx.exec(`DELETE FROM projection_checkpoints WHERE projection = '${t.checkpoint}'`, null);
       return { cp, events };

@@ -117,8 +117,15 @@ export const CHECKPOINTS_DDL = `CREATE TABLE IF NOT EXISTS projection_checkpoint
   commit_position bigint NOT NULL,
   prepare_position bigint NOT NULL,
   events bigint NOT NULL DEFAULT 0,
-  updated_at {tstype}
+  updated_at {tstype},
+  failure text
 )`;
+
+/** Checkpoint columns added after the first release (migrate adds them when missing). */
+export const CHECKPOINT_COLUMNS: [string, string][] = [
+  // JSON of the event the projection is stuck at (ProjectionFailure), NULL while it is not
+  ['failure', 'text'],
+];
 
 /**
  * The platform tables (original-system.md §2.1, §3.1, §3.2) for databases that lack them (tests, embedded mode,

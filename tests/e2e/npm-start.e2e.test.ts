@@ -25,7 +25,7 @@ describe('npm start', () => {
       const body = r ? ((await r.json()) as { status: string; checks: Record<string, { ok: boolean }> }) : null;
       return body?.status === 'ok' ? body : undefined;
     }, 60_000);
-    expect(Object.keys(health.checks).sort()).toEqual(['ledger', 'pose', 'read_model', 'worker']);
+    expect(Object.keys(health.checks).sort()).toEqual(['ledger', 'pose', 'projections', 'read_model', 'worker']);
     expect(out).toMatch(/PREVIEW/);
     expect(out).toMatch(/Redis intake is off/);
     child.kill('SIGTERM');
