@@ -266,8 +266,6 @@ export const PLATFORM_COLUMNS: Record<string, [string, string][]> = {
 
 export const PLATFORM_INDEXES = [
   'CREATE UNIQUE INDEX IF NOT EXISTS store_shopper_credits_store_hash_key ON store_shopper_credits (store_id, shopper_hash)',
-  'CREATE UNIQUE INDEX IF NOT EXISTS credit_transactions_ledger_event_id_key ON credit_transactions (ledger_event_id)',
-  'CREATE UNIQUE INDEX IF NOT EXISTS store_credit_transactions_ledger_event_id_key ON store_credit_transactions (ledger_event_id)',
 ];
 
 /**
@@ -280,6 +278,9 @@ export const HISTORY_TYPES = {
 } as const;
 export type HistoryTable = keyof typeof HISTORY_TYPES;
 export const HISTORY_TABLES = Object.keys(HISTORY_TYPES) as HistoryTable[];
+
+/** One history row per ledger event: the conflict target of credit-history's inserts (after PLATFORM_COLUMNS). */
+export const HISTORY_INDEXES = HISTORY_TABLES.map((t) => `CREATE UNIQUE INDEX IF NOT EXISTS ${t}_ledger_event_id_key ON ${t} (ledger_event_id)`);
 const typeList = (t: HistoryTable) => [...HISTORY_TYPES[t].platform, ...HISTORY_TYPES[t].added].map((v) => `'${v}'`).join(', ');
 const platformTypeList = (t: HistoryTable) => HISTORY_TYPES[t].platform.map((v) => `'${v}'`).join(', ');
 
@@ -289,7 +290,7 @@ export const historyTypeCheckSql = (t: HistoryTable, table: string = t) =>
 
 /**
  * The platform changes credit-history needs, as statements a Supabase migration can hold (`up`, and `down` to undo
- * them). `migrate` applies the same changes when missing (PLATFORM_COLUMNS, PLATFORM_INDEXES, historyTypeCheckSql).
+ * them). `migrate` applies the same changes when missing (PLATFORM_COLUMNS, HISTORY_INDEXES, historyTypeCheckSql).
  * The down restores the platform's CHECK as NOT VALID: rows of the added types already written stay, new ones are
  * refused.
  */

@@ -24,6 +24,7 @@ import { hashShopperEmail } from '../../src/domain/streams.ts';
 import { silentLogger } from '../../src/logger.ts';
 import { commitBatch, liveTarget } from '../../src/projections/projector.ts';
 import { PROJECTIONS, PROJECTION_NAMES } from '../../src/projections/projections.ts';
+import { historyPlatformMigration } from '../../src/projections/schema.ts';
 import { openPgReadModel, type PgReadModel } from '../../src/adapters/readmodel/postgres/pgReadModel.ts';
 import { MemoryResultStore, ScriptedGenerator, StaticInputImages } from '../support/pipelineDoubles.ts';
 import { createPlatformDatabase, type PlatformDatabase } from '../support/platform/database.ts';
@@ -273,5 +274,40 @@ describe.skipIf(!pgOk)('credit history in the platform tables (platform-schema f
     ]));
     // The platform's rows from before the import never count.
     expect(after.drifts.filter((d) => d.column === 'sum(amount) since import')).toHaveLength(2);
+  });
+
+  it('migrate extends the platform type CHECKs once and adds ledger_event_id (unique); the printable down migration undoes it', async () => {
+    const checks = async () =>
+      (await w.db.pool.query(
+        `SELECT conrelid::regclass::text AS t, pg_get_constraintdef(oid) AS def, convalidated FROM pg_constraint
+         WHERE conname IN ('credit_transactions_type_check', 'store_credit_transactions_type_check') ORDER BY 1`,
+      )).rows;
+    const extended = await checks();
+    expect(extended.map((c) => c.t)).toEqual(['credit_transactions', 'store_credit_transactions']);
+    for (const v of ['signup_bonus', 'generation', 'refund', 'purchase', 'subscription', 'adjustment', 'transfer']) expect(extended[0].def).toContain(`'${v}'`);
+    for (const v of ['deduction', 'refund', 'purchase', 'subscription', 'overage', 'adjustment', 'transfer']) expect(extended[1].def).toContain(`'${v}'`);
+    const { userId } = await w.driver.signUp({ email: 'check@example.com' });
+    const insert = (type: string, eventId: string | null) =>
+      w.db.pool.query('INSERT INTO public.credit_transactions (user_id, amount, type, ledger_event_id) VALUES ($1, 1, $2, $3)', [userId, type, eventId]);
+    await expect(insert('bogus', null)).rejects.toThrow(/credit_transactions_type_check/);
+    const id = randomUUID();
+    await insert('adjustment', id);
+    await expect(insert('adjustment', id)).rejects.toThrow(/credit_transactions_ledger_event_id_key/);
+    // A second migrate finds everything in place and changes nothing.
+    await w.rm.migrate();
+    expect(await checks()).toEqual(extended);
+
+    const { up, down } = historyPlatformMigration();
+    for (const s of down) await w.db.pool.query(s);
+    const restored = await checks();
+    expect(restored.map((c) => c.convalidated)).toEqual([false, false]); // the rows of added types already written stay
+    expect(restored[0].def).not.toContain("'adjustment'");
+    await expect(w.db.pool.query("INSERT INTO public.credit_transactions (user_id, amount, type) VALUES ($1, 1, 'adjustment')", [userId]))
+      .rejects.toThrow(/credit_transactions_type_check/);
+    const cols = await w.db.pool.query("SELECT 1 FROM information_schema.columns WHERE column_name = 'ledger_event_id' AND table_schema = 'public'");
+    expect(cols.rowCount).toBe(0);
+    for (const s of up) await w.db.pool.query(s);
+    for (const s of up) await w.db.pool.query(s); // idempotent, as a re-applied migration file must be
+    await insert('transfer', randomUUID());
   });
 });
