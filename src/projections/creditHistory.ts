@@ -11,6 +11,7 @@ import { assertNever } from '../domain/exhaustive.ts';
 import { accountMovement, change } from '../domain/movement.ts';
 import { accountIdOf, parseAccountId, type AccountKind } from '../domain/streams.ts';
 import { byKey, compare, columnNames, type Drift, type Loose } from './drift.ts';
+import { IMPORT_REQUEST_ID } from './importBalances.ts';
 import { atOrBefore, iso, ownerColumns, type FoldResult, type Projection } from './projection.ts';
 import type { ReadModel, Row } from './readModel.ts';
 import { HISTORY, HISTORY_TABLES, HISTORY_TYPES, type HistoryTable } from './schema.ts';
@@ -23,12 +24,16 @@ interface Shows {
   text: string;
 }
 
-/** The type of the opening-balance line: kept by the projection (reconciliation), never published. */
+/**
+ * The type of an opening line: the state at the import (the opening grant, a hold the import re-created for a paid
+ * session in flight). Kept by the projection for the reconciliation, never published: the platform's own rows from
+ * before the import already show those credits.
+ */
 export const OPENING_BALANCE = 'opening_balance';
 
 /**
  * How a grant shows in the platform's history, by reason: the one table a new grant reason is added to (the compiler
- * asks). `null`: no platform row (an opening balance is the sum of the platform's own rows before the import).
+ * asks). `null`: an opening line.
  */
 export const GRANT_SHOWS: Record<GrantReason, Shows | null> = {
   signup_bonus: { b2c: 'signup_bonus', b2b: 'adjustment', text: 'Welcome bonus' },
@@ -36,18 +41,14 @@ export const GRANT_SHOWS: Record<GrantReason, Shows | null> = {
   subscription: { b2c: 'subscription', b2b: 'subscription', text: 'Subscription credits' },
   opening_balance: null,
   adjustment: { b2c: 'adjustment', b2b: 'adjustment', text: 'Credit adjustment' },
+  // the receiving leg of a transfer (a shopper's credits bought from the store's pool)
   transfer_in: { b2c: 'transfer', b2b: 'transfer', text: 'Shopper credit purchase' },
 };
 
-/**
- * How a revocation shows, by its reason (free text in the ledger): the store leg of a shopper purchase is a
- * `deduction`, as the platform's process_store_shopper_purchase logs it; any other reason is an adjustment.
- */
-export const REVOCATION_SHOWS: Readonly<Record<string, Shows>> = {
-  transfer_out: { b2c: 'transfer', b2b: 'deduction', text: 'Shopper credit purchase' },
-};
-const REVOCATION_DEFAULT: Shows = { b2c: 'adjustment', b2b: 'adjustment', text: 'Credit adjustment' };
-
+/** A revocation (finance takes credits back, whatever its reason text). */
+const REVOCATION_SHOWS: Shows = { b2c: 'adjustment', b2b: 'adjustment', text: 'Credit adjustment' };
+/** The paying leg of a transfer: a `deduction` of the store's pool, worded as the platform's process_store_shopper_purchase. */
+const TRANSFER_OUT_SHOWS: Shows = { b2c: 'transfer', b2b: 'deduction', text: 'Shopper credit purchase for order' };
 /** Generation movements, with the platform's own descriptions (producer and RPC defaults). */
 const DEDUCTION_SHOWS = { b2c: 'generation', b2b: 'deduction', user: 'Virtual try-on generation', store: 'B2B generation', shopper: 'B2B shopper generation' } as const;
 const REFUND_SHOWS = { b2c: 'refund', b2b: 'refund', user: 'Generation failed - refund', store: 'Generation failed - refund', shopper: 'B2B shopper generation failed - refund' } as const;
@@ -61,41 +62,39 @@ interface Line {
 
 const tableOf = (kind: AccountKind): HistoryTable => (kind === 'user' ? 'credit_transactions' : 'store_credit_transactions');
 
+const openingLine = (what: string): Line => ({ platform_table: null, type: OPENING_BALANCE, description: what, request_id: null });
+
 /**
- * The platform row of one account event, or null (a capture). B2B `request_id` is the movement's key in its account:
- * the generation id of a deduction and its refund (the client's request id can repeat, and (store, request_id, type) is
- * unique in the platform's table), the reference of a grant or revocation.
+ * The platform row of one account event, or null for a movement that changes no balance (a capture: the deduction
+ * already shows), since the reconciliation counts lines. B2B `request_id` is the movement's key in its account: the
+ * generation id of a deduction and of its refund (the client's request id can repeat, and (store, request_id, type) is
+ * unique in the platform's table), the reference of a grant, revocation or transfer.
  */
 export function historyLine(kind: AccountKind, e: AccountEvent, shopperHash: string | null): Line | null {
   const side = kind === 'user' ? 'b2c' : 'b2b';
   const table = tableOf(kind);
   const shopper = shopperHash ? ` (shopper_hash=${shopperHash})` : '';
-  const fromShows = (s: Shows, text: string, requestId: string): Line => ({
+  const line = (type: string, text: string, requestId: string): Line => ({
     platform_table: table,
-    type: s[side],
+    type,
     description: text + shopper,
     request_id: side === 'b2b' ? requestId : null,
   });
   switch (e.type) {
     case 'CreditsGranted': {
       const s = GRANT_SHOWS[e.data.reason];
-      if (!s) return { platform_table: null, type: OPENING_BALANCE, description: `Opening balance (${e.data.reference})`, request_id: null };
+      if (!s) return openingLine(`Opening balance (${e.data.reference})`);
       const text = e.data.reason === 'signup_bonus' ? `${s.text}: ${e.data.amount} free credits` : `${s.text} (${e.data.reference})`;
-      return fromShows(s, text, e.data.reference);
+      return line(s[side], text, e.data.reference);
     }
-    case 'CreditsRevoked': {
-      const s = Object.hasOwn(REVOCATION_SHOWS, e.data.reason) ? REVOCATION_SHOWS[e.data.reason]! : REVOCATION_DEFAULT;
-      return fromShows(s, `${s.text} (${e.data.reference}: ${e.data.reason})`, e.data.reference);
-    }
+    case 'CreditsRevoked':
+      return line(REVOCATION_SHOWS[side], `${REVOCATION_SHOWS.text} (${e.data.reference}: ${e.data.reason})`, e.data.reference);
+    case 'CreditsTransferredOut':
+      return line(TRANSFER_OUT_SHOWS[side], `${TRANSFER_OUT_SHOWS.text} ${e.data.transferId}`, accountMovement(e).reference!);
     case 'CreditDeducted':
-      return {
-        platform_table: table,
-        type: DEDUCTION_SHOWS[side],
-        description: (side === 'b2c' ? DEDUCTION_SHOWS.user : `${DEDUCTION_SHOWS[kind]} (request ${e.data.requestId})`) + shopper,
-        request_id: side === 'b2b' ? e.data.generationId : null,
-      };
+      return line(DEDUCTION_SHOWS[side], side === 'b2c' ? DEDUCTION_SHOWS.user : `${DEDUCTION_SHOWS[kind]} (request ${e.data.requestId})`, e.data.generationId);
     case 'CreditRefunded':
-      return { platform_table: table, type: REFUND_SHOWS[side], description: REFUND_SHOWS[kind] + shopper, request_id: side === 'b2b' ? e.data.generationId : null };
+      return line(REFUND_SHOWS[side], REFUND_SHOWS[kind], e.data.generationId);
     case 'CreditCaptured':
       return null;
     default:
@@ -112,10 +111,11 @@ export const creditHistory: Projection = {
   reduce(prev, r) {
     // Keyed by event id: a line, once written, never changes.
     if (prev || r.stream !== 'account') return prev;
-    const owner = ownerColumns(r.account);
-    const line = historyLine(r.account.kind, r.event, owner.shopper_hash);
-    if (!line) return prev;
     const e = r.recorded;
+    const owner = ownerColumns(r.account);
+    // What the import appended (opening grant, re-created holds) is the state at the import, already in the platform's rows.
+    const line = e.metadata.requestId === IMPORT_REQUEST_ID ? openingLine(`${r.event.type} at the import`) : historyLine(r.account.kind, r.event, owner.shopper_hash);
+    if (!line) return prev;
     return {
       event_id: e.id,
       global_commit: Number(e.position.commit),

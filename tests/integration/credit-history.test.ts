@@ -11,6 +11,7 @@ import { rmSync } from 'node:fs';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { AggregateRepository } from '../../src/app/aggregates.ts';
 import { grantCredits, revokeCredits } from '../../src/app/credits.ts';
+import { transferCredits } from '../../src/app/transfers.ts';
 import { readAfter } from '../../src/app/log.ts';
 import type { EventStore } from '../../src/app/ports/eventStore.ts';
 import { GenerationSaga, type RequestInput } from '../../src/app/saga.ts';
@@ -166,9 +167,8 @@ describe.skipIf(!pgOk)('credit history in the platform tables (platform-schema f
     await revokeCredits(w.repo, user, { amount: 2, reason: 'chargeback', reference: 'support:ticket-8' }, ctx);
     await grantCredits(w.repo, store, { amount: 350, reason: 'subscription', reference: 'paddle:subscription:req_sub_1' }, ctx);
     await grantCredits(w.repo, store, { amount: 10, reason: 'purchase', reference: 'paddle:purchase:req_buy_1' }, ctx);
-    // A shopper purchase: the store leg, then the shopper leg (the transfer process of the bridge issues both).
-    await revokeCredits(w.repo, store, { amount: 4, reason: 'transfer_out', reference: 'shopify:order-1001' }, ctx);
-    await grantCredits(w.repo, shopper, { amount: 4, reason: 'transfer_in', reference: 'shopify:order-1001' }, ctx);
+    // A Shopify shopper purchase: the transfer process moves both legs (store pool -> shopper pool).
+    expect(await transferCredits(w.repo, { from: store, to: shopper, amount: 4, transferId: '1001' }, ctx)).toEqual({ status: 'completed' });
     // Two generations with one client request id (the platform's route would answer the second with a 500), one fails;
     // and a shopper's generation.
     const first = b2b(store, 'req_dup');
@@ -191,8 +191,8 @@ describe.skipIf(!pgOk)('credit history in the platform tables (platform-schema f
       { amount: 5, type: 'purchase', request_id: expect.stringMatching(/^seed:/), description: 'Seed credits' }, // the platform's, before the import
       { amount: 350, type: 'subscription', request_id: 'paddle:subscription:req_sub_1', description: 'Subscription credits (paddle:subscription:req_sub_1)' },
       { amount: 10, type: 'purchase', request_id: 'paddle:purchase:req_buy_1', description: 'Credit purchase (paddle:purchase:req_buy_1)' },
-      { amount: -4, type: 'deduction', request_id: 'shopify:order-1001', description: 'Shopper credit purchase (shopify:order-1001: transfer_out)' },
-      { amount: 4, type: 'transfer', request_id: 'shopify:order-1001', description: `Shopper credit purchase (shopify:order-1001) (shopper_hash=${hash})` },
+      { amount: -4, type: 'deduction', request_id: 'transfer:1001', description: 'Shopper credit purchase for order 1001' },
+      { amount: 4, type: 'transfer', request_id: 'transfer:1001', description: `Shopper credit purchase (transfer:1001) (shopper_hash=${hash})` },
       { amount: -1, type: 'deduction', request_id: first.sessionId, description: 'B2B generation (request req_dup)' },
       { amount: -1, type: 'deduction', request_id: second.sessionId, description: 'B2B generation (request req_dup)' },
       { amount: 1, type: 'refund', request_id: second.sessionId, description: 'Generation failed - refund' },
