@@ -154,6 +154,35 @@ describe.skipIf(!pgOk)('credit history in the platform tables (platform-schema f
     expect(v.code).toBe(0);
   });
 
+  it('a paid session in flight at the import: its deduction shows once (the platform\'s row), its refund once (ours)', async () => {
+    const userId = await importedUser();
+    // What the platform's generation.create did before the cut-over: deduct_credits, then the queued session row.
+    const sessions: string[] = [];
+    for (let i = 0; i < 2; i++) {
+      await w.db.pool.query("SELECT public.deduct_credits($1, 1, 'Virtual try-on generation')", [userId]);
+      const { rows } = await w.db.pool.query(
+        "INSERT INTO public.generation_sessions (user_id, model_image_url, prompt_system, credits_used) VALUES ($1, 'https://img.test/m.jpg', $2, 1) RETURNING id",
+        [userId, `in-flight-${i}`],
+      );
+      sessions.push(rows[0].id);
+    }
+    await runImport(); // opening grant 10 (balance 8 + 2 held), both holds re-created
+    w.generator.script('in-flight-1', ['moderation']);
+    for (const id of sessions) expect(await w.saga.drive(id)).toMatchObject({ kind: 'settled' });
+    await catchUp(w);
+
+    expect(await userHistory(w.db.pool, userId)).toEqual([
+      { amount: 10, type: 'signup_bonus', description: 'Welcome bonus: 10 free credits' },
+      { amount: -1, type: 'generation', description: 'Virtual try-on generation' },
+      { amount: -1, type: 'generation', description: 'Virtual try-on generation' },
+      { amount: 1, type: 'refund', description: 'Generation failed - refund' },
+    ]);
+    expect(await userCredits(w.db.pool, userId)).toMatchObject({ balance: 9 });
+    const v = await verify(w);
+    expect(v.drifts).toEqual([]);
+    expect(v.code).toBe(0);
+  });
+
   it('grants, revocations and B2B movements: one row each, with the platform types, request ids that never collide', async () => {
     const userId = await importedUser();
     const { storeId } = await seedStore(w.db.pool, { credits: 5 });
