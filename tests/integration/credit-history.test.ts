@@ -26,6 +26,7 @@ import { silentLogger } from '../../src/logger.ts';
 import { commitBatch, liveTarget } from '../../src/projections/projector.ts';
 import { PROJECTIONS, PROJECTION_NAMES } from '../../src/projections/projections.ts';
 import { historyPlatformMigration } from '../../src/projections/schema.ts';
+import { migrationFile } from '../../src/bridge/migration.ts';
 import { openPgReadModel, type PgReadModel } from '../../src/adapters/readmodel/postgres/pgReadModel.ts';
 import { MemoryResultStore, ScriptedGenerator, StaticInputImages } from '../support/pipelineDoubles.ts';
 import { createPlatformDatabase, type PlatformDatabase } from '../support/platform/database.ts';
@@ -327,6 +328,8 @@ describe.skipIf(!pgOk)('credit history in the platform tables (platform-schema f
     expect(await checks()).toEqual(extended);
 
     const { up, down } = historyPlatformMigration();
+    // The same changes land in the platform's migration history: the printed bridge file carries them.
+    for (const statement of up) expect(migrationFile('up').sql).toContain(`${statement};`);
     for (const s of down) await w.db.pool.query(s);
     const restored = await checks();
     expect(restored.map((c) => c.convalidated)).toEqual([false, false]); // the rows of added types already written stay
