@@ -2,9 +2,10 @@
 // it: credit_transactions (B2C: user accounts) and store_credit_transactions (B2B: store pools, and shopper pools with
 // the shopper in the description, as the platform logs them). Amounts are the balance effect of domain/movement.ts
 // (the platform's sign: negative = spend); a deduction shows when it happens, a refund as its own row, a capture not at
-// all (it changes no balance). Exactly once: each platform row carries `ledger_event_id` (unique), inserted with
-// ON CONFLICT DO NOTHING in the same transaction as the checkpoint; a rebuild retracts the rows that have one and
-// publishes them again, never touching the platform's own rows (ledger_event_id NULL).
+// all (it changes no balance); what import-balances appended is the opening state and is kept, never published.
+// Exactly once: each platform row carries `ledger_event_id` (unique), inserted with ON CONFLICT DO NOTHING in the same
+// transaction as the checkpoint; a rebuild retracts the rows that have one and publishes them again, never touching
+// the platform's own rows (ledger_event_id NULL). `verify` reconciles the rows per account with the balance change.
 import type { LedgerRecord } from '../app/recorded.ts';
 import type { AccountEvent, GrantReason } from '../domain/events.ts';
 import { assertNever } from '../domain/exhaustive.ts';
