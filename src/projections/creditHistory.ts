@@ -14,8 +14,8 @@ import { accountIdOf, parseAccountId, type AccountKind } from '../domain/streams
 import { byKey, compare, columnNames, type Drift, type Loose } from './drift.ts';
 import { IMPORT_REQUEST_ID } from './importBalances.ts';
 import { atOrBefore, iso, ownerColumns, type FoldResult, type Projection } from './projection.ts';
-import type { ReadModel, Row } from './readModel.ts';
-import { HISTORY, HISTORY_TABLES, HISTORY_TYPES, type HistoryTable } from './schema.ts';
+import type { ReadModel, Row, Value } from './readModel.ts';
+import { HISTORY, HISTORY_TABLES, HISTORY_TYPES, OPENING_TOTALS, type HistoryTable } from './schema.ts';
 
 type TypeOf<T extends HistoryTable> = (typeof HISTORY_TYPES)[T]['platform'][number] | (typeof HISTORY_TYPES)[T]['added'][number];
 /** How one kind of movement shows: its type in each table, and the description's first words. */
@@ -171,22 +171,28 @@ const SHOPPER_IN_DESCRIPTION = /\(shopper=([^)\s]+)\)\s*$/;
  * Per account: the history rows since the import sum to the balance change since the import. The balance change is
  * the ledger's (every movement but the opening balance); the rows are the platform table's: the ones this projection
  * wrote (by ledger_event_id) and any the platform wrote itself after the account's import (a path that still writes
- * history behind the ledger's back). `overage` rows are money, not credits (the platform moves no credit for them), and
- * are left out. Without an import (no opening balance anywhere) only this projection's rows count.
+ * history behind the ledger's back). The account's import is its opening line or opening totals row (an account opened
+ * later: the first import). `overage` rows are money, not credits (the platform moves no credit for them), and are left
+ * out. Without an import only this projection's rows count.
  */
 async function reconcile(lines: FoldResult['rows'], readModel: ReadModel): Promise<Drift[]> {
   const expected = new Map<string, number>();
   const importedAt = new Map<string, number>();
+  const imported = (account: string, when: Value) => {
+    const at = Date.parse(String(when));
+    importedAt.set(account, Math.min(at, importedAt.get(account) ?? at));
+  };
   const accountOfEvent = new Map<string, string>();
   for (const [id, l] of lines) {
     const account = String(l.account).toLowerCase();
     accountOfEvent.set(id, account);
     if (l.type === OPENING_BALANCE) {
-      const at = Date.parse(String(l.occurred_at));
-      importedAt.set(account, Math.min(at, importedAt.get(account) ?? at));
+      imported(account, l.occurred_at!);
       expected.set(account, expected.get(account) ?? 0);
     } else expected.set(account, (expected.get(account) ?? 0) + Number(l.amount));
   }
+  // An account the import found empty has no opening line; its opening totals row says when it was imported.
+  for (const r of await readModel.query(`SELECT account, recorded_at FROM ${OPENING_TOTALS.name}`)) imported(String(r.account).toLowerCase(), r.recorded_at!);
   const firstImport = importedAt.size ? Math.min(...importedAt.values()) : null;
   const actual = new Map<string, number>();
   const tableOfAccount = new Map<string, HistoryTable>();

@@ -269,6 +269,7 @@ describe.skipIf(!pgOk)('credit history in the platform tables (platform-schema f
   it('verify names a missing, an altered and a foreign history row, and platform writes behind the ledger after the import', async () => {
     const userId = await importedUser();
     const other = await importedUser();
+    const { storeId } = await seedStore(w.db.pool); // empty at the import: no opening grant, only its opening totals
     await runImport();
     for (const u of [userId, other]) {
       const r = b2c(u);
@@ -296,14 +297,16 @@ describe.skipIf(!pgOk)('credit history in the platform tables (platform-schema f
     expect((await verify(w)).drifts).toEqual([]);
     await w.db.pool.query("SELECT public.refund_credits($1, 1, 'Stuck job recovery')", [userId]);
     await w.db.pool.query("INSERT INTO public.credit_transactions (user_id, amount, type, description, ledger_event_id) VALUES ($1, 7, 'refund', 'x', $2)", [other, randomUUID()]);
+    await w.db.pool.query(`SELECT public.add_store_credits($1, 10, 'purchase', 'req_after_import')`, [storeId]);
     const after = await verify(w);
     expect(after.drifts).toEqual(expect.arrayContaining([
+      expect.objectContaining({ account: `store:${storeId}`, table: 'store_credit_transactions', column: 'sum(amount) since import', expected: 0, actual: 10 }),
       expect.objectContaining({ account: `user:${userId}`, column: 'sum(amount) since import', expected: -1, actual: 0 }),
       expect.objectContaining({ table: 'credit_transactions', kind: 'unexpected', account: `user:${other}` }),
       expect.objectContaining({ account: `user:${other}`, column: 'sum(amount) since import', expected: -1, actual: 6 }),
     ]));
     // The platform's rows from before the import never count.
-    expect(after.drifts.filter((d) => d.column === 'sum(amount) since import')).toHaveLength(2);
+    expect(after.drifts.filter((d) => d.column === 'sum(amount) since import')).toHaveLength(3);
   });
 
   it('migrate extends the platform type CHECKs once and adds ledger_event_id (unique); the printable down migration undoes it', async () => {
