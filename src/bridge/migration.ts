@@ -68,6 +68,15 @@ BEGIN
 END
 $$;
 
+-- Whether a command for this account and reference is already in the inbox (a redelivered grant is recorded once).
+CREATE OR REPLACE FUNCTION wearon.command_recorded(p_type text, p_account text, p_reference text)
+RETURNS boolean
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+  SELECT EXISTS (SELECT 1 FROM wearon.credit_inbox i
+                 WHERE i.type = p_type AND i.payload ->> 'account' = p_account AND i.payload ->> 'reference' = p_reference);
+$$;
+
 -- Credits an owner has been promised but the ledger has not taken yet: its queued sessions still within the charge
 -- window that hold nothing in the ledger, and (a store) transfers still waiting in the inbox. A check subtracts them
 -- from the published balance (which already excludes what the ledger holds).
@@ -100,6 +109,7 @@ BEGIN
 END
 $$;`,
   down: `DROP FUNCTION IF EXISTS wearon.promised_credits(text, uuid, text);
+DROP FUNCTION IF EXISTS wearon.command_recorded(text, text, text);
 DROP FUNCTION IF EXISTS wearon.record_credit_command(text, jsonb, text);`,
 };
 
