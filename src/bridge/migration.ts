@@ -56,6 +56,12 @@ AS $$
 DECLARE
   v_id bigint;
 BEGIN
+  -- A user's or an anonymous API call (PostgREST sets the JWT's role) may only leave an audit row: credit-moving
+  -- commands come from the platform's server side (service role, triggers) alone.
+  IF coalesce(nullif(current_setting('request.jwt.claims', true), '')::jsonb ->> 'role', '') IN ('anon', 'authenticated')
+     AND p_ignored_reason IS NULL THEN
+    RAISE EXCEPTION 'wearon bridge: a % command cannot be recorded by an end user''s request', p_type USING ERRCODE = '42501';
+  END IF;
   IF p_ignored_reason IS NULL THEN
     INSERT INTO wearon.credit_inbox (type, payload) VALUES (p_type, p_payload) RETURNING id INTO v_id;
     -- Delivered at commit, so the worker never sees a command of a transaction that rolled back.
