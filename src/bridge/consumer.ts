@@ -39,6 +39,7 @@ const INBOX_EXISTS = `SELECT to_regclass('wearon.credit_inbox') IS NOT NULL AS o
 export class InboxConsumer {
   private readonly pool: pg.Pool;
   private listener: pg.Client | null = null;
+  private listening: Promise<void> | null = null;
   private timer: NodeJS.Timeout | null = null;
   private running: Promise<DrainResult> | null = null;
   private again = false;
@@ -90,7 +91,12 @@ export class InboxConsumer {
           this.wake();
         }
       });
-    if (!this.listener && !this.stopped) void this.listen().catch(() => undefined);
+    // The listener was lost: open a new one (one at a time); the poll covers the gap.
+    if (!this.listener && !this.listening && !this.stopped) {
+      this.listening = this.listen()
+        .catch(() => undefined)
+        .finally(() => (this.listening = null));
+    }
   }
 
   /**
