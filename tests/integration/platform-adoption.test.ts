@@ -37,6 +37,7 @@ describe.skipIf(!ready)('platform adoption through the bridge (platform fixture,
   let service: Service | undefined;
   let oldUser: string;
   let inFlightSession: string;
+  let inFlightB2b: string;
   let resell: SeededStore;
   let absorb: SeededStore;
   const queueKey = `test:${randomUUID()}:wearon:tasks:generation`;
@@ -102,12 +103,19 @@ describe.skipIf(!ready)('platform adoption through the bridge (platform fixture,
     expect(await userCredits(db.pool, oldUser)).toEqual({ balance: 9, total_in: 10, total_spent: 1 });
     resell = await seedStore(db.pool, { credits: 20, billingMode: 'resell_mode', shopifyProductId: CREDIT_PRODUCT });
     absorb = await seedStore(db.pool, { credits: 5 });
+    // ... and a B2B generation of the absorb store, deducted by the platform and queued (4/5/1).
+    const b2bImage = storeUploadUrl(absorb.storeId, { origin: new URL(model()).origin, name: 'pre.jpg' });
+    images.serve(new URL(b2bImage).pathname, await noisyJpeg(600, 800, 4), 'image/jpeg');
+    const b2b = await driver.b2b.createGeneration({ apiKey: absorb.apiKey, body: { image_urls: [b2bImage], age_verified: true } });
+    expect(b2b.status).toBe(201);
+    inFlightB2b = (b2b.body as { data: { session_id: string } }).data.session_id;
+    expect(await storeCredits(db.pool, absorb.storeId)).toEqual({ balance: 4, total_in: 5, total_spent: 1 });
 
     // The cut-over (credit writes frozen): read-model tables, opening balances, the bridge, the worker.
     expect((await cli(migrateCommand)).code).toBe(0);
     const imported = await cli(importBalancesCommand);
     expect(imported.code).toBe(0);
-    expect(JSON.parse(imported.out)).toMatchObject({ imported: 3, sessionsTakenOver: 1, failed: 0 });
+    expect(JSON.parse(imported.out)).toMatchObject({ imported: 3, sessionsTakenOver: 2, failed: 0 });
     expect(await cli(migrateCommand, ['--install-bridge'])).toEqual({ code: 0, out: 'bridge installed' });
     service = await startService(config, { http: false, worker: true, projections: true }, logger);
   }, 120_000);
@@ -121,10 +129,12 @@ describe.skipIf(!ready)('platform adoption through the bridge (platform fixture,
     await db?.cleanup();
   });
 
-  it('takes over the paid session in flight at the cut-over: it runs once, charged once, totals continuous (9/10/1)', async () => {
+  it('takes over the paid sessions in flight at the cut-over (B2C, B2B): each runs once, charged once, totals continuous', async () => {
     await untilStatus(inFlightSession, 'completed');
     await untilCredits('old user', () => userCredits(db.pool, oldUser), { balance: 9, total_in: 10, total_spent: 1 });
-    expect(await storeCredits(db.pool, absorb.storeId)).toEqual({ balance: 5, total_in: 5, total_spent: 0 });
+    await waitFor('the B2B session completed', async () =>
+      (await db.pool.query('SELECT status FROM store_generation_sessions WHERE id = $1', [inFlightB2b])).rows[0]?.status === 'completed');
+    await untilCredits('absorb store', () => storeCredits(db.pool, absorb.storeId), { balance: 4, total_in: 5, total_spent: 1 });
     await expectVerifyClean();
   });
 
@@ -147,7 +157,7 @@ describe.skipIf(!ready)('platform adoption through the bridge (platform fixture,
     expect((await driver.paddle.handle(event, { requestId: 'req_topup_1' })).status).toBe(200);
     // A second delivery the webhook's event-id check misses (BUG: concurrent or audit-failed) calls the RPC again.
     await db.pool.query(`SELECT public.add_store_credits($1, 10, 'purchase', 'req_topup_1', 'Paddle PAYG purchase (10 credits)')`, [absorb.storeId]);
-    await untilCredits('absorb store', () => storeCredits(db.pool, absorb.storeId), { balance: 15, total_in: 15, total_spent: 0 });
+    await untilCredits('absorb store', () => storeCredits(db.pool, absorb.storeId), { balance: 14, total_in: 15, total_spent: 1 });
     const grants = (await inbox()).filter((c) => c.type === 'grant' && c.payload.account === `store:${absorb.storeId}`);
     expect(grants.map((g) => [g.payload.reference, g.outcome])).toEqual([['paddle:purchase:req_topup_1', 'applied']]);
     await expectVerifyClean();
