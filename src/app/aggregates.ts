@@ -2,8 +2,9 @@
 // (the emmett handleCommand shape). Loading costs O(new events), not O(stream length): folded states are cached by
 // revision in memory, and snapshots (when the store offers them) make a cold load cheap too.
 import { ACCOUNT_STATE_VERSION, initialAccount, evolveAccount, type AccountState } from '../domain/account.ts';
-import { decodeAccountEvent, decodeGenerationEvent, type StoredEvent } from '../domain/decode.ts';
-import type { AccountEvent, GenerationEvent } from '../domain/events.ts';
+import { decodeAccountEvent, decodeGenerationEvent, decodeTransferEvent, type StoredEvent } from '../domain/decode.ts';
+import type { AccountEvent, GenerationEvent, TransferEvent } from '../domain/events.ts';
+import { TRANSFER_STATE_VERSION, evolveTransfer, initialTransfer, type TransferState } from '../domain/transfer.ts';
 import { GENERATION_STATE_VERSION, evolveGeneration, initialGeneration, type GenerationState } from '../domain/generation.ts';
 import {
   WrongExpectedRevisionError,
@@ -59,6 +60,14 @@ export const GENERATION: AggregateType<GenerationState, GenerationEvent> = {
   initial: initialGeneration,
   decode: decodeGenerationEvent,
   evolve: (s, e) => evolveGeneration(s, e),
+};
+
+export const TRANSFER: AggregateType<TransferState, TransferEvent> = {
+  name: 'transfer',
+  stateVersion: TRANSFER_STATE_VERSION,
+  initial: initialTransfer,
+  decode: decodeTransferEvent,
+  evolve: (s, e) => evolveTransfer(s, e),
 };
 
 const PAGE = 1000;

@@ -65,6 +65,7 @@ export class PendingIndex {
       switch (m.kind) {
         case 'granted':
         case 'revoked':
+        case 'transferred':
           return;
         case 'deducted': {
           // A hold taken for a generation that is already terminal (a lost race) must be returned by settle.
@@ -83,6 +84,8 @@ export class PendingIndex {
           return assertNever(m.kind, 'movement kind');
       }
     }
+    // A transfer is finished by its inbox command being run again (src/bridge), not by the saga.
+    if (r.stream === 'transfer') return;
     const { sessionId, event } = r;
     const entry = this.entries.get(sessionId) ?? { status: 'requested' as const, dueAt: grace, holdOpen: false };
     entry.status = statusAfter(event);

@@ -35,6 +35,12 @@ export interface SagaDeps {
   logger: Logger;
   /** sees every appended event (metrics) */
   observer?: SagaObserver;
+  /**
+   * Applies credit commands still waiting outside the ledger (the platform bridge's inbox) and says whether any was
+   * applied: asked once before a generation is refused for lack of credits, so a signup bonus recorded a moment ago
+   * is not beaten by the user's first generation.
+   */
+  pendingCredits?: () => Promise<boolean>;
   options: SagaOptions;
 }
 
@@ -153,12 +159,16 @@ export class GenerationSaga {
   /** Requested -> Charged (hold taken, or found already taken) or Rejected. */
   private async chargeRequested(sessionId: string, req: GenerationRequested['data']): Promise<void> {
     const observed = { channel: req.channel, provider: NOT_RUN };
-    const deduct = await this.onAccount(
-      req.account,
-      req.requestId,
-      { type: 'Deduct', generationId: sessionId, amount: req.cost, requestId: req.requestId, acceptedAt: req.acceptedAt, now: this.deps.clock() },
-      observed,
-    );
+    const deductOnce = () =>
+      this.onAccount(
+        req.account,
+        req.requestId,
+        { type: 'Deduct', generationId: sessionId, amount: req.cost, requestId: req.requestId, acceptedAt: req.acceptedAt, now: this.deps.clock() },
+        observed,
+      );
+    let deduct = await deductOnce();
+    const short = (d: typeof deduct) => !d.result.decision.ok && d.result.decision.code === 'insufficient_credits';
+    if (short(deduct) && this.deps.pendingCredits && (await this.deps.pendingCredits())) deduct = await deductOnce();
     const decision = deduct.result.decision;
     if (!decision.ok) {
       await this.onGeneration(sessionId, req.requestId, { type: 'Reject', code: chargeRejection(decision.code), message: decision.message }, observed);

@@ -53,6 +53,10 @@ export function sagaMetrics(m: Metrics): SagaObserver {
           return outcome('failed', c, e.data.code);
         case 'GenerationRejected':
           return outcome('rejected', c, e.data.code);
+        case 'TransferRequested':
+        case 'TransferCompleted':
+        case 'TransferRejected':
+          return;
         default:
           return assertNever(e, 'generation event');
       }

@@ -40,7 +40,13 @@ export interface CreditRefunded {
   type: 'CreditRefunded';
   data: { generationId: string; amount: number; reason: string };
 }
-export type AccountEvent = CreditsGranted | CreditsRevoked | CreditDeducted | CreditCaptured | CreditRefunded;
+/** The paying leg of a transfer between two accounts (a Shopify shopper purchase: store pool -> shopper pool); the
+ * receiving leg is CreditsGranted(transfer_in) with reference `transfer:<transferId>` on the other account. */
+export interface CreditsTransferredOut {
+  type: 'CreditsTransferredOut';
+  data: { amount: number; transferId: string; to: string };
+}
+export type AccountEvent = CreditsGranted | CreditsRevoked | CreditDeducted | CreditCaptured | CreditRefunded | CreditsTransferredOut;
 
 // ---- generation-{sessionId} ----
 export interface GenerationUsage {
@@ -129,5 +135,21 @@ export type GenerationEvent =
   | GenerationFailed
   | GenerationRejected;
 
-export type LedgerEvent = AccountEvent | GenerationEvent;
+// ---- transfer-{transferId} ----
+/** A transfer process (domain/transfer.ts): requested once, then completed (both legs appended) or rejected (none). */
+export interface TransferRequested {
+  type: 'TransferRequested';
+  data: { transferId: string; from: string; to: string; amount: number };
+}
+export interface TransferCompleted {
+  type: 'TransferCompleted';
+  data: { amount: number };
+}
+export interface TransferRejected {
+  type: 'TransferRejected';
+  data: { code: string; message: string };
+}
+export type TransferEvent = TransferRequested | TransferCompleted | TransferRejected;
+
+export type LedgerEvent = AccountEvent | GenerationEvent | TransferEvent;
 export type LedgerEventType = LedgerEvent['type'];

@@ -6,7 +6,7 @@ import type { AccountEvent } from './events.ts';
 import { assertNever } from './exhaustive.ts';
 
 /** The kinds of movement of ledger.md; the account keeps a running total of each (its `granted`, `revoked`, ...). */
-export type MovementKind = 'granted' | 'revoked' | 'deducted' | 'captured' | 'refunded';
+export type MovementKind = 'granted' | 'revoked' | 'deducted' | 'captured' | 'refunded' | 'transferred';
 
 /** The movement kind of each account event type (a table, so SQL over stored rows can use it too). */
 export const MOVEMENT_KIND: Record<AccountEvent['type'], MovementKind> = {
@@ -15,6 +15,7 @@ export const MOVEMENT_KIND: Record<AccountEvent['type'], MovementKind> = {
   CreditDeducted: 'deducted',
   CreditCaptured: 'captured',
   CreditRefunded: 'refunded',
+  CreditsTransferredOut: 'transferred',
 };
 
 /**
@@ -23,7 +24,8 @@ export const MOVEMENT_KIND: Record<AccountEvent['type'], MovementKind> = {
  * - `held`: credits deducted for generations not yet captured or refunded;
  * - `earned`: credits granted net of revocations (a revocation corrects a grant): the platform's `total_earned` /
  *   `total_purchased`. The account's own `granted` total stays gross; `earned = granted - revoked`;
- * - `spent`: credits a capture made final: the platform's `total_spent`.
+ * - `spent`: credits a capture made final: the platform's `total_spent`; a transfer out is spent too (the platform's
+ *   shopper purchase counted it in the store's `total_spent`), and the receiving account earns it (`transfer_in`).
  */
 export interface MovementEffect {
   balance: -1 | 0 | 1;
@@ -37,6 +39,7 @@ export const MOVEMENT_EFFECT: Record<MovementKind, MovementEffect> = {
   deducted: { balance: -1, held: 1, earned: 0, spent: 0 },
   captured: { balance: 0, held: -1, earned: 0, spent: 1 },
   refunded: { balance: 1, held: -1, earned: 0, spent: 0 },
+  transferred: { balance: -1, held: 0, earned: 0, spent: 1 },
 };
 export const MOVEMENT_KINDS = Object.keys(MOVEMENT_EFFECT) as MovementKind[];
 
@@ -66,10 +69,15 @@ export function accountMovement(e: AccountEvent): AccountMovement {
       return { kind, credits, generationId: e.data.generationId, reference: null, reason: null, requestId: null };
     case 'CreditRefunded':
       return { kind, credits, generationId: e.data.generationId, reference: null, reason: e.data.reason, requestId: null };
+    case 'CreditsTransferredOut':
+      return { kind, credits, generationId: null, reference: transferReference(e.data.transferId), reason: 'transfer_out', requestId: null };
     default:
       return assertNever(e, 'account event');
   }
 }
+
+/** The reference both legs of a transfer carry: the paying leg's, and the receiving grant's (reason transfer_in). */
+export const transferReference = (transferId: string) => `transfer:${transferId}`;
 
 /** Signed change of a quantity by one movement, e.g. `change(m, 'balance')` for a statement line. */
 export const change = (m: Pick<AccountMovement, 'kind' | 'credits'>, quantity: keyof MovementEffect): number =>

@@ -11,8 +11,9 @@ export interface AccountRef {
 
 export const ACCOUNT_STREAM_PREFIX = 'credit-account-';
 export const GENERATION_STREAM_PREFIX = 'generation-';
+export const TRANSFER_STREAM_PREFIX = 'transfer-';
 /** Every stream this service writes starts with one of these (used for `$all` filters). */
-export const STREAM_PREFIXES = [ACCOUNT_STREAM_PREFIX, GENERATION_STREAM_PREFIX] as const;
+export const STREAM_PREFIXES = [ACCOUNT_STREAM_PREFIX, GENERATION_STREAM_PREFIX, TRANSFER_STREAM_PREFIX] as const;
 
 const SAFE_ID = /^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,127}$/;
 
@@ -88,6 +89,20 @@ export function generationStream(sessionId: string): string {
 
 export function sessionIdFromStream(streamId: string): string | null {
   return streamId.startsWith(GENERATION_STREAM_PREFIX) ? streamId.slice(GENERATION_STREAM_PREFIX.length) : null;
+}
+
+/** A transfer's id as its stream names it: the caller's id (e.g. a Shopify order id) when it is a safe name, else its
+ * sha256 (one id, one stream, whatever the characters). */
+export function transferIdOf(id: string): string {
+  return SAFE_ID.test(id) ? id : `h.${createHash('sha256').update(id).digest('hex').slice(0, 40)}`;
+}
+
+export function transferStream(transferId: string): string {
+  return `${TRANSFER_STREAM_PREFIX}${transferId}`;
+}
+
+export function transferIdFromStream(streamId: string): string | null {
+  return streamId.startsWith(TRANSFER_STREAM_PREFIX) ? streamId.slice(TRANSFER_STREAM_PREFIX.length) : null;
 }
 
 /**
