@@ -107,28 +107,27 @@ describe('a projector that cannot apply an event (SQLite read model, the CLI)', 
     const store = openSqliteEventStore({ path: join(dir, 'ledger.sqlite') });
     const rm = openSqliteReadModel({ path: join(dir, 'readmodels.sqlite') });
     const { logger } = capturingLogger();
-    const projector = new Projector({ store, readModel: rm, projection: PROJECTIONS['credit-balances'], logger, stuckRetryMaxMs: 200 });
-    const sessions = new Projector({ store, readModel: rm, projection: PROJECTIONS['session-status'], logger, stuckRetryMaxMs: 200 });
+    // Every projection decodes every event: each one stops at it.
+    const projectors = Object.values(PROJECTIONS).map((projection) => new Projector({ store, readModel: rm, projection, logger, stuckRetryMaxMs: 200 }));
+    const names = Object.keys(PROJECTIONS);
     try {
       await rm.migrate();
-      sessions.start(); // every projection decodes every event: both stop at it
+      projectors[0]!.start(); // one running before the event arrives, the others started after it
       const a = `user:${randomUUID()}`;
       await appendRaw(store, a, 'CreditsGranted', { amount: 3, reason: 'purchase', reference: 'r1' });
       const poison = await appendRaw(store, a, 'CreditsGranted', { amount: 'three', reason: 'purchase', reference: 'r2' });
       await appendRaw(store, a, 'CreditsGranted', { amount: 4, reason: 'purchase', reference: 'r3' });
-      projector.start();
-      await waitFor('both projectors to stop at the event', () => projector.failure && sessions.failure);
-      expect(projector.failure).toMatchObject({ eventId: poison, error: expect.stringMatching(/amount "three"/) });
-      expect(sessions.failure).toMatchObject({ eventId: poison });
-      await projector.stop(); // the CLI is another process's view: the failure is on the checkpoint row
-      await sessions.stop();
+      for (const p of projectors.slice(1)) p.start();
+      await waitFor('every projector to stop at the event', () => projectors.every((p) => p.failure));
+      for (const p of projectors) expect(p.failure).toMatchObject({ eventId: poison, error: expect.stringMatching(/amount "three"/) });
+      for (const p of projectors) await p.stop(); // the CLI is another process's view: the failure is on the checkpoint row
 
       const config = loadConfig({ DATA_DIR: dir });
       const out: string[] = [];
       const ctx = { config, logger, out: (l: string) => void out.push(l), err: () => undefined };
       expect(await projectionsCommand.run([], ctx)).toBe(1);
       expect(out.filter((l) => l.startsWith('STUCK'))).toEqual(
-        ['session-status', 'credit-balances'].map((n) => expect.stringMatching(new RegExp(`^STUCK ${n} is stuck at event ${poison} \\(CreditsGranted, credit-account-user-.*@1, position 1/1\\) since .*amount "three"`))),
+        names.map((n) => expect.stringMatching(new RegExp(`^STUCK ${n} is stuck at event ${poison} \\(CreditsGranted, credit-account-user-.*@1, position 1/1\\) since .*amount "three"`))),
       );
       out.length = 0;
       expect(await projectionsCommand.run(['--json'], ctx)).toBe(1);
@@ -136,11 +135,10 @@ describe('a projector that cannot apply an event (SQLite read model, the CLI)', 
       out.length = 0;
       expect(await verifyCommand.run([], ctx)).toBe(1);
       expect(out.filter((l) => l.startsWith('BEHIND'))).toEqual(
-        ['session-status', 'credit-balances'].map((n) => expect.stringMatching(new RegExp(`^BEHIND ${n}: checkpoint 0/0, head 2/2, 2 event\\(s\\) behind; ${n} is stuck at event ${poison}`))),
+        names.map((n) => expect.stringMatching(new RegExp(`^BEHIND ${n}: checkpoint 0/0, head 2/2, 2 event\\(s\\) behind; ${n} is stuck at event ${poison}`))),
       );
     } finally {
-      await projector.stop();
-      await sessions.stop();
+      for (const p of projectors) await p.stop();
       await rm.close();
       await store.close();
       rmSync(dir, { recursive: true, force: true });
@@ -189,10 +187,9 @@ describe('a projector that cannot apply an event (SQLite read model, the CLI)', 
       await rm.migrate();
       for (let i = 0; i < 3; i++) await appendRaw(store, `user:${randomUUID()}`, 'CreditsGranted', { amount: 3, reason: 'purchase', reference: `r${i}` });
       const drifts = await verifyReadModels(store, rm, logger, { catchUpMs: 0 });
-      expect(drifts.filter((d) => d.kind === 'behind').map((d) => [d.projection, d.behind, d.actual, d.expected])).toEqual([
-        ['session-status', 3, null, '2/2'],
-        ['credit-balances', 3, null, '2/2'],
-      ]);
+      expect(drifts.filter((d) => d.kind === 'behind').map((d) => [d.projection, d.behind, d.actual, d.expected])).toEqual(
+        Object.keys(PROJECTIONS).map((name) => [name, 3, null, '2/2']),
+      );
       for (const p of projectors) p.start();
       expect(await verifyReadModels(store, rm, logger, { catchUpMs: 10_000 })).toEqual([]);
     } finally {
