@@ -45,6 +45,8 @@ export class GenerationWorker {
   private readonly stopIntake = new AbortController();
   private readonly shutdown = new AbortController();
   private readonly loops: Promise<void>[] = [];
+  /** Loops that ended with an error: the worker is degraded (its health check says so), never a crashed process. */
+  readonly deadLoops: string[] = [];
   private slotWaiters: Array<() => void> = [];
   private caughtUp = false;
   private started = false;
@@ -70,10 +72,20 @@ export class GenerationWorker {
   start(): void {
     if (this.started) return;
     this.started = true;
-    this.loops.push(this.followLog());
-    this.loops.push(this.recoveryLoop());
-    if (this.deps.queue) this.loops.push(this.intakeLoop(this.deps.queue));
+    this.runLoop('follow-log', this.followLog());
+    this.runLoop('recovery', this.recoveryLoop());
+    if (this.deps.queue) this.runLoop('intake', this.intakeLoop(this.deps.queue));
     else this.log.warn('redis intake is off (no REDIS_URL): tasks arrive over HTTP only');
+  }
+
+  /** Each loop retries its own failures; one that still throws is logged and reported, never left unhandled. */
+  private runLoop(name: string, loop: Promise<void>): void {
+    this.loops.push(
+      loop.catch((err: unknown) => {
+        this.deadLoops.push(name);
+        this.log.error({ err, loop: name }, 'worker_loop_died');
+      }),
+    );
   }
 
   /** Drives a generation now unless this process already is; resolves when this drive ends. */
@@ -129,7 +141,8 @@ export class GenerationWorker {
     const heartbeat = setInterval(() => void queue.heartbeat().catch((err) => this.log.warn({ err }, 'queue_heartbeat_failed')), 5000);
     heartbeat.unref();
     try {
-      await queue.heartbeat();
+      // No heartbeat before the loop: take() beats before it moves anything, inside the retrying try below (a first
+      // beat out here that timed out on a busy Redis rejected this loop, unhandled).
       while (!signal.aborted) {
         await this.waitForSlot(signal);
         if (signal.aborted) break;
@@ -168,7 +181,7 @@ export class GenerationWorker {
     const snapshot = await this.deps.snapshots?.load().catch((err) => (this.log.warn({ err }, 'pending_snapshot_unreadable'), null));
     if (snapshot) {
       const cached = PendingIndex.fromSnapshot(snapshot);
-      const head = await this.deps.store.headPosition();
+      const head = await this.deps.store.headPosition().catch((err) => (this.log.warn({ err }, 'pending_snapshot_unchecked'), null));
       // A snapshot ahead of the log belongs to another ledger (a wiped data dir, another cluster): ignore it.
       if (head && comparePositions(cached.position!, head) <= 0) this.index = cached;
       else this.log.warn('pending_snapshot_ignored_ahead_of_log');

@@ -114,6 +114,7 @@ export async function startService(config: Config, parts: Parts, logger: Logger)
       });
       worker = w;
       health.add({ name: 'worker', check: async () => {
+        if (w.deadLoops.length) throw new Error(`worker loop(s) stopped: ${w.deadLoops.join(', ')}`);
         if (!w.ready) throw new Error('pending index still catching up with the log');
         return { in_flight: w.inFlight, pending: w.index.size };
       } });

@@ -45,7 +45,8 @@ export class CannotRedriveError extends Error {
 export interface TaskQueue {
   /**
    * Atomically moves the oldest task into this worker's processing list (BLMOVE), waiting up to `timeoutMs`.
-   * The task stays there until `ack` or `deadLetter`, so a crash re-drives it.
+   * The task stays there until `ack` or `deadLetter`, so a crash re-drives it. Beats this worker's heartbeat first when
+   * it is due, so a processing list never exists without one.
    */
   take(timeoutMs: number): Promise<QueuedTask | null>;
   /** Removes the task from this worker's processing list: call only after its GenerationRequested is durable. */

@@ -1,0 +1,61 @@
+// The worker's background loops (intake, log follower, recovery) outlive the failures of what they call: a Redis
+// command that times out at start-up (seen at load 20: "Command timed out" crashed a worker of the scale-out drill)
+// is retried by the loop, never left as an unhandled rejection.
+import { afterEach, describe, expect, it } from 'vitest';
+import { openSqliteEventStore } from '../../src/adapters/eventstore/sqlite/sqliteEventStore.ts';
+import type { GenerationSaga } from '../../src/app/saga.ts';
+import type { QueuedTask, TaskQueue } from '../../src/app/ports/queue.ts';
+import { GenerationWorker } from '../../src/app/worker.ts';
+import { silentLogger } from '../../src/logger.ts';
+import { waitFor } from '../support/deadlines.ts';
+
+/** A queue whose first `failures` heartbeats and takes fail as ioredis fails them when Redis does not answer in time. */
+function stalledQueue(failures: number) {
+  const calls = { heartbeat: 0, take: 0 };
+  const timedOut = () => Promise.reject(new Error('Command timed out'));
+  const queue: TaskQueue = {
+    heartbeat: () => (++calls.heartbeat <= failures ? timedOut() : Promise.resolve()),
+    // An empty queue answers after the wait, as BLMOVE does (an instant null would spin the loop on microtasks).
+    take: (ms: number): Promise<QueuedTask | null> => (++calls.take <= failures ? timedOut() : new Promise((r) => setTimeout(() => r(null), ms))),
+    ack: async () => undefined,
+    deadLetter: async () => undefined,
+    redriveOrphans: async () => 0,
+    depth: async () => ({ waiting: 0, processing: 0, deadLetter: 0 }),
+    push: async () => undefined,
+    listDeadLetters: async () => ({ total: 0, items: [] }),
+    redriveDeadLetter: async () => false,
+    close: async () => undefined,
+  };
+  return { queue, calls };
+}
+
+describe('worker loops', () => {
+  const unhandled: unknown[] = [];
+  const onUnhandled = (reason: unknown) => void unhandled.push(reason);
+  process.on('unhandledRejection', onUnhandled);
+  afterEach(() => void (unhandled.length = 0));
+
+  it('keeps taking after Redis timed out at start-up, with nothing unhandled and no loop lost', async () => {
+    const store = openSqliteEventStore({ path: ':memory:' });
+    const { queue, calls } = stalledQueue(2);
+    const worker = new GenerationWorker({
+      saga: {} as GenerationSaga, // no task arrives, so nothing is driven
+      store,
+      queue,
+      cost: 1,
+      clock: Date.now,
+      logger: silentLogger(),
+      options: { concurrency: 1, recoveryIntervalMs: 60_000, shutdownGraceMs: 100, takeTimeoutMs: 10 },
+    });
+    try {
+      worker.start();
+      await waitFor('the intake loop to take again after the failures', () => calls.take > 2, 10_000);
+      expect(unhandled).toEqual([]);
+      expect(worker.deadLoops).toEqual([]);
+    } finally {
+      await worker.stop();
+      await store.close();
+      process.off('unhandledRejection', onUnhandled);
+    }
+  });
+});
