@@ -563,14 +563,13 @@ async function consumeInbox(h: Harness): Promise<void> {
 const consumeCmd = fc.constant(step('consume inbox', consumeInbox));
 
 /** Two workers each take one pending command (rows locked apart) and apply them at once, interleaved by the scheduler. */
-const consumeRaceCmd = fc.constant(
-  step('consume inbox: two workers at once', async (h) => {
+const consumeRace = step('consume inbox: two workers at once', async (h) => {
     const [a, b] = h.inbox.filter((e) => !e.outcome);
     if (!a || !b) return;
     const repos = [0, 1].map(() => new AggregateRepository(h.store));
     await h.exec([applyInbox(h, a, repos[0]!), applyInbox(h, b, repos[1]!)]);
-  }),
-);
+  });
+const consumeRaceCmd = fc.constant(consumeRace);
 
 const commandArbs = [
   grantCmd, grantCmd, revokeCmd, requestCmd, requestCmd, requestCmd, driveCmd, driveCmd, raceCmd, raceCmd, advanceCmd, crashCmd, recoverCmd,
@@ -716,6 +715,7 @@ async function runOnce(s: fc.Scheduler, writer: SqliteWriter, opening: number[],
 const TRANSFER_CRASH_RUNS = Math.max(24, Math.min(Math.round(RUNS / 4), 200));
 const RACE_RUNS = Math.max(50, Math.min(RUNS, 300));
 const STALE_RUNS = Math.max(30, Math.min(RUNS, 200));
+const CONFLICT_RUNS = Math.max(20, Math.min(Math.round(RUNS / 10), 100));
 
 const replay = { ...(SEED !== undefined ? { seed: SEED } : {}), ...(PATH ? { path: PATH } : {}), endOnFailure: false };
 
@@ -776,6 +776,28 @@ describe.skipIf(backend.skip !== null)(`ledger model-based property (store: ${ba
     );
     expect((stats['inbox:transfer:crashed'] ?? 0) - before, 'no transfer was interrupted').toBeGreaterThan(0);
   }, Math.max(120_000, TRANSFER_CRASH_RUNS * 2_000));
+
+  // Two workers apply two bridged grants with one reference and different amounts at once (a 2000-run
+  // counterexample): one applies, the other must be refused (reference_conflict), never reported applied while the
+  // ledger holds the first amount (its event once had the same id, so the store took it for a retry).
+  it('refuses, never swallows, a concurrent grant that reuses a reference with another amount', async () => {
+    const grantB2 = (amount: number) =>
+      step(`bridge grant(acc0, ${amount}, paddle:purchase:b2)`, async (h) => {
+        const account = h.accounts[0]!;
+        const key = `${account}/paddle:purchase:b2`;
+        const asked = h.bridgeGrants.get(key) ?? { account, reference: 'paddle:purchase:b2', amounts: [] };
+        asked.amounts.push(amount);
+        h.bridgeGrants.set(key, asked);
+        h.inbox.push({ id: String(h.inbox.length + 1), type: 'grant', payload: { account, amount, reason: 'purchase', reference: 'paddle:purchase:b2' } });
+      });
+    await fc.assert(
+      fc.asyncProperty(fc.scheduler(), writerArb, async (s, writer) => {
+        const h = await runOnce(s, writer, [0, 0], [grantB2(1), grantB2(2), consumeRace]);
+        expect(h.inbox.map((e) => e.outcome?.outcome).sort(), h.describe()).toEqual(['applied', 'rejected']);
+      }),
+      { numRuns: CONFLICT_RUNS, ...replay },
+    );
+  }, Math.max(120_000, CONFLICT_RUNS * 2_000));
 
   // The race ledger.md singles out: one worker finds the balance short and rejects while the other, after credits
   // arrived, deducts; the hold must come back by a refund. Random command sequences rarely line this up, so this
