@@ -711,7 +711,10 @@ async function runOnce(s: fc.Scheduler, writer: SqliteWriter, opening: number[],
   }
 }
 
-/** Runs of the focused properties; their time limits follow (a run can take a second or two on a loaded machine). */
+/** Runs of the focused properties; their time limits follow (a run can take seconds on a loaded machine, several over
+ * the network stores). */
+const RUN_BUDGET_MS = backend.name === 'sqlite' ? 2_000 : 8_000;
+const limit = (runs: number) => Math.max(120_000, runs * RUN_BUDGET_MS);
 const TRANSFER_CRASH_RUNS = Math.max(24, Math.min(Math.round(RUNS / 4), 200));
 const RACE_RUNS = Math.max(50, Math.min(RUNS, 300));
 const STALE_RUNS = Math.max(30, Math.min(RUNS, 200));
@@ -734,7 +737,7 @@ describe.skipIf(backend.skip !== null)(`ledger model-based property (store: ${ba
     );
     console.log(`ledger property (${backend.name}): ${runs} runs; events and crashes seen: ${JSON.stringify(stats)}`);
     expect(runs).toBeGreaterThanOrEqual(RUNS);
-  }, Math.max(120_000, RUNS * 3_000));
+  }, Math.max(limit(RUNS), RUNS * 3_000));
 
   // The stale read the account's recentlySettled guards against: worker 0 reads the generation as requested, stalls,
   // and resumes after worker 1 has charged, run and settled it. Its deduction must be a no-op, never a second charge.
@@ -748,7 +751,7 @@ describe.skipIf(backend.skip !== null)(`ledger model-based property (store: ${ba
       }),
       { numRuns: STALE_RUNS, ...replay },
     );
-  }, Math.max(120_000, STALE_RUNS * 1_500));
+  }, limit(STALE_RUNS));
 
   // A Shopify transfer through the inbox with the process dying before or after each of its appends (request, paying
   // leg, receiving leg, completed): the command stays unmarked, is applied again, and ends with both legs or neither.
@@ -775,7 +778,7 @@ describe.skipIf(backend.skip !== null)(`ledger model-based property (store: ${ba
       { numRuns: TRANSFER_CRASH_RUNS, ...replay },
     );
     expect((stats['inbox:transfer:crashed'] ?? 0) - before, 'no transfer was interrupted').toBeGreaterThan(0);
-  }, Math.max(120_000, TRANSFER_CRASH_RUNS * 2_000));
+  }, limit(TRANSFER_CRASH_RUNS));
 
   // Two workers apply two bridged grants with one reference and different amounts at once (a 2000-run
   // counterexample): one applies, the other must be refused (reference_conflict), never reported applied while the
@@ -797,7 +800,7 @@ describe.skipIf(backend.skip !== null)(`ledger model-based property (store: ${ba
       }),
       { numRuns: CONFLICT_RUNS, ...replay },
     );
-  }, Math.max(120_000, CONFLICT_RUNS * 2_000));
+  }, limit(CONFLICT_RUNS));
 
   // The race ledger.md singles out: one worker finds the balance short and rejects while the other, after credits
   // arrived, deducts; the hold must come back by a refund. Random command sequences rarely line this up, so this
@@ -818,5 +821,5 @@ describe.skipIf(backend.skip !== null)(`ledger model-based property (store: ${ba
     console.log(`deduction racing a rejection (${backend.name}): reached in ${reached} run(s)`);
     // Over the network store the timing of unscheduled I/O decides more of the order; the reach check is for SQLite.
     if (backend.name === 'sqlite') expect(reached, 'no schedule produced a deduction racing a rejection').toBeGreaterThan(0);
-  }, Math.max(120_000, RACE_RUNS * 1_500));
+  }, limit(RACE_RUNS));
 });
