@@ -12,6 +12,7 @@ const SUITES: Array<[name: string, file: string, exportName: string]> = [
   ['sizeRec', './sizeRec.ts', 'sizeRecBench'],
   ['projections', './projections.ts', 'projectionsBench'],
   ['pipeline', './pipeline.ts', 'pipelineBench'],
+  ['freshness', './freshness.ts', 'freshnessBench'],
   ['console', './console.ts', 'consoleBench'],
   ['pgStore', './pgStore.ts', 'pgStoreBench'],
 ];

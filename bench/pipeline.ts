@@ -3,8 +3,6 @@
 // alone (download + prepare of the same inputs, no ledger, no queue), and /health latency while idle.
 // Inputs: two fixture photographs scaled to 2 megapixels (noise images when the fixtures are absent: slower to code).
 import { randomUUID } from 'node:crypto';
-import { existsSync } from 'node:fs';
-import path from 'node:path';
 import sharp from 'sharp';
 import { Redis } from 'ioredis';
 import { loadConfig } from '../src/config.ts';
@@ -17,7 +15,7 @@ import type { GenerationCompleted } from '../src/domain/events.ts';
 import { startFakeOpenAI } from '../tests/support/fakeOpenAI.ts';
 import { startImageServer } from '../tests/support/imageServer.ts';
 import { noisyJpeg } from '../tests/support/images.ts';
-import { deleteKeys, fixturesDir, REDIS_URL, redisAvailable } from '../tests/support/services.ts';
+import { deleteKeys, peoplePhoto, REDIS_URL, redisAvailable } from '../tests/support/services.ts';
 import { freePort } from '../tests/support/stack.ts';
 import type { BenchSuite, Figure } from './types.ts';
 
@@ -25,16 +23,15 @@ import type { BenchSuite, Figure } from './types.ts';
 const BENCH_USER = '00000000-0000-4000-8000-00000000be7c';
 
 /** A photo scaled to about 2 megapixels (JPEG, quality 90), or a noise image of that size. */
-async function twoMegapixel(file: string, seed: number): Promise<Buffer> {
-  const dir = fixturesDir();
-  const src = dir ? path.join(dir, file) : '';
-  if (!src || !existsSync(src)) return noisyJpeg(1600, 1250, seed);
+export async function twoMegapixel(file: string, seed: number): Promise<Buffer> {
+  const src = peoplePhoto(file);
+  if (!src) return noisyJpeg(1600, 1250, seed);
   const meta = await sharp(src).metadata();
   const scale = Math.sqrt(2_000_000 / (meta.width! * meta.height!));
   return sharp(src).resize(Math.round(meta.width! * scale)).jpeg({ quality: 90 }).toBuffer();
 }
 
-const pct = (xs: number[], p: number) => {
+export const pct = (xs: number[], p: number) => {
   const s = [...xs].sort((a, b) => a - b);
   return s.length ? s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))]! : NaN;
 };

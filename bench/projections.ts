@@ -1,6 +1,7 @@
 // Replay of N ledger events (default 1,000,000; quick: 100,000) into the Postgres and the SQLite read models through
 // the real rebuild path (shadow tables + swap), next to a raw read-all of the same SQLite event store in the same run.
-// Targets (issue 4): >= 20,000 ev/s into Postgres, >= 50,000 into SQLite, full 1M rebuild < 1 min.
+// Targets: each projection >= 0.6x the raw read-all of the same store (issue 17; issue 4 asked >= 20,000 ev/s into
+// Postgres and >= 50,000 into SQLite, printed with each figure), full 1M rebuild < 1 min.
 import path from 'node:path';
 import pg from 'pg';
 import { openSqliteEventStore, type SqliteEventStore } from '../src/adapters/eventstore/sqlite/sqliteEventStore.ts';
@@ -109,15 +110,14 @@ async function replayInto(label: string, store: EventStore, rm: ReadModel, event
       value: Math.round(rate),
       unit: 'events/s',
       baseline: 'projections.sqlite_store.read_all.ev_per_s',
-      target: `>= ${target.toLocaleString('en-US')} events/s`,
-      met: rate >= target,
+      target: `>= 0.6x read-all (and >= ${target.toLocaleString('en-US')} events/s)`,
     });
   }
   const perMillion = (totalMs / 1000) * (1_000_000 / events);
   figures.push({
     name: `projections.${label}.rebuild_all_1m.s`,
     value: Math.round(perMillion * 10) / 10,
-    unit: 's (both projections, scaled to 1M events)',
+    unit: 's (every projection, scaled to 1M events)',
     target: '< 60 s',
     met: perMillion < 60,
   });
@@ -163,6 +163,11 @@ export const projectionsBench: BenchSuite = async (ctx) => {
     await store.close();
   }
   const baseline = figures.find((f) => f.name === 'projections.sqlite_store.read_all.ev_per_s')?.value ?? NaN;
-  for (const f of figures) if (f.baseline) f.ratio = Math.round((f.value / baseline) * 1000) / 1000;
+  for (const f of figures) {
+    if (!f.baseline) continue;
+    f.ratio = Math.round((f.value / baseline) * 1000) / 1000;
+    const floor = Number(/>= ([\d,]+) events/.exec(f.target ?? '')?.[1]?.replace(/,/g, '') ?? 0);
+    f.met = f.ratio >= 0.6 && f.value >= floor;
+  }
   return figures;
 };

@@ -1,14 +1,12 @@
 // `/estimate-body` over loopback on a ~2-megapixel photo: latency, throughput at saturation, memory, invariance.
 // Issue 6 targets: p95 <= 300 ms, >= 5 requests/s on 2 cores, RSS flat after warm-up, invariance spread <= 3%.
-import { existsSync } from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
-import path from 'node:path';
 import sharp from 'sharp';
 import type { BenchSuite, Figure } from './types.ts';
-import { fixturesDir } from '../tests/support/services.ts';
+import { peoplePhoto } from '../tests/support/services.ts';
 import { createHttpServer } from '../src/http/server.ts';
 import { estimateBodyRoutes } from '../src/http/routes/estimateBody.ts';
 import { createSizeRecStack } from '../src/compose/sizeRecommendation.ts';
@@ -23,9 +21,9 @@ function percentile(sorted: number[], p: number): number {
 }
 
 export const sizeRecBench: BenchSuite = async (ctx) => {
-  const dir = fixturesDir();
-  if (!dir || !existsSync(path.join(dir, PHOTO))) {
-    ctx.log(`size-rec: SKIP, fixture ${PHOTO} not found in ${dir ?? '(unset)'}`);
+  const src = peoplePhoto(PHOTO);
+  if (!src) {
+    ctx.log(`size-rec: SKIP, fixture ${PHOTO} not found (tests/fixtures/people or the shared folder)`);
     return [];
   }
   const workers = Number(process.env.POSE_WORKERS ?? 0) || undefined;
@@ -34,7 +32,6 @@ export const sizeRecBench: BenchSuite = async (ctx) => {
   const concurrency = 4;
 
   // ~2 MP test photo (1080x720 upscaled to 1732x1155) and its variants, made now in the scratch dir.
-  const src = path.join(dir, PHOTO);
   const big = await sharp(src).resize(1732).jpeg({ quality: 90 }).toBuffer();
   const meta = await sharp(big).metadata();
   const sideways = await sharp(big).rotate(270).jpeg({ quality: 90 }).toBuffer();

@@ -125,6 +125,19 @@ export function createMetrics(options: { defaults?: boolean } = {}) {
       labelNames: ['projection'] as const,
       registers: r,
     }),
+    projectionDelay: new Histogram({
+      name: 'wearon_projection_delay_seconds',
+      help: "From an event's append to the commit of the read-model transaction that applied it (what the web app waits for)",
+      labelNames: ['projection'] as const,
+      buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+      registers: r,
+    }),
+    projectionStuck: new Gauge({
+      name: 'wearon_projection_stuck',
+      help: 'A projection stopped at an event it cannot apply (1) or not (0); `wearon projections` names the event',
+      labelNames: ['projection'] as const,
+      registers: r,
+    }),
     sizeRecRequests: new Counter({
       name: 'wearon_size_rec_requests_total',
       help: 'Size recommendation requests by outcome (ok, bad_image, no_pose, overloaded, error)',

@@ -67,6 +67,8 @@ const dashboards = {
     ts('Append conflicts (retried, per minute)', [['sum(rate(wearon_ledger_append_conflicts_total[5m])) * 60', 'conflicts']], { unit: 'short' }),
     ts('Projection lag (events)', [['max by (projection) (wearon_projection_lag_events)', '{{projection}}']], { unit: 'short', thresholds: green(0, 500) }),
     ts('Projection throughput (events/s)', [['sum by (projection) (rate(wearon_projection_events_total[5m]))', '{{projection}}']], { unit: 'short' }),
+    ts('Projection delay, append to read model p99 (target 50 ms)', [['histogram_quantile(0.99, sum by (le, projection) (rate(wearon_projection_delay_seconds_bucket[5m])))', '{{projection}}']], { unit: 's', thresholds: green(0, 0.05), description: 'What the web app waits for a status or balance to change (Supabase Realtime adds its own delay).' }),
+    ts('Projections stuck at an event', [['max by (projection) (wearon_projection_stuck)', '{{projection}}']], { unit: 'short', thresholds: green(0, 1), description: '1 while a projector cannot apply an event: `wearon projections` names it (docs/operations.md, "A projection is stuck").' }),
     ts('Verify violations', [['max(wearon_ledger_verify_violations)', 'violations']], { unit: 'short' }),
     ts('Event store subscription drops (resumed, per hour)', [['sum by (instance) (increase(wearon_eventstore_resubscribes_total[1h]))', '{{instance}}']], { unit: 'short', description: 'KurrentDB catch-up subscriptions resumed after a drop; a steady rate means an unstable connection to the event store.' }),
   ]),

@@ -78,3 +78,40 @@ export async function consume(options: ConsumeOptions): Promise<Position> {
   }
   return cp;
 }
+
+/**
+ * A `wait` for `consume` that ends as soon as the store signals an append (EventStore.onAppended), or after `pollMs`,
+ * the fallback for appends the signal does not see (another process on a SQLite file, a store without the signal). A
+ * signal that came since the last wait ends the next one at once, so an append that lands between a read that found
+ * nothing and the wait is never slept through.
+ */
+export function appendWait(store: EventStore, pollMs: number): { wait: (signal?: AbortSignal) => Promise<void>; close: () => void } {
+  let pending = false;
+  let wake: (() => void) | null = null;
+  const off =
+    store.onAppended?.(() => {
+      pending = true;
+      wake?.();
+    }) ?? (() => undefined);
+  return {
+    wait: (signal) => {
+      if (pending || signal?.aborted) {
+        pending = false;
+        return Promise.resolve();
+      }
+      return new Promise<void>((resolve) => {
+        const done = () => {
+          clearTimeout(timer);
+          signal?.removeEventListener('abort', done);
+          wake = null;
+          pending = false;
+          resolve();
+        };
+        const timer = setTimeout(done, pollMs);
+        signal?.addEventListener('abort', done, { once: true });
+        wake = done;
+      });
+    },
+    close: off,
+  };
+}

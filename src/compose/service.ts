@@ -21,6 +21,7 @@ import { createHttpServer } from '../http/server.ts';
 import type { Logger } from '../logger.ts';
 import { createMetrics, type Metrics } from '../metrics.ts';
 import { LagHistory } from '../projections/lagHistory.ts';
+import { projectorsProbe } from '../projections/projector.ts';
 import { Replays } from '../projections/replayJob.ts';
 import { verifyReadModels } from '../projections/verifyReadModels.ts';
 import { startInbox } from './bridge.ts';
@@ -132,6 +133,7 @@ export async function startService(config: Config, parts: Parts, logger: Logger)
       const running = scope.add(await startProjections(config, store, log, metrics));
       projections = running;
       health.add({ name: 'read_model', check: async () => void (await running.readModel.query('SELECT 1 AS ok')) });
+      health.add({ name: 'projections', check: projectorsProbe(running.projectors) });
       log.info({ read_model: running.readModel.dialect, projectors: running.projectors.length }, 'projections_started');
     }
 

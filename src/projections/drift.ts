@@ -1,20 +1,25 @@
 // Differences between read-model rows and a fresh fold (`wearon verify`), and the comparison every projection's
 // verify hook uses.
 import type { ProjectionName } from './projection.ts';
-import type { TableSpec, Value } from './readModel.ts';
+import type { ProjectionFailure, TableSpec, Value } from './readModel.ts';
 
 export interface Drift {
   /** `bridge`: a platform command not applied (src/bridge/verify.ts) */
   projection: ProjectionName | 'bridge';
   table: string;
-  /** row key: session id, account id, or ledger entry event id */
+  /** row key: session id, account id, or ledger entry event id (`behind`: the projection) */
   key: string;
   account?: string;
   session?: string;
-  kind: 'missing' | 'unexpected' | 'mismatch';
+  /** `behind`: the projection's checkpoint (actual) is short of the head (expected), or it is stuck at an event */
+  kind: 'missing' | 'unexpected' | 'mismatch' | 'behind';
   column?: string;
   expected?: Value;
   actual?: Value;
+  /** `behind`: events in the log after the checkpoint, up to the head */
+  behind?: number;
+  /** `behind`: the event the projection is stuck at */
+  failure?: ProjectionFailure;
 }
 
 const same = (a: Value | undefined, b: Value | undefined) => {

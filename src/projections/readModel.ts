@@ -24,13 +24,33 @@ export interface Checkpoint {
   /** events applied since the projection started (or was rebuilt) */
   events: number;
   updatedAt: string | null;
+  /** the event the projection stopped at, when it cannot apply it (cleared when the checkpoint next moves) */
+  failure: ProjectionFailure | null;
+}
+
+/** An event a projection could not apply: the projector stops there (health degraded, alert, `wearon projections`). */
+export interface ProjectionFailure {
+  eventId: string;
+  eventType: string;
+  streamId: string;
+  revision: number;
+  /** `commit/prepare` */
+  position: string;
+  error: string;
+  /** first failure (ISO time) */
+  since: string;
+  /** attempts so far */
+  attempts: number;
 }
 
 /** One database transaction. Every call runs inside it; nothing is visible to readers before commit. */
 export interface ReadModelTx {
   /** Locks the checkpoint row (creating it at START when missing) until the transaction ends. */
   lockCheckpoint(projection: string): Promise<Checkpoint>;
+  /** Moves the checkpoint (and clears a recorded failure: the projection got past it). */
   setCheckpoint(projection: string, position: Position, events: number): Promise<void>;
+  /** Records (or clears) the event the projection is stuck at, on its checkpoint row. */
+  setFailure(projection: string, failure: ProjectionFailure | null): Promise<void>;
   load(table: TableSpec, keys: readonly string[]): Promise<Row[]>;
   /** every key of the table */
   keys(table: TableSpec): Promise<string[]>;
@@ -43,8 +63,11 @@ export interface ReadModelTx {
    * (null = every row), `{uuid:x}`, `{ts:x}`, `{now}`.
    */
   exec(sql: string, keys: readonly string[] | null, tables?: Record<string, string>): Promise<number>;
-  /** `exec` inside a savepoint: a constraint violation is rolled back and returned as its message (else null). */
-  execGuarded(sql: string, keys: readonly string[] | null): Promise<string | null>;
+  /**
+   * `exec` of one statement, or of several as one step (Postgres: one statement, one round trip), inside a savepoint: a
+   * constraint violation is rolled back and returned as its message (else null).
+   */
+  execGuarded(sql: string | readonly string[], keys: readonly string[] | null): Promise<string | null>;
 }
 
 /** The right to write one projection: at most one holder at a time across processes. */
@@ -65,6 +88,11 @@ export interface ReadModel {
   /** A transaction outside any projection lock (rebuild swap, imports). */
   transaction<T>(fn: (tx: ReadModelTx) => Promise<T>): Promise<T>;
   checkpoints(): Promise<Checkpoint[]>;
+  /**
+   * The read model itself could not be used (connection, timeout, busy, lost lock): no event is at fault and the same
+   * batch may well apply later. Anything else a batch throws is about its events (a refused value, an undecodable event).
+   */
+  isTransient(err: unknown): boolean;
   /** Every row of a table, normalised by the spec's column types (numbers, ISO timestamps). */
   readAll(table: TableSpec, where?: string): Promise<Row[]>;
   /** Raw query for platform tables (verify, import); `?` placeholders. */

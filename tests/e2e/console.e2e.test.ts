@@ -17,6 +17,7 @@ import { artifactsDir, chromiumAvailable, launchChromium } from '../support/brow
 import { startImageServer, type ImageServer } from '../support/imageServer.ts';
 import { noisyJpeg } from '../support/images.ts';
 import { deleteKeys, REDIS_URL, redisAvailable } from '../support/services.ts';
+import { scaled } from '../support/deadlines.ts';
 import { ROOT, startService, waitFor, type RunningService } from '../support/stack.ts';
 
 const run = promisify(execFile);
@@ -75,7 +76,7 @@ describe.skipIf(!ready)('console in Chromium, with API_TOKEN', () => {
   const api = (p: string, init: RequestInit = {}) =>
     fetch(`${base}${p}`, { ...init, headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json', ...init.headers } });
   const shot = (name: string) => page.screenshot({ path: path.join(shots, `${String(++step).padStart(2, '0')}-${name}.png`), fullPage: true });
-  const text = (sel: string, hasText: string | RegExp, timeout = 30_000) => page.locator(sel, { hasText }).first().waitFor({ timeout });
+  const text = (sel: string, hasText: string | RegExp, timeout = 30_000) => page.locator(sel, { hasText }).first().waitFor({ timeout: scaled(timeout) });
   const terminal = (sessionId: string) =>
     waitFor(`generation ${sessionId} to finish`, async () => {
       const g = (await (await api(`/v1/generations/${sessionId}`)).json()) as { status: string };
@@ -124,6 +125,7 @@ describe.skipIf(!ready)('console in Chromium, with API_TOKEN', () => {
     browser = await launchChromium();
     const context = await browser.newContext({ viewport: { width: 1280, height: 900 }, acceptDownloads: true });
     page = await context.newPage();
+    page.setDefaultTimeout(scaled(30_000)); // Playwright's own default, stretched by TEST_TIME_SCALE
     page.on('pageerror', (err) => pageErrors.push(err));
   });
 
@@ -360,7 +362,7 @@ describe.skipIf(!ready)('console in Chromium, loopback mode: another site cannot
   it('refuses forms and fetches from another site; the console on the same origin still works', async () => {
     const page = await browser.newPage();
     await page.goto(`http://localhost:${attacker.port}/attack.html`);
-    await page.waitForFunction(() => document.title.startsWith('done '), undefined, { timeout: 30_000 });
+    await page.waitForFunction(() => document.title.startsWith('done '), undefined, { timeout: scaled(30_000) });
     const result = JSON.parse((await page.title()).slice(5)) as Record<string, unknown>;
     expect(result.preflighted).toBe('blocked'); // no CORS grant: the browser never sent it
     expect(result.read).toBe('blocked'); // nor may the page read a response
@@ -375,7 +377,7 @@ describe.skipIf(!ready)('console in Chromium, loopback mode: another site cannot
     const own = await browser.newPage();
     await own.goto(`${base}/console/#/health`);
     await own.locator('#verify-run').click();
-    await own.locator('#verify-verdict', { hasText: 'Ledger OK' }).waitFor({ timeout: 30_000 });
+    await own.locator('#verify-verdict', { hasText: 'Ledger OK' }).waitFor({ timeout: scaled(30_000) });
     expect(await state('/v1/admin/verify')).toMatchObject({ last: { trigger: 'console', state: 'done' } });
   });
 });

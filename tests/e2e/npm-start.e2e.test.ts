@@ -4,6 +4,7 @@ import { spawn } from 'node:child_process';
 import os from 'node:os';
 import { describe, expect, it } from 'vitest';
 import { freePort, ROOT, tempDir, waitFor } from '../support/stack.ts';
+import { scaled } from '../support/deadlines.ts';
 
 describe('npm start', () => {
   it('starts on embedded defaults and exits 0 on SIGTERM', async () => {
@@ -24,11 +25,11 @@ describe('npm start', () => {
       const body = r ? ((await r.json()) as { status: string; checks: Record<string, { ok: boolean }> }) : null;
       return body?.status === 'ok' ? body : undefined;
     }, 60_000);
-    expect(Object.keys(health.checks).sort()).toEqual(['ledger', 'pose', 'read_model', 'worker']);
+    expect(Object.keys(health.checks).sort()).toEqual(['ledger', 'pose', 'projections', 'read_model', 'worker']);
     expect(out).toMatch(/PREVIEW/);
     expect(out).toMatch(/Redis intake is off/);
     child.kill('SIGTERM');
     expect(await exited).toBe(0);
     expect(out).toMatch(/service_stopped/);
-  }, 90_000);
+  }, scaled(90_000));
 });

@@ -6,6 +6,7 @@
 import { describe, expect, it } from 'vitest';
 import { drillProblems, drillTable, runScaleOutDrill } from '../support/scaleOutDrill.ts';
 import { DATABASE_URL, REDIS_URL, postgresAvailable, redisAvailable } from '../support/services.ts';
+import { scaled } from '../support/deadlines.ts';
 
 const ready = (await postgresAvailable()) && (await redisAvailable());
 const seed = Number(process.env.WEARON_DRILL_SEED ?? Date.now() % 1_000_000);
@@ -31,5 +32,5 @@ describe.skipIf(!ready)('scale-out drill, short form (Postgres store, 3 workers,
     expect(report.faulty.byStatus.completed).toBeGreaterThan(0);
     expect(report.faulty.byStatus.failed).toBeGreaterThan(0); // the faults reached the ledger
     expect(Object.keys(report.takeover.projections).sort()).toEqual(['credit-balances', 'session-status']);
-  }, 600_000);
+  }, scaled(600_000));
 });

@@ -9,6 +9,7 @@ import { startImageServer, type ImageServer } from '../support/imageServer.ts';
 import { noisyJpeg } from '../support/images.ts';
 import { deleteKeys, REDIS_URL, redisAvailable } from '../support/services.ts';
 import { freePort, startService, tempDir, waitFor } from '../support/stack.ts';
+import { scaled } from '../support/deadlines.ts';
 
 const hasRedis = await redisAvailable();
 const USER = randomUUID(); // the platform's ids are UUIDs
@@ -49,8 +50,11 @@ describe.skipIf(!hasRedis)('graceful shutdown', () => {
     const base = `http://127.0.0.1:${port}`;
     const status = async (id: string) => ((await (await fetch(`${base}/v1/generations/${id}`)).json()) as { ledger_status: string; timeline: { type: string }[] });
 
+    // Ordering across processes: each SIGTERM is sent only after the service's ledger shows the generation started
+    // (observed over HTTP), so the call is in flight; the upstream stand-in holds its answer for a scripted time that
+    // is well inside (1.5 s of a scaled 5 s grace) or well outside (10 s against 300 ms) the grace period.
     // 1. A slow upstream call (1.5 s) and a 5 s grace: the generation completes, then the process exits 0.
-    let service = await startService(envFor(5000), { dataDir, port });
+    let service = await startService(envFor(scaled(5000)), { dataDir, port });
     await fetch(`${base}/v1/accounts/user:${USER}/grants`, {
       method: 'POST',
       headers: { 'content-type': 'application/json' },
@@ -84,5 +88,5 @@ describe.skipIf(!hasRedis)('graceful shutdown', () => {
     const account = (await (await fetch(`${base}/v1/accounts/user:${USER}`)).json()) as { balance: number; captured: number; refunded: number };
     expect(account).toMatchObject({ balance: 0, captured: 2, refunded: 0 });
     await service.stop();
-  }, 90_000);
+  }, scaled(90_000));
 });

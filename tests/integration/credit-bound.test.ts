@@ -22,6 +22,7 @@ import { verifyReadModels } from '../../src/projections/verifyReadModels.ts';
 import { pgReadModel, sqliteReadModel } from '../support/readModels.ts';
 import { postgresAvailable } from '../support/services.ts';
 import { freePort, tempDir } from '../support/stack.ts';
+import { scaled } from '../support/deadlines.ts';
 
 const logger = silentLogger();
 const pgOk = await postgresAvailable();
@@ -147,5 +148,5 @@ describe.skipIf(!pgOk)('the credit bound in the Postgres read models', () => {
       await t.cleanup();
       rmSync(dir, { recursive: true, force: true });
     }
-  }, 60_000);
+  }, scaled(60_000));
 });

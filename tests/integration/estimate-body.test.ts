@@ -1,14 +1,15 @@
-// POST /estimate-body end to end: real photographs (read in place from the shared fixtures folder, never copied),
-// served over loopback, through the safe download, the pose worker thread and the sizing model.
+// POST /estimate-body end to end: real photographs served over loopback, through the safe download, the pose worker
+// thread and the sizing model. The CC0 and MIT photos are committed (tests/fixtures/people); the others are read in
+// place from the shared fixtures folder when it is there, and the tests that need them skip with a reason when not.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
-import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import sharp from 'sharp';
 import type { FastifyInstance } from 'fastify';
-import { fixturesDir } from '../support/services.ts';
+import { listenOnLoopback, serveSafely, type Listening } from '../support/loopback.ts';
+import { peoplePhoto, sharedPeopleDir } from '../support/services.ts';
 import { createHttpServer } from '../../src/http/server.ts';
 import { estimateBodyRoutes } from '../../src/http/routes/estimateBody.ts';
 import { createSizeRecStack, type SizeRecStack } from '../../src/compose/sizeRecommendation.ts';
@@ -16,25 +17,28 @@ import { PoseOverloadedError, PoseTimeoutError } from '../../src/adapters/pose/e
 import { createMetrics } from '../../src/metrics.ts';
 import { silentLogger } from '../../src/logger.ts';
 
-function fixturesPresent(): boolean {
-  const dir = fixturesDir();
-  if (dir && existsSync(path.join(dir, 'yogait-man-armsdown-office.jpg'))) return true;
-  const reason = `people fixtures not found at ${dir ?? '(unset)'}; set WEARON_FIXTURES_DIR`;
-  // A CI without the licensed photos (e.g. GitHub, where they are not in the repository) must say so explicitly.
-  if (process.env.CI === 'true' && process.env.WEARON_FIXTURES_OPTIONAL !== 'true') throw new Error(`${reason}; CI=true requires them`);
-  console.warn(`SKIP: ${reason}`);
+/** A photo's path; a committed one must be there (a missing one is a broken checkout, not a reason to skip). */
+function photo(name: string): string {
+  const file = peoplePhoto(name);
+  if (!file) throw new Error(`photo ${name} not found in tests/fixtures/people or ${sharedPeopleDir()}`);
+  return file;
+}
+
+/** True when the photo is present (the committed ones always are); prints why its test skips otherwise. */
+function photoPresent(name: string): boolean {
+  if (peoplePhoto(name)) return true;
+  console.warn(`SKIP: photo ${name} is not committed (its licence) and not found in ${sharedPeopleDir()}; set WEARON_FIXTURES_DIR to run its test`);
   return false;
 }
-const ok = fixturesPresent();
-const FIX = fixturesDir() ?? '';
 
 const SINGLE_PERSON = [
   'pifu-ryota-apose.png',
   'yogait-man-armsdown-office.jpg',
   'yogait-man-tpose-office.jpg',
   'yogait-man-standing-tightcrop.jpg',
-  'tfjs-yoga-warrior-beach.jpg',
+  'tfjs-yoga-warrior-beach.jpg', // not committed
 ];
+const GROUP = 'coco-541055-skiers-group.jpg'; // not committed
 const MAN = ['yogait-man-armsdown-office.jpg', 'yogait-man-tpose-office.jpg', 'yogait-man-standing-tightcrop.jpg'];
 const SIZES = ['XS', 'S', 'M', 'L', 'XL', 'XXL'];
 // A height that puts this man's chest mid-way between chart thresholds, so the 3% tolerance is meaningful.
@@ -51,9 +55,9 @@ const baseConfig = {
   IMAGE_MAX_PIXELS: 40_000_000,
 };
 
-describe.skipIf(!ok)('POST /estimate-body with real photographs', () => {
+describe('POST /estimate-body with real photographs', () => {
   let tmp: string;
-  let files: http.Server;
+  let files: Listening | undefined;
   let base: string;
   let stack: SizeRecStack;
   let app: FastifyInstance;
@@ -68,7 +72,7 @@ describe.skipIf(!ok)('POST /estimate-body with real photographs', () => {
   beforeAll(async () => {
     tmp = mkdtempSync(path.join(os.tmpdir(), 'estimate-body-'));
     // Variants of one photo, made at test time: mirrored, half size, padded, and stored sideways + EXIF orientation 6.
-    const src = path.join(FIX, 'yogait-man-armsdown-office.jpg');
+    const src = photo('yogait-man-armsdown-office.jpg');
     const meta = await sharp(src).metadata();
     await sharp(src).flop().jpeg({ quality: 92 }).toFile(path.join(tmp, 'mirrored.jpg'));
     await sharp(src).resize(Math.round(meta.width! / 2)).jpeg({ quality: 92 }).toFile(path.join(tmp, 'half.jpg'));
@@ -93,19 +97,21 @@ describe.skipIf(!ok)('POST /estimate-body with real photographs', () => {
     writeFileSync(path.join(tmp, 'not-an-image.txt'), 'hello');
     writeFileSync(path.join(tmp, 'broken.jpg'), Buffer.concat([Buffer.from([0xff, 0xd8, 0xff, 0xe0]), Buffer.alloc(200, 7)]));
 
-    files = http.createServer((req, res) => {
-      const name = decodeURIComponent((req.url ?? '/').slice(1));
-      const file = [path.join(tmp, name), path.join(FIX, name)].find((f) => !name.includes('/') && existsSync(f));
-      if (!file) {
-        res.writeHead(404).end();
-        return;
-      }
-      const ext = path.extname(file);
-      const type = ext === '.png' ? 'image/png' : ext === '.txt' ? 'text/plain' : 'image/jpeg';
-      res.writeHead(200, { 'content-type': type }).end(readFileSync(file));
-    });
-    await new Promise<void>((r) => files.listen(0, '127.0.0.1', r));
-    base = `http://127.0.0.1:${(files.address() as AddressInfo).port}`;
+    const server = http.createServer(
+      serveSafely((req, res) => {
+        const name = decodeURIComponent((req.url ?? '/').slice(1));
+        const file = name.includes('/') ? null : existsSync(path.join(tmp, name)) ? path.join(tmp, name) : peoplePhoto(name);
+        if (!file) {
+          res.writeHead(404).end();
+          return;
+        }
+        const ext = path.extname(file);
+        const type = ext === '.png' ? 'image/png' : ext === '.txt' ? 'text/plain' : 'image/jpeg';
+        res.writeHead(200, { 'content-type': type }).end(readFileSync(file));
+      }),
+    );
+    files = await listenOnLoopback(server);
+    base = `http://127.0.0.1:${files.port}`;
 
     const metrics = createMetrics({ defaults: false });
     stack = createSizeRecStack(baseConfig, silentLogger(), metrics).value;
@@ -118,15 +124,15 @@ describe.skipIf(!ok)('POST /estimate-body with real photographs', () => {
   afterAll(async () => {
     await app?.close();
     await stack?.pose.close();
-    await new Promise((r) => files?.close(r));
+    await files?.close();
     if (tmp) rmSync(tmp, { recursive: true, force: true });
   });
 
-  it('places the landmarks plausibly on every single-person photo', async () => {
-    for (const file of SINGLE_PERSON) {
-      const r = await stack.pose.estimate(readFileSync(path.join(FIX, file)));
+  for (const file of SINGLE_PERSON) {
+    it.skipIf(!photoPresent(file))(`places the landmarks plausibly on a single-person photo: ${file}`, async () => {
+      const r = await stack.pose.estimate(readFileSync(photo(file)));
       expect(r.found, file).toBe(true);
-      if (!r.found) continue;
+      if (!r.found) return;
       const y = (i: number) => r.landmarks[i]!.y;
       const mean = (a: number, b: number) => (y(a) + y(b)) / 2;
       // nose above shoulders above hips above knees above ankles (image y grows downwards)
@@ -147,12 +153,12 @@ describe.skipIf(!ok)('POST /estimate-body with real photographs', () => {
       const [ls, rs] = [r.worldLandmarks[11]!, r.worldLandmarks[12]!];
       expect(Math.hypot(ls.x - rs.x, ls.y - rs.y, ls.z - rs.z), file).toBeGreaterThan(0.25);
       expect(Math.hypot(ls.x - rs.x, ls.y - rs.y, ls.z - rs.z), file).toBeLessThan(0.5);
-    }
-  });
+    });
+  }
 
   it('puts the body joints on the person, not on the background', async () => {
     // This photo's background is masked to pure black, so "inside the person" is checkable pixel by pixel.
-    const file = path.join(FIX, 'pifu-ryota-apose.png');
+    const file = photo('pifu-ryota-apose.png');
     const { data, info } = await sharp(file).removeAlpha().raw().toBuffer({ resolveWithObject: true });
     const r = await stack.pose.estimate(readFileSync(file));
     expect(r.found).toBe(true);
@@ -171,8 +177,8 @@ describe.skipIf(!ok)('POST /estimate-body with real photographs', () => {
     }
   });
 
-  it('finds the person standing in the middle of a group photo', async () => {
-    const r = await stack.pose.estimate(readFileSync(path.join(FIX, 'coco-541055-skiers-group.jpg')));
+  it.skipIf(!photoPresent(GROUP))('finds the person standing in the middle of a group photo', async () => {
+    const r = await stack.pose.estimate(readFileSync(photo(GROUP)));
     expect(r.found).toBe(true);
     if (r.found) expect((r.landmarks[11]!.y + r.landmarks[12]!.y) / 2).toBeLessThan((r.landmarks[27]!.y + r.landmarks[28]!.y) / 2);
   });
@@ -306,7 +312,7 @@ describe.skipIf(!ok)('POST /estimate-body with real photographs', () => {
     const small = createSizeRecStack({ ...baseConfig, POSE_QUEUE_MAX: 1, POSE_TIMEOUT_MS: 20_000 }, silentLogger()).value;
     await small.pose.load();
     try {
-      const img = readFileSync(path.join(FIX, 'pifu-ryota-apose.png'));
+      const img = readFileSync(photo('pifu-ryota-apose.png'));
       // first goes straight to the worker, second waits in the queue, the rest overflow
       const settled = await Promise.allSettled([1, 2, 3, 4].map(() => small.pose.estimate(img)));
       expect(settled.slice(0, 2).every((s) => s.status === 'fulfilled')).toBe(true);
@@ -323,7 +329,7 @@ describe.skipIf(!ok)('POST /estimate-body with real photographs', () => {
     const hasty = createSizeRecStack({ ...baseConfig, POSE_TIMEOUT_MS: 1 }, silentLogger()).value;
     await hasty.pose.load();
     try {
-      await expect(hasty.pose.estimate(readFileSync(path.join(FIX, 'pifu-ryota-apose.png')))).rejects.toBeInstanceOf(PoseTimeoutError);
+      await expect(hasty.pose.estimate(readFileSync(photo('pifu-ryota-apose.png')))).rejects.toBeInstanceOf(PoseTimeoutError);
       expect(hasty.pose.ready()).toBe(true);
     } finally {
       await hasty.pose.close();

@@ -19,6 +19,7 @@ import { silentLogger } from '../../src/logger.ts';
 import { describeEventStoreContract, ev } from '../support/eventStoreContract.ts';
 import { describeEsdbSpecifics } from '../support/esdbSpecifics.ts';
 import { waitFor } from '../support/stack.ts';
+import { scaled } from '../support/deadlines.ts';
 
 const url = process.env.EVENTSTORE_TEST_URL?.trim();
 const restartCmd = process.env.EVENTSTORE_TEST_RESTART_CMD?.trim();
@@ -83,7 +84,7 @@ describe.skipIf(!url)('real EventStoreDB server', () => {
       for (const b of batches) expect((await s.append(b.stream, b.events, 'no_stream')).nextRevision).toBe(0);
       for (const b of batches) expect((await s.readStream(b.stream)).map((e) => e.id)).toEqual([b.events[0]!.id]);
       console.log(`restart during appends: ${outcomes.filter((o) => o.status === 'rejected').length} of ${batches.length} ended with EventStoreUnavailableError, all written once after retries`);
-    }, 300_000);
+    }, scaled(300_000));
 
     it.skipIf(!restartCmd)('forgets any-append ids across a restart (its id cache is memory), never exact revisions', async () => {
       const s = open();
@@ -96,6 +97,6 @@ describe.skipIf(!url)('real EventStoreDB server', () => {
       await s.append(stream, [b], 0); // checked against the stream: answered as already done
       await s.append(stream, [a], 'any'); // the cache is gone: written again (docs/eventstoredb.md, Known limits)
       expect((await s.readStream(stream)).map((e) => e.type)).toEqual(['A', 'B', 'A']);
-    }, 300_000);
+    }, scaled(300_000));
   });
 });

@@ -8,6 +8,7 @@ import { openEsdbEventStore, type EsdbEventStore } from '../../src/adapters/even
 import { EventStoreUnavailableError, type SubscriptionItem } from '../../src/app/ports/eventStore.ts';
 import { silentLogger } from '../../src/logger.ts';
 import { createMetrics } from '../../src/metrics.ts';
+import { before, scaled, waitFor } from '../support/deadlines.ts';
 import { describeEventStoreContract, ev } from '../support/eventStoreContract.ts';
 import { describeEsdbSpecifics } from '../support/esdbSpecifics.ts';
 import { FakeEsdbServer, startFakeEsdb, type FakeEsdb } from '../support/fakeEsdb/index.ts';
@@ -37,15 +38,10 @@ const dataOf = (x: SubscriptionItem) => (x.kind === 'event' ? (x.event.data as {
 /** Next `n` events (caughtUp markers are collected separately); fails after `timeoutMs` without them. */
 async function nextEvents(it: AsyncIterator<SubscriptionItem>, n: number, seen: { caughtUp: number }, timeoutMs = 10_000) {
   const out: number[] = [];
-  const deadline = Date.now() + timeoutMs;
+  const deadline = Date.now() + scaled(timeoutMs);
   while (out.length < n) {
-    const left = deadline - Date.now();
-    if (left <= 0) throw new Error(`got ${out.length} of ${n} events`);
-    let timer: NodeJS.Timeout | undefined;
-    const next = await Promise.race([
-      it.next(),
-      new Promise<never>((_, rej) => (timer = setTimeout(() => rej(new Error(`got ${out.length} of ${n} events: ${out.join(',')}`)), left))),
-    ]).finally(() => clearTimeout(timer));
+    if (Date.now() >= deadline) throw new Error(`got ${out.length} of ${n} events`);
+    const next = await before(`event ${out.length + 1} of ${n} (the last ones: ${out.slice(-5).join(',')})`, it.next(), deadline);
     if (next.done) throw new Error('subscription ended');
     const v = dataOf(next.value);
     if (v === 'caughtUp') seen.caughtUp++;
@@ -91,7 +87,7 @@ describe.each(['batch', 'classic'] as const)('esdb adapter under faults (fake se
       // Another client writes while we are cut off; a system event lands in between too.
       fake.server.write(stream, [{ type: 'N', data: { i: next++ } }]);
       fake.server.appendSystemEvent('$stats-127.0.0.1:2113', '$statsCollected');
-      await new Promise((r) => setTimeout(r, 100));
+      await new Promise((r) => setTimeout(r, 100)); // an outage of some length; nothing waits for anything in it
       await fake.restart();
       await store.append(stream, [ev('N', { i: next })], next - 1);
       next++;
@@ -189,12 +185,12 @@ describe('esdb subscription lifecycle (fake server)', () => {
     const it = sub[Symbol.asyncIterator]();
     const seen = { caughtUp: 0 };
     expect(await nextEvents(it, 1, seen)).toEqual([0]);
-    await new Promise((r) => setTimeout(r, 300)); // let the server push as much as flow control allows
+    await waitFor('the server to stop on flow control', () => fake.server.callsHeldByFlowControl() > 0, 10_000);
     expect(fake.server.subscriptionEventsSent).toBeLessThan(4000);
-    const rest = await nextEvents(it, 3999, seen);
+    const rest = await nextEvents(it, 3999, seen, 60_000); // 3999 events through the client: give a busy machine time
     expect(rest[3998]).toBe(3999);
     await sub.close();
-  });
+  }, scaled(120_000)); // the drain's 60 s deadline must fit inside the test's
 
   it('resumes a subscription the server ended cleanly, and ends with the error when the server refuses for good', async () => {
     fake = await startFakeEsdb();
@@ -232,7 +228,7 @@ describe('esdb subscription lifecycle (fake server)', () => {
     await sub.close();
     expect(await pending).toMatchObject({ done: true });
     // the cancellation reaches the server asynchronously (RST_STREAM)
-    await vi.waitFor(() => expect(fake.server.activeSubscriptions()).toBe(0), { timeout: 5000 });
+    await vi.waitFor(() => expect(fake.server.activeSubscriptions()).toBe(0), { timeout: scaled(5000) });
   });
 
   it('starts once the server comes up, and gives up with EventStoreUnavailableError after maxResubscribeAttempts', async () => {
@@ -396,7 +392,7 @@ describe('esdb adapter: what the review found beyond node states', () => {
     fake.server.refuseSubscriptionsWith({ code: 2 /* UNKNOWN */, details: 'No leader info available in response' });
     fake.server.endSubscriptions();
     const pending = nextEvents(it, 1, seen); // pulling drives the resubscriptions
-    await vi.waitFor(() => expect(fake!.server.calls.subscribe).toBeGreaterThanOrEqual(3), { timeout: 5000 }); // retried
+    await vi.waitFor(() => expect(fake!.server.calls.subscribe).toBeGreaterThanOrEqual(3), { timeout: scaled(5000) }); // retried
     fake.server.refuseSubscriptionsWith(undefined);
     fake.server.write(stream, [{ type: 'N', data: { i: 1 } }]);
     expect(await pending).toEqual([1]);

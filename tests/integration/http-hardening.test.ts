@@ -16,6 +16,7 @@ import { accountStream, hashShopperEmail } from '../../src/domain/streams.ts';
 import { silentLogger } from '../../src/logger.ts';
 import { startService, type Service } from '../../src/compose/service.ts';
 import { freePort, tempDir } from '../support/stack.ts';
+import { scaled, waitFor } from '../support/deadlines.ts';
 
 const logger = silentLogger();
 const token = 'hardening-token-0123456789';
@@ -40,7 +41,8 @@ async function expectErrorShape(r: Response, status: number, code: string): Prom
 }
 
 /** One raw HTTP exchange over a socket: what a client that bypasses fetch's URL normalisation sends. */
-function rawRequest(port: number, text: string, deadlineMs = 10_000): Promise<string> {
+function rawRequest(port: number, text: string, timeoutMs = 10_000): Promise<string> {
+  const deadlineMs = scaled(timeoutMs);
   return new Promise((resolve, reject) => {
     const socket = net.connect({ host: '127.0.0.1', port });
     const chunks: Buffer[] = [];
@@ -248,10 +250,7 @@ describe('HTTP hardening (issue 11)', () => {
         const folded = evolveAccount(initialAccount(), { type: 'CreditsGranted', data: { amount: 5, reason: 'purchase', reference: 'old' } }, Date.now());
         ledger.writeSnapshot(accountStream(account), 0, { ...folded, references: { 'grant:old': 1 } });
         // written with the store's next commit: wait until it is there
-        for (const until = Date.now() + 10_000; !(ledger.readSnapshot(accountStream(account))?.state as { references?: unknown })?.references; ) {
-          if (Date.now() > until) throw new Error('the legacy snapshot was never written');
-          await new Promise((r) => setTimeout(r, 10));
-        }
+        await waitFor('the legacy snapshot to be written', () => Boolean((ledger.readSnapshot(accountStream(account))?.state as { references?: unknown })?.references), 10_000);
         const r = await grantCredits(new AggregateRepository(ledger), account, { amount: 5, reason: 'purchase', reference: 'old' }, ctx);
         expect(r.applied).toBe(false);
       } finally {

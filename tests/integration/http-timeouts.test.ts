@@ -7,10 +7,11 @@ import { ConfigError, HTTP_TIMEOUT_DEFAULTS, loadConfig } from '../../src/config
 import { createLogger } from '../../src/logger.ts';
 import { startService, type Service } from '../../src/compose/service.ts';
 import { freePort, tempDir } from '../support/stack.ts';
+import { scaled } from '../support/deadlines.ts';
 
 const T = { headers: 400, request: 800, idle: 3_000, keepAlive: 500 };
 /** Far above every configured deadline (and Node's check interval), far below "never" (the probe waited 125 s). */
-const DEADLINE_MS = 15_000;
+const DEADLINE_MS = scaled(15_000);
 
 interface Outcome {
   /** ms from the first byte sent (or the connect) to the close */

@@ -7,6 +7,7 @@ import { estimateCostUsd, normalizeUsage } from '../../src/adapters/imagegen/pri
 import { createMetrics } from '../../src/metrics.ts';
 import { startFakeOpenAI, type FakeOpenAI } from '../support/fakeOpenAI.ts';
 import { pipelineError } from '../support/assertions.ts';
+import { waitFor } from '../support/deadlines.ts';
 
 let fake: FakeOpenAI;
 let images: PreparedImage[];
@@ -147,7 +148,13 @@ describe('openai adapter', () => {
     fake.script({ kind: 'slow_headers', delayMs: 3_000 });
     const ctl = new AbortController();
     const reason = new Error('shutdown');
-    setTimeout(() => ctl.abort(reason), 50);
+    // Aborted once the stand-in holds the request: its scripted step is taken, so none is left over for the next test
+    // (a fixed 50 ms could abort before the request arrived on a busy machine).
+    const before = fake.requests.length;
+    void waitFor('the stand-in to hold the request', () => fake.requests.length > before, 10_000).then(
+      () => ctl.abort(reason),
+      (err: unknown) => ctl.abort(err), // never arrived: the assertion below names it
+    );
     const err = await generator().gen.generate({ images, prompt: 'x' }, { requestId: 'r', signal: ctl.signal }).catch((e: unknown) => e);
     expect(err).toBe(reason);
   });

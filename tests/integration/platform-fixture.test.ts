@@ -11,6 +11,7 @@ import { PlatformDriver } from '../support/platform/driver.ts';
 import { PostgrestStandIn, SERVICE_ROLE, asUser } from '../support/platform/rest.ts';
 import { seedStore, shopperCredits, storeCredits, storeHistory, storeUploadUrl, userCredits, userHistory } from '../support/platform/seed.ts';
 import { REDIS_URL, deleteKeys, postgresAvailable, redisAvailable } from '../support/services.ts';
+import { waitFor } from '../support/deadlines.ts';
 
 const pgOk = await postgresAvailable();
 const redisOk = pgOk && (await redisAvailable());
@@ -160,13 +161,10 @@ describe.skipIf(!pgOk)('platform fixture: schema, RPCs, RLS (real Postgres)', ()
       expect((await call(a, 'req_first')).rows).toEqual([{ status: 'processed' }]);
       const bPid = (await b.query('SELECT pg_backend_pid() AS pid')).rows[0].pid;
       const second = call(b, 'req_second'); // blocks on the store pool row locked by `a`
-      const deadline = Date.now() + 10_000;
-      for (;;) {
+      await waitFor('the second call to wait for the first one\'s lock', async () => {
         const { rows } = await db.pool.query(`SELECT wait_event_type FROM pg_stat_activity WHERE pid = $1`, [bPid]);
-        if (rows[0]?.wait_event_type === 'Lock') break;
-        if (Date.now() > deadline) throw new Error('second call never waited for the first one');
-        await new Promise((r) => setTimeout(r, 20));
-      }
+        return rows[0]?.wait_event_type === 'Lock';
+      }, 10_000);
       await a.query('COMMIT');
       expect((await second).rows).toEqual([{ status: 'duplicate' }]);
     } finally {

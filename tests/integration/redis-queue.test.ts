@@ -5,6 +5,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { RedisTaskQueue, createRedis, queueKeys } from '../../src/adapters/queue/redisTaskQueue.ts';
 import { silentLogger } from '../../src/logger.ts';
 import { REDIS_URL, redisAvailable } from '../support/services.ts';
+import { scaled, waitFor } from '../support/deadlines.ts';
 
 const ok = await redisAvailable();
 const logger = silentLogger();
@@ -43,9 +44,7 @@ describe.skipIf(!ok)('RedisTaskQueue (real Redis)', () => {
     const q = new RedisTaskQueue({ redis, blocking, workerId, logger, queueKey, heartbeatTtlMs, autoHeartbeat: false });
     return { q, crash: () => (redis.disconnect(), blocking.disconnect()) };
   };
-  const waitForExpiry = async (key: string) => {
-    while ((await admin.exists(key)) === 1) await new Promise((r) => setTimeout(r, 50));
-  };
+  const waitForExpiry = (key: string) => waitFor(`${key} to expire`, async () => (await admin.exists(key)) === 0, 10_000);
 
   it('delivers in FIFO order (producer LPUSH, consumer takes from the right)', async () => {
     const qk = newQueueKey();
@@ -103,11 +102,23 @@ describe.skipIf(!ok)('RedisTaskQueue (real Redis)', () => {
 
   it('keeps the heartbeat of a live worker alive on its own, so its list is never re-driven', async () => {
     const qk = newQueueKey();
-    const live = worker(qk, 'live', 600);
+    const ttl = scaled(600);
+    const live = worker(qk, 'live', ttl);
     const other = worker(qk, 'other');
     await live.push('busy');
     expect((await live.take(1000))?.raw).toBe('busy');
-    await new Promise((r) => setTimeout(r, 1_500)); // well past the 600 ms TTL, with no explicit heartbeat call
+    // Observed, not slept: the worker's own timer (no explicit heartbeat call) refreshed the key three times and two
+    // TTLs have passed, so without those refreshes the key would be gone.
+    const heartbeat = queueKeys(qk, 'live').heartbeat;
+    const since = Date.now();
+    let last = Number.POSITIVE_INFINITY;
+    let refreshes = 0;
+    await waitFor('the worker to keep its heartbeat alive past its TTL', async () => {
+      const left = await admin.pttl(heartbeat);
+      if (left > last) refreshes++;
+      last = left;
+      return refreshes >= 3 && Date.now() - since > 2 * ttl;
+    }, 15_000);
     expect(await other.redriveOrphans()).toBe(0);
     expect(await admin.lrange(queueKeys(qk, 'live').processing, 0, -1)).toEqual(['busy']);
   });

@@ -4,7 +4,7 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { ROOT, run, tempDir, which } from '../support/stack.ts';
+import { pythonWithYaml, ROOT, run, tempDir, which } from '../support/stack.ts';
 
 const read = (rel: string) => readFileSync(path.join(ROOT, rel), 'utf8');
 
@@ -137,13 +137,8 @@ describe.skipIf(!compose)('docker-compose.prod.yml', () => {
 
 // Python's yaml module comes with Debian's docker-compose (python3-yaml); the Grafana, Loki and workflow files have no
 // other parser here.
-const python = which('python3');
-const pyYaml = python ? (await run(python, ['-c', 'import yaml'])).code === 0 : false;
-if (!pyYaml) {
-  const reason = 'python3 with the yaml module (Debian package python3-yaml) is not available';
-  if (process.env.CI === 'true') throw new Error(`${reason}; CI=true requires it`);
-  console.warn(`SKIP: ${reason}; YAML syntax of the stack files is not checked`);
-}
+const python = await pythonWithYaml('YAML syntax of the stack files is not checked');
+const pyYaml = python !== null;
 
 describe.skipIf(!pyYaml)('YAML files of the stack', () => {
   it('all parse', async () => {

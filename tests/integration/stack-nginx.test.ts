@@ -186,6 +186,39 @@ describe.skipIf(!ready || !serveAvailable())('nginx in front of the running serv
     expect(JSON.parse(r.body).error.code).toBe('not_found');
   });
 
+  // nginx's own answers (the service never sees these requests) keep the API's one error shape, not an HTML page.
+  function expectJsonError(r: Reply, status: number, code: string): void {
+    expect(r.status).toBe(status);
+    expect(r.headers['content-type']).toMatch(/^application\/json/);
+    const body = JSON.parse(r.body) as { error: { code: string; message: string }; request_id: string };
+    expect(body.error.code).toBe(code);
+    expect(body.error.message.length).toBeGreaterThan(0);
+    expect(body.request_id).toBe(r.headers['x-request-id']);
+    expect(r.headers['x-content-type-options']).toBe('nosniff');
+  }
+
+  it('answers a body over the size limit with a JSON 413, from the declared length alone', async () => {
+    const r = await request(layout, { method: 'POST', path: '/v1/generations', headers: { 'content-length': String(2 * 1024 * 1024), 'content-type': 'application/json' } });
+    expectJsonError(r, 413, 'payload_too_large');
+  });
+
+  it('answers an over-long URI with a JSON 414 that does not echo the path', async () => {
+    const r = await request(layout, { path: `/v1/accounts/${'a'.repeat(10_000)}` });
+    expectJsonError(r, 414, 'uri_too_long');
+    expect(r.body).not.toContain('aaaa');
+  });
+
+  it('answers a malformed request with a JSON 400', async () => {
+    const r = await request(layout, { path: '/health', headers: { host: 'bad/host' } });
+    expectJsonError(r, 400, 'bad_request');
+  });
+
+  it('answers with a JSON 502 when the upstream is not reachable', async () => {
+    // Grafana's upstream in this layout is 127.0.0.1:9, where nothing listens.
+    const r = await request(layout, { path: '/grafana/' });
+    expectJsonError(r, 502, 'upstream_unavailable');
+  });
+
   it('rate-limits /estimate-body with 429, a JSON body, Retry-After and the security headers', async () => {
     const replies = await Promise.all(
       Array.from({ length: 40 }, () => request(layout, { method: 'POST', path: '/estimate-body', body: '{}' })),

@@ -7,12 +7,12 @@ import { describe, expect, it } from 'vitest';
 import { ROOT, requireTool, run, tempDir } from '../support/stack.ts';
 
 const SCRIPTS = path.join(ROOT, 'scripts');
-const OUR_SCRIPTS = ['lib-compose.sh', 'init-ssl.sh', 'renew-certs.sh', 'roll-worker.sh', 'deploy.sh', 'first-deploy.sh'];
+const OUR_SCRIPTS = ['lib-compose.sh', 'init-ssl.sh', 'renew-certs.sh', 'roll-worker.sh', 'deploy.sh', 'first-deploy.sh', 'install-test-tools.sh'];
 const shellcheck = requireTool('shellcheck', 'shellcheck');
 const bash = requireTool('bash', 'bash');
 
 describe.skipIf(!shellcheck)('shellcheck', () => {
-  it('finds nothing in the deploy scripts', async () => {
+  it('finds nothing in the deploy and test scripts', async () => {
     const { code, out } = await run(shellcheck!, ['-x', ...OUR_SCRIPTS], { cwd: SCRIPTS });
     expect(out).toBe('');
     expect(code).toBe(0);

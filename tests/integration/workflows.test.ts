@@ -3,11 +3,10 @@
 import { readFileSync, readdirSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { ROOT, run, which } from '../support/stack.ts';
+import { pythonWithYaml, ROOT, run } from '../support/stack.ts';
 
-const python = which('python3');
-const pyYaml = python ? (await run(python, ['-c', 'import yaml'])).code === 0 : false;
-if (!pyYaml) console.warn('SKIP: python3 with PyYAML is needed to parse the workflows (apt-get install -y python3-yaml)');
+const python = await pythonWithYaml('the workflows are not checked');
+const pyYaml = python !== null;
 
 /** Environment variables the property runner and suites read. */
 function variablesRead(): Set<string> {

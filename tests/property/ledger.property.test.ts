@@ -31,6 +31,7 @@ import { foldTransfer } from '../support/transfers.ts';
 import { silentLogger } from '../../src/logger.ts';
 import { Crash, CrashingStore, type CrashMode, type Gate } from '../support/crashingStore.ts';
 import { FAILURE_CODE, MemoryResultStore, ScriptedGenerator, StaticInputImages, type UpstreamOutcome } from '../support/pipelineDoubles.ts';
+import { scaled } from '../support/deadlines.ts';
 
 const RUNS = Number(process.env.WEARON_PROPERTY_RUNS ?? 100);
 const SEED = process.env.WEARON_PROPERTY_SEED ? Number(process.env.WEARON_PROPERTY_SEED) : undefined;
@@ -751,7 +752,7 @@ describe.skipIf(backend.skip !== null)(`ledger model-based property (store: ${ba
       }),
       { numRuns: STALE_RUNS, ...replay },
     );
-  }, limit(STALE_RUNS));
+  }, scaled(limit(STALE_RUNS)));
 
   // A Shopify transfer through the inbox with the process dying before or after each of its appends (request, paying
   // leg, receiving leg, completed): the command stays unmarked, is applied again, and ends with both legs or neither.
@@ -778,7 +779,7 @@ describe.skipIf(backend.skip !== null)(`ledger model-based property (store: ${ba
       { numRuns: TRANSFER_CRASH_RUNS, ...replay },
     );
     expect((stats['inbox:transfer:crashed'] ?? 0) - before, 'no transfer was interrupted').toBeGreaterThan(0);
-  }, limit(TRANSFER_CRASH_RUNS));
+  }, scaled(limit(TRANSFER_CRASH_RUNS)));
 
   // Two workers apply two bridged grants with one reference and different amounts at once (a 2000-run
   // counterexample): one applies, the other must be refused (reference_conflict), never reported applied while the
@@ -800,7 +801,7 @@ describe.skipIf(backend.skip !== null)(`ledger model-based property (store: ${ba
       }),
       { numRuns: CONFLICT_RUNS, ...replay },
     );
-  }, limit(CONFLICT_RUNS));
+  }, scaled(limit(CONFLICT_RUNS)));
 
   // The race ledger.md singles out: one worker finds the balance short and rejects while the other, after credits
   // arrived, deducts; the hold must come back by a refund. Random command sequences rarely line this up, so this
@@ -821,5 +822,5 @@ describe.skipIf(backend.skip !== null)(`ledger model-based property (store: ${ba
     console.log(`deduction racing a rejection (${backend.name}): reached in ${reached} run(s)`);
     // Over the network store the timing of unscheduled I/O decides more of the order; the reach check is for SQLite.
     if (backend.name === 'sqlite') expect(reached, 'no schedule produced a deduction racing a rejection').toBeGreaterThan(0);
-  }, limit(RACE_RUNS));
+  }, scaled(limit(RACE_RUNS)));
 });

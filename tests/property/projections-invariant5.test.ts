@@ -18,6 +18,7 @@ import { verifyReadModels } from '../../src/projections/verifyReadModels.ts';
 import { actionArb, appendHistory, simulate } from '../support/ledgerHistory.ts';
 import { pgReadModel, sqliteReadModel, type TestReadModel } from '../support/readModels.ts';
 import { postgresAvailable } from '../support/services.ts';
+import { scaled } from '../support/deadlines.ts';
 
 const logger = pino({ level: 'silent' });
 const pgOk = await postgresAvailable();
@@ -28,6 +29,8 @@ const PLATFORM = {
   user_credits: 'user_id, balance, total_earned, total_spent',
   store_credits: 'store_id, balance, total_purchased, total_spent',
   store_shopper_credits: 'store_id, shopper_email, shopper_hash, balance, total_purchased, total_spent',
+  credit_transactions: 'ledger_event_id, user_id, amount, type, description, created_at',
+  store_credit_transactions: 'ledger_event_id, store_id, amount, type, request_id, description, created_at',
 };
 
 /** Every row the projections own or publish (platform rows without generated columns). */
@@ -128,7 +131,7 @@ function suite(kind: string, make: () => Promise<TestReadModel>) {
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
-  }, 240_000);
+  }, scaled(240_000));
 }
 
 /** The checkpoint a batch was applied on top of (the position before its first event). */

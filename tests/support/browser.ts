@@ -1,5 +1,5 @@
 // Debian's Chromium driven by playwright-core, for the console's browser tests. Absent browser: the tests skip with a
-// printed reason, except under CI=true, where absence fails (.ci/run installs the `chromium` package).
+// printed reason, except under CI=true, where absence fails (scripts/install-test-tools.sh installs `chromium`).
 import { existsSync, mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { chromium, type Browser } from 'playwright-core';
@@ -14,7 +14,7 @@ export function chromiumAvailable(): boolean {
   if (existsSync(CHROMIUM)) return true;
   const reason = `Chromium not found at ${CHROMIUM} (Debian package chromium)`;
   if (process.env.CI === 'true') throw new Error(`${reason}; CI=true requires it`);
-  console.warn(`SKIP: ${reason}; apt-get install -y chromium to run the browser tests`);
+  console.warn(`SKIP: ${reason}; scripts/install-test-tools.sh installs it (or set CHROMIUM_PATH)`);
   return false;
 }
 

@@ -9,6 +9,7 @@ import {
   type RecordedEvent,
   type SubscriptionItem,
 } from '../../src/app/ports/eventStore.ts';
+import { before, scaled } from './deadlines.ts';
 
 export interface StoreUnderTest {
   store: EventStore;
@@ -27,14 +28,10 @@ export const ev = (type: string, data: unknown = {}, id: string = randomUUID()):
 
 async function take(iter: AsyncIterator<SubscriptionItem>, n: number, timeoutMs = 5000): Promise<SubscriptionItem[]> {
   const out: SubscriptionItem[] = [];
-  const deadline = Date.now() + timeoutMs;
+  const deadline = Date.now() + scaled(timeoutMs);
   while (out.length < n) {
-    const left = deadline - Date.now();
-    if (left <= 0) throw new Error(`subscription delivered ${out.length} of ${n} items in ${timeoutMs} ms`);
-    const next = await Promise.race([
-      iter.next(),
-      new Promise<never>((_, rej) => setTimeout(() => rej(new Error(`subscription delivered ${out.length} of ${n} items`)), left)),
-    ]);
+    if (Date.now() >= deadline) throw new Error(`subscription delivered ${out.length} of ${n} items in ${timeoutMs} ms`);
+    const next = await before(`item ${out.length + 1} of ${n} from the subscription`, iter.next(), deadline);
     if (next.done) break;
     out.push(next.value);
   }

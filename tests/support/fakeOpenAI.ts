@@ -6,7 +6,7 @@
 // `url`, mask images, field validation beyond what the tests need, and the real model's output.
 import http from 'node:http';
 import sharp from 'sharp';
-import { listenOnLoopback } from './loopback.ts';
+import { listenOnLoopback, readBody, serveSafely } from './loopback.ts';
 
 export type FakeStep =
   | { kind: 'success'; image?: Buffer; usage?: Record<string, unknown> | null }
@@ -48,6 +48,8 @@ export interface FakeOpenAI {
   /** Every answer (success or fault) comes this long after the request, like a real image model's latency. Default 0. */
   setLatency(ms: number): void;
   requests: RecordedRequest[];
+  /** Connections open on the server side. */
+  openConnections(): number;
   /** The image returned by default (a small JPEG). */
   defaultImage: Buffer;
   close(): Promise<void>;
@@ -77,10 +79,9 @@ export async function startFakeOpenAI(options: { image?: Buffer } = {}): Promise
     json(res, 200, body);
   };
 
-  const server = http.createServer(async (req, res) => {
-    const chunks: Buffer[] = [];
-    for await (const c of req) chunks.push(c as Buffer);
-    const raw = Buffer.concat(chunks);
+  const server = http.createServer(serveSafely(async (req, res) => {
+    const raw = await readBody(req);
+    if (!raw) return; // the caller went away mid-request (e.g. the service was SIGKILLed mid-upload)
     const path = (req.url ?? '').split('?')[0]!;
     if (req.method !== 'POST' || path !== '/v1/images/edits') {
       json(res, 404, { error: { message: `no route ${req.method} ${path}`, type: 'invalid_request_error', code: null } });
@@ -147,7 +148,7 @@ export async function startFakeOpenAI(options: { image?: Buffer } = {}): Promise
         req.socket.destroy();
         return;
     }
-  });
+  }));
   const listening = await listenOnLoopback(server);
   const port = listening.port;
   return {
@@ -160,6 +161,7 @@ export async function startFakeOpenAI(options: { image?: Buffer } = {}): Promise
       latencyMs = ms;
     },
     requests,
+    openConnections: listening.openConnections,
     defaultImage,
     close: () => {
       for (const t of timers) clearTimeout(t);

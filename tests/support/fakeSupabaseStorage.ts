@@ -12,7 +12,7 @@
 // the bucket, cache headers, range requests, and the real token's exact claims.
 import { createHmac, randomUUID, timingSafeEqual } from 'node:crypto';
 import http from 'node:http';
-import { listenOnLoopback } from './loopback.ts';
+import { listenOnLoopback, readBody, serveSafely } from './loopback.ts';
 
 export interface StoredObject {
   bytes: Buffer;
@@ -29,6 +29,8 @@ export interface FakeSupabaseStorage {
   requests: { method: string; path: string; upsert: string | undefined; auth: string | undefined }[];
   /** The next `count` storage API calls (not signed GETs) answer `status`, or hang when status is 'hang'. */
   failNext(count: number, status: number | 'hang'): void;
+  /** Connections open on the server side. */
+  openConnections(): number;
   close(): Promise<void>;
 }
 
@@ -68,10 +70,9 @@ export async function startFakeSupabaseStorage(options: { bucket?: string; servi
   const fail = (res: http.ServerResponse, httpStatus: number, statusCode: string, error: string, message: string) =>
     reply(res, httpStatus, { statusCode, error, message });
 
-  const server = http.createServer(async (req, res) => {
-    const chunks: Buffer[] = [];
-    for await (const c of req) chunks.push(c as Buffer);
-    const body = Buffer.concat(chunks);
+  const server = http.createServer(serveSafely(async (req, res) => {
+    const body = await readBody(req);
+    if (!body) return; // the caller went away mid-request
     const u = new URL(req.url ?? '/', 'http://fake');
     const method = req.method ?? 'GET';
     const auth = req.headers.authorization;
@@ -123,7 +124,7 @@ export async function startFakeSupabaseStorage(options: { bucket?: string; servi
       return reply(res, 200, { Id: randomUUID(), Key: key });
     }
     return fail(res, 405, '405', 'method_not_allowed', `${method} not supported here`);
-  });
+  }));
   const listening = await listenOnLoopback(server);
   const port = listening.port;
   return {
@@ -133,6 +134,7 @@ export async function startFakeSupabaseStorage(options: { bucket?: string; servi
     objects,
     requests,
     failNext: (count, status) => faults.push(...Array<number | 'hang'>(count).fill(status)),
+    openConnections: listening.openConnections,
     close: () => listening.close(),
   };
 }

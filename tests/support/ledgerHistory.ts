@@ -14,12 +14,15 @@ export interface HistoryEvent {
 export type Action =
   | { a: 'grant'; acc: number; amount: number }
   | { a: 'revoke'; acc: number; amount: number }
+  /** a Shopify shopper purchase: store pool -> that store's shopper, both legs (the transfer process's account events) */
+  | { a: 'transfer'; acc: number; amount: number }
   | { a: 'request'; acc: number; b2b: boolean }
   | { a: 'advance'; s: number; choice: number };
 
 export const actionArb: fc.Arbitrary<Action> = fc.oneof(
   fc.record({ a: fc.constant('grant' as const), acc: fc.nat(5), amount: fc.integer({ min: 1, max: 5 }) }),
   fc.record({ a: fc.constant('revoke' as const), acc: fc.nat(5), amount: fc.integer({ min: 1, max: 3 }) }),
+  fc.record({ a: fc.constant('transfer' as const), acc: fc.nat(1), amount: fc.integer({ min: 1, max: 3 }) }),
   fc.record({ a: fc.constant('request' as const), acc: fc.nat(5), b2b: fc.boolean() }),
   fc.record({ a: fc.constant('advance' as const), s: fc.nat(40), choice: fc.nat(9) }),
   fc.record({ a: fc.constant('advance' as const), s: fc.nat(40), choice: fc.nat(9) }),
@@ -57,6 +60,19 @@ export function simulate(actions: readonly Action[], accounts = makeAccounts()):
       if (balance.get(a)! < act.amount) continue;
       balance.set(a, balance.get(a)! - act.amount);
       acct(a, 'CreditsRevoked', { amount: act.amount, reason: 'adjustment', reference: `fix-${n++}` });
+    } else if (act.a === 'transfer') {
+      const [store, shopper] = [accounts[2 + act.acc]!, accounts[4 + act.acc]!];
+      if (balance.get(store)! < act.amount) {
+        // the store buys what it lacks first, so a transfer always happens (they are rare otherwise)
+        const lack = act.amount - balance.get(store)!;
+        balance.set(store, act.amount);
+        acct(store, 'CreditsGranted', { amount: lack, reason: 'subscription', reference: `order-${n++}` });
+      }
+      const transferId = `order-${n++}`;
+      balance.set(store, balance.get(store)! - act.amount);
+      balance.set(shopper, balance.get(shopper)! + act.amount);
+      acct(store, 'CreditsTransferredOut', { amount: act.amount, transferId, to: shopper });
+      acct(shopper, 'CreditsGranted', { amount: act.amount, reason: 'transfer_in', reference: `transfer:${transferId}` });
     } else if (act.a === 'request') {
       const account = accounts.filter((a) => a.startsWith('user:') !== act.b2b)[act.acc % 4 % (act.b2b ? 4 : 2)]!;
       const s: Session = { id: randomUUID(), account, step: 'requested', deducted: false, attempt: 0 };

@@ -1,7 +1,11 @@
 // Finds the real services integration tests need. Absent service: the suite skips with a printed reason, except
 // under CI=true, where absence fails the run (a green CI must mean the tests ran).
+import { existsSync } from 'node:fs';
 import net from 'node:net';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import type { Redis } from 'ioredis';
+import { scaled } from './deadlines.ts';
 
 export const REDIS_URL = process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379/15';
 export const DATABASE_URL = process.env.TEST_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
@@ -14,7 +18,7 @@ function reachable(url: string, defaultPort: number): Promise<boolean> {
       socket.destroy();
       resolve(ok);
     };
-    socket.setTimeout(1000, () => done(false));
+    socket.setTimeout(scaled(1000), () => done(false));
     socket.once('connect', () => done(true));
     socket.once('error', () => done(false));
   });
@@ -31,9 +35,21 @@ async function availability(name: string, url: string, port: number): Promise<bo
 export const redisAvailable = () => availability('Redis', REDIS_URL, 6379);
 export const postgresAvailable = () => availability('PostgreSQL', DATABASE_URL, 5432);
 
-/** A fixture directory that lives outside the project (never copied in). */
-export function fixturesDir(): string | null {
-  return process.env.WEARON_FIXTURES_DIR ?? new URL('../../../shared/fixtures/people/', import.meta.url).pathname;
+/** The CC0 and MIT photos of people, committed with their licences (tests/fixtures/people/LICENSES.md). */
+export const COMMITTED_PEOPLE_DIR = fileURLToPath(new URL('../fixtures/people/', import.meta.url));
+
+/** Where the other photos of people live, outside the repository (read in place, never copied in). */
+export function sharedPeopleDir(): string {
+  return process.env.WEARON_FIXTURES_DIR ?? fileURLToPath(new URL('../../../shared/fixtures/people/', import.meta.url));
+}
+
+/** A photo of people by file name: the committed copy first, else the shared folder's; null when neither has it. */
+export function peoplePhoto(name: string): string | null {
+  for (const dir of [COMMITTED_PEOPLE_DIR, sharedPeopleDir()]) {
+    const file = path.join(dir, name);
+    if (existsSync(file)) return file;
+  }
+  return null;
 }
 
 /** Removes every key a test or bench created under its unique prefix. */

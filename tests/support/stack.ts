@@ -6,6 +6,9 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { scaled, waitFor } from './deadlines.ts';
+
+export { waitFor } from './deadlines.ts';
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 
@@ -21,14 +24,24 @@ export function which(tool: string): string | null {
 
 /**
  * The tool's path, or null after printing why its tests skip. Under CI=true a missing tool throws: a green CI must
- * mean these tests ran (.ci/run installs them: apt-get install -y nginx prometheus docker-compose openssl).
+ * mean these tests ran (.ci/run installs them with scripts/install-test-tools.sh).
  */
 export function requireTool(tool: string, pkg: string): string | null {
   const p = which(tool);
   if (p) return p;
   const reason = `${tool} not found (Debian package ${pkg})`;
   if (process.env.CI === 'true') throw new Error(`${reason}; CI=true requires it`);
-  console.warn(`SKIP: ${reason}; apt-get install -y ${pkg} to run these tests`);
+  console.warn(`SKIP: ${reason}; scripts/install-test-tools.sh installs it`);
+  return null;
+}
+
+/** python3 when it has the yaml module (Debian python3-yaml), else null after printing why; under CI=true it throws. */
+export async function pythonWithYaml(unchecked: string): Promise<string | null> {
+  const python = which('python3');
+  if (python && (await run(python, ['-c', 'import yaml'])).code === 0) return python;
+  const reason = 'python3 with the yaml module (Debian package python3-yaml) is not available';
+  if (process.env.CI === 'true') throw new Error(`${reason}; CI=true requires it`);
+  console.warn(`SKIP: ${reason}; ${unchecked}; scripts/install-test-tools.sh installs it`);
   return null;
 }
 
@@ -109,38 +122,13 @@ export async function renderNginx(opts: { workerUpstream: string; grafanaUpstrea
   return { dir, conf, httpPort, httpsPort };
 }
 
-export function waitForPort(port: number, timeoutMs = 30_000): Promise<void> {
-  const until = Date.now() + timeoutMs;
-  return new Promise((resolve, reject) => {
-    const attempt = () => {
+export async function waitForPort(port: number, timeoutMs = 30_000): Promise<void> {
+  await waitFor(`port ${port} to open`, () =>
+    new Promise<boolean>((resolve) => {
       const s = net.connect({ host: '127.0.0.1', port });
-      s.once('connect', () => {
-        s.destroy();
-        resolve();
-      });
-      s.once('error', () => {
-        s.destroy();
-        if (Date.now() > until) reject(new Error(`port ${port} not open after ${timeoutMs} ms`));
-        else setTimeout(attempt, 100);
-      });
-    };
-    attempt();
-  });
-}
-
-export async function waitFor<T>(what: string, fn: () => Promise<T | undefined | null | false>, timeoutMs = 30_000): Promise<T> {
-  const until = Date.now() + timeoutMs;
-  let last: unknown;
-  for (;;) {
-    try {
-      const v = await fn();
-      if (v) return v;
-    } catch (err) {
-      last = err;
-    }
-    if (Date.now() > until) throw new Error(`timed out waiting for ${what}${last ? `: ${String(last)}` : ''}`);
-    await new Promise((r) => setTimeout(r, 200));
-  }
+      s.once('connect', () => (s.destroy(), resolve(true)));
+      s.once('error', () => (s.destroy(), resolve(false)));
+    }), timeoutMs);
 }
 
 export interface RunningService {
@@ -184,7 +172,7 @@ export async function startService(extraEnv: Record<string, string> = {}, option
   const stop = async () => {
     if (child.exitCode === null && child.signalCode === null) {
       child.kill('SIGTERM');
-      const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
+      const timer = setTimeout(() => child.kill('SIGKILL'), scaled(10_000)); // SIGTERM's grace, then no mercy
       await exited;
       clearTimeout(timer);
     }

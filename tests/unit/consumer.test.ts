@@ -4,6 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { openSqliteEventStore } from '../../src/adapters/eventstore/sqlite/sqliteEventStore.ts';
 import { consume, type CheckpointedProcessor } from '../../src/app/consumer.ts';
 import { START, comparePositions, type EventStore, type Position } from '../../src/app/ports/eventStore.ts';
+import { waitFor } from '../support/deadlines.ts';
 
 const meta = { requestId: 'r', causationId: 'c', correlationId: 'r', workerId: 'w', occurredAt: '2026-01-01T00:00:00.000Z' };
 
@@ -64,10 +65,9 @@ describe('consume', () => {
     const ac = new AbortController();
     let caughtUp = 0;
     const running = consume({ store, processor, batchSize: 10, pollMs: 5, signal: ac.signal, onRead: (_cp, idle) => void (idle && caughtUp++) });
-    const deadline = Date.now() + 5000;
-    while (caughtUp === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
+    await waitFor('the consumer to catch up', () => caughtUp > 0, 5000);
     await store.append('s-9', [{ id: '00000000-0000-5000-8000-999999999999', type: 'T', data: { i: 3 }, metadata: meta }], 'no_stream');
-    while (seen.length < 4 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
+    await waitFor('the new event', () => seen.length >= 4, 5000);
     ac.abort();
     await running;
     expect(seen).toEqual([0, 1, 2, 3]);

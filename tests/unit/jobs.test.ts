@@ -46,7 +46,7 @@ describe('Jobs', () => {
     await a.started;
     a.ctl().phase('replaying', 'events');
     a.ctl().progress(0, 1000);
-    await new Promise((r) => setTimeout(r, 300));
+    await new Promise((r) => setTimeout(r, 300)); // time passing is the input here (a rate needs elapsed time), not a wait
     a.ctl().progress(400);
     const v = jobs.view('replay').running!;
     expect(v).toMatchObject({ phase: 'replaying', progress: { done: 400, total: 1000, unit: 'events' } });

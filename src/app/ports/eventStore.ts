@@ -135,6 +135,12 @@ export interface EventStore {
   subscribeToAll(options: SubscribeOptions): Subscription;
   /** Position of the last event in the log (null when empty). */
   headPosition(): Promise<Position | null>;
+  /**
+   * Calls `listener` soon after events were appended: this process's appends, and with Postgres other processes' too
+   * (NOTIFY). A hint to read the log now, never a delivery: consumers still read the log, and poll as a fallback for
+   * appends the signal does not see. Returns the function that removes the listener. Optional: stores without it are polled.
+   */
+  onAppended?(listener: () => void): () => void;
   /** Answers promptly whether the store is usable; used by /health. */
   ping(): Promise<void>;
   close(): Promise<void>;

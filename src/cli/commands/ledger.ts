@@ -11,6 +11,7 @@ import { withScope } from '../../compose/scope.ts';
 import { GRANT_REASONS, type GrantReason } from '../../domain/events.ts';
 import { createMetrics } from '../../metrics.ts';
 import { verifyReadModels, type Drift } from '../../projections/verifyReadModels.ts';
+import { describeFailure } from '../../projections/projector.ts';
 import { UsageError, parseArgs, type CliCommand, type CliContext } from '../command.ts';
 
 function withStore<T>(ctx: CliContext, fn: (store: EventStore) => Promise<T>): Promise<T> {
@@ -128,6 +129,10 @@ export const verifyCommand: CliCommand = {
           ctx.out(`VIOLATION invariant ${v.invariant} ${v.subject}: ${v.message}${where}`);
         }
         for (const d of drifts) {
+          if (d.kind === 'behind') {
+            ctx.out(`BEHIND ${d.projection}: checkpoint ${d.actual ?? 'none'}, head ${d.expected}, ${d.behind} event(s) behind${d.failure ? `; ${describeFailure(d.projection, d.failure)}` : ''}`);
+            continue;
+          }
           const subject = d.account ?? d.session ?? d.key;
           ctx.out(`DRIFT ${d.projection} ${d.table} ${subject}: ${d.kind}${d.column ? ` ${d.column} expected ${JSON.stringify(d.expected)} actual ${JSON.stringify(d.actual)}` : ''}`);
         }

@@ -2,7 +2,7 @@
 import { openEventStore } from '../../compose/ledger.ts';
 import { openReadModel } from '../../compose/readModel.ts';
 import { withScope } from '../../compose/scope.ts';
-import { projectionStatus } from '../../projections/projector.ts';
+import { describeFailure, projectionStatus } from '../../projections/projector.ts';
 import { parseArgs, type CliCommand } from '../command.ts';
 
 export const projectionsCommand: CliCommand = {
@@ -21,8 +21,10 @@ export const projectionsCommand: CliCommand = {
         for (const r of rows) {
           ctx.out(`${r.projection.padEnd(16)} ${(r.checkpoint ?? '-').padEnd(22)} ${(r.head ?? '-').padEnd(22)} ${String(r.lag).padStart(10)}  ${r.updatedAt ?? '-'}`);
         }
+        for (const r of rows) if (r.failure) ctx.out(`STUCK ${describeFailure(r.projection, r.failure)}`);
       }
-      return 0;
+      // A stuck projection is a failure an operator must act on (scripts and cron see the exit code).
+      return rows.some((r) => r.failure) ? 1 : 0;
     });
   },
 };

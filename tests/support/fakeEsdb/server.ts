@@ -143,6 +143,25 @@ export interface FakeEsdbServerOptions {
 
 type Call = { metadata: grpc.Metadata };
 
+/**
+ * Runs a handler's work so that its failure ends that call (INTERNAL, with the error's message) instead of escaping
+ * into the test process as an uncaught exception or unhandled rejection. A call the client already cut off (reset,
+ * cancelled, half-sent) needs no answer.
+ */
+function guarded(call: { cancelled: boolean; destroyed: boolean; destroy(err?: Error): void }, work: () => unknown): void {
+  const fail = (err: unknown) => {
+    if (call.cancelled || call.destroyed) return;
+    const message = err instanceof Error ? err.message : String(err);
+    call.destroy(Object.assign(new Error(`fake EventStoreDB failed: ${message}`), { code: grpc.status.INTERNAL, details: `fake EventStoreDB failed: ${message}` }));
+  };
+  try {
+    const done = work();
+    if (done instanceof Promise) done.catch(fail);
+  } catch (err) {
+    fail(err);
+  }
+}
+
 export class FakeEsdbServer {
   readonly storage: FakeStorage;
   readonly appendPath: 'batch' | 'classic';
@@ -166,6 +185,8 @@ export class FakeEsdbServer {
   readonly calls = { append: 0, batchAppend: 0, read: 0, subscribe: 0, serverFeatures: 0 };
   /** events written to subscription calls (flow-control checks) */
   subscriptionEventsSent = 0;
+  /** subscription calls waiting for 'drain' right now: the client has not pulled what was sent */
+  private heldByFlowControl = 0;
 
   constructor(options: FakeEsdbServerOptions = {}) {
     this.appendPath = options.appendPath ?? 'batch';
@@ -194,6 +215,11 @@ export class FakeEsdbServer {
     return `esdb://127.0.0.1:${this.port}?tls=false`;
   }
 
+  /** Subscription or read calls that stopped writing until the client pulls (gRPC flow control), right now. */
+  callsHeldByFlowControl(): number {
+    return this.heldByFlowControl;
+  }
+
   /** Active subscription calls on the server side (leak checks). */
   activeSubscriptions(): number {
     return this.subscriptions.size;
@@ -202,7 +228,7 @@ export class FakeEsdbServer {
   async start(port = 0): Promise<void> {
     const server = new grpc.Server();
     server.addService(StreamsService, {
-      read: (call: grpc.ServerWritableStream<ReadReq, ReadResp>) => (this.refusedAtStart(call) ? undefined : void this.read(call)),
+      read: (call: grpc.ServerWritableStream<ReadReq, ReadResp>) => (this.refusedAtStart(call) ? undefined : guarded(call, () => this.read(call))),
       append: (call: grpc.ServerReadableStream<AppendReq, AppendResp>, cb: grpc.sendUnaryData<AppendResp>) =>
         this.starting ? cb(NOT_READY_YET) : this.append(call, cb),
       delete: (_call: unknown, cb: grpc.sendUnaryData<never>) => cb({ code: grpc.status.UNIMPLEMENTED, details: 'fake: delete' }),
@@ -374,12 +400,12 @@ export class FakeEsdbServer {
     this.calls.append++;
     let options: InstanceType<StreamsPb['AppendReq']['Options']> | undefined;
     const proposed: Proposal[] = [];
-    call.on('data', (req: AppendReq) => {
+    call.on('data', (req: AppendReq) => guarded(call, () => {
       if (req.hasOptions()) options = req.getOptions();
       else if (req.hasProposedMessage()) proposed.push(proposal(req.getProposedMessage()!));
-    });
-    call.on('error', () => undefined);
-    call.on('end', () => {
+    }));
+    call.on('error', () => undefined); // the client cut the call off: nothing to answer
+    call.on('end', () => guarded(call, () => {
       if (!options) return cb({ code: grpc.status.INVALID_ARGUMENT, details: 'append without options' });
       const refusal = this.takeRefusal();
       if (refusal) return cb(REFUSALS[refusal].classic);
@@ -411,7 +437,7 @@ export class FakeEsdbServer {
       else if (expected.kind === 'stream_exists') w.setExpectedStreamExists(new shared.Empty());
       else w.setExpectedAny(new shared.Empty());
       cb(null, resp.setWrongExpectedVersion(w));
-    });
+    }));
   }
 
   /**
@@ -421,9 +447,9 @@ export class FakeEsdbServer {
    */
   private batchAppend(call: grpc.ServerDuplexStream<BatchAppendReq, BatchAppendResp>): void {
     const pending = new Map<string, { options?: InstanceType<StreamsPb['BatchAppendReq']['Options']>; proposed: Proposal[] }>();
-    call.on('error', () => undefined);
+    call.on('error', () => undefined); // the client cut the call off: nothing to answer
     call.on('end', () => call.end());
-    call.on('data', (req: BatchAppendReq) => {
+    call.on('data', (req: BatchAppendReq) => guarded(call, () => {
       const correlation = req.getCorrelationId()!;
       const key = correlation.getString();
       const entry = pending.get(key) ?? { proposed: [] };
@@ -482,7 +508,7 @@ export class FakeEsdbServer {
         resp.setError(new statusPb.Status().setCode(grpc.status.FAILED_PRECONDITION as never).setMessage('WrongExpectedVersion').setDetails(details));
       }
       call.write(resp);
-    });
+    }));
   }
 
   private getSupportedMethods(_call: unknown, cb: grpc.sendUnaryData<InstanceType<FeaturesPb['SupportedMethods']>>): void {
@@ -727,6 +753,7 @@ export class FakeEsdbServer {
   private async send(call: grpc.ServerWritableStream<ReadReq, ReadResp>, msg: ReadResp, sub?: { closed: boolean }): Promise<boolean> {
     if (sub?.closed || call.cancelled || call.destroyed) return false;
     if (call.write(msg)) return true;
+    this.heldByFlowControl++;
     await new Promise<void>((resolve) => {
       const done = () => {
         call.off('drain', done);
@@ -738,6 +765,7 @@ export class FakeEsdbServer {
       call.on('cancelled', done);
       call.on('close', done);
     });
+    this.heldByFlowControl--;
     return !(sub?.closed || call.cancelled || call.destroyed);
   }
 

@@ -305,6 +305,7 @@ export class EsdbEventStore implements EventStore {
       // each event as its own committed record and reports the write's last one (StorageWriterService, WriteEvents).
       // Only an answer without a position (the protocol allows it) is completed by reading the event from the leader.
       const position: Position = r.position ? { commit: r.position.commit, prepare: r.position.prepare } : await this.positionFromLeader(streamId, nextRevision);
+      for (const l of [...this.appendListeners]) l();
       return { nextRevision, position };
     } catch (err) {
       if (err instanceof WrongExpectedVersionError) {
@@ -399,6 +400,14 @@ export class EsdbEventStore implements EventStore {
       from = bound = positionOf(last);
     }
     return out;
+  }
+
+  private readonly appendListeners = new Set<() => void>();
+
+  /** This process's appends only; other processes' are found by the consumers' poll (or their subscriptions). */
+  onAppended(listener: () => void): () => void {
+    this.appendListeners.add(listener);
+    return () => void this.appendListeners.delete(listener);
   }
 
   subscribeToAll(options: SubscribeOptions): Subscription {

@@ -223,7 +223,10 @@ export class PgEventStore implements EventStore {
       if (row.outcome === 'wrong') {
         throw new WrongExpectedRevisionError(streamId, expected, row.stream_revision === null ? 'no_stream' : Number(row.stream_revision));
       }
-      if (row.outcome === 'ok') this.announce();
+      if (row.outcome === 'ok') {
+        this.announce();
+        this.notifier.signal(); // this process's consumers need not wait for the NOTIFY round trip
+      }
       return {
         nextRevision: Number(row.stream_revision),
         position: { commit: BigInt(row.commit_position!), prepare: BigInt(row.prepare_position!) },
@@ -407,6 +410,13 @@ export class PgEventStore implements EventStore {
     }
   }
 
+  /** Appends of this process at once, other processes' through LISTEN/NOTIFY (started by the first listener). */
+  onAppended(listener: () => void): () => void {
+    if (!this.closed) this.notifier.start();
+    this.notifier.listeners.add(listener);
+    return () => void this.notifier.listeners.delete(listener);
+  }
+
   /** A dedicated connection for LISTEN (outside the pool: it stays in the session as long as it lives). */
   private async connectListener(): Promise<pg.Client> {
     const client = new pg.Client(this.clientConfig());
@@ -440,6 +450,8 @@ export class PgEventStore implements EventStore {
 class AppendNotifier {
   generation = 0;
   private readonly waiters = new Set<() => void>();
+  /** called on every notification and local append (EventStore.onAppended) */
+  readonly listeners = new Set<() => void>();
   private client: pg.Client | null = null;
   private started = false;
   private closed = false;
@@ -494,6 +506,12 @@ class AppendNotifier {
   private bump(): void {
     this.generation += 1;
     for (const w of [...this.waiters]) w();
+    this.signal();
+  }
+
+  /** Tells the append listeners (not the subscriptions, which the NOTIFY wakes) that events may be there. */
+  signal(): void {
+    for (const l of [...this.listeners]) l();
   }
 
   /**

@@ -340,8 +340,17 @@ export class SqliteEventStore implements EventStore {
     }
   }
 
+  private readonly appendListeners = new Set<() => void>();
+
+  /** Appends committed by this process (either writer); appends by other processes on the same file are found by polling. */
+  onAppended(listener: () => void): () => void {
+    this.appendListeners.add(listener);
+    return () => void this.appendListeners.delete(listener);
+  }
+
   private notify(): void {
     for (const w of [...this.waiters]) w();
+    for (const l of [...this.appendListeners]) l();
   }
 
   async close(): Promise<void> {

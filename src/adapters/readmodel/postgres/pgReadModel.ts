@@ -6,6 +6,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from '../../../logger.ts';
 import type {
   Checkpoint,
+  ProjectionFailure,
   ProjectionLease,
   ReadModel,
   ReadModelTx,
@@ -14,11 +15,16 @@ import type {
   Value,
 } from '../../../projections/readModel.ts';
 import {
+  CHECKPOINT_COLUMNS,
   CHECKPOINTS_DDL,
+  HISTORY_INDEXES,
+  HISTORY_TABLES,
+  HISTORY_TYPES,
   PLATFORM_COLUMNS,
   PLATFORM_DDL,
   PLATFORM_INDEXES,
   PROJECTION_TABLES,
+  historyTypeCheckSql,
   pgArrayType,
   renderDdl,
   renderSql,
@@ -71,43 +77,81 @@ function normalize(t: TableSpec, r: Record<string, unknown>): Row {
   return out;
 }
 
+/**
+ * One transaction on one connection, in as few round trips as the batch allows (each one waits for the database and
+ * for this process's event loop, which a busy worker keeps occupied): BEGIN travels with the first statement, the
+ * checkpoint update with COMMIT, and a publish savepoint is released with the next one (or the transaction). Statements that
+ * share a round trip use the simple query protocol, their few values written as literals (names, positions, counts).
+ */
 class PgTx implements ReadModelTx {
+  private begun = false;
+  /** the checkpoint update, sent with the next statement or with COMMIT */
+  private deferred: string | null = null;
+  /** a publish savepoint is open (see execGuarded) */
+  private savepoint = false;
+
   constructor(private readonly c: pg.ClientBase) {}
 
+  /** SQL that must run before the next statement: BEGIN (once) and a deferred checkpoint update. */
+  private prefix(): string {
+    const out = [this.begun ? '' : 'BEGIN', this.deferred ?? ''].filter(Boolean).join('; ');
+    this.begun = true;
+    this.deferred = null;
+    return out;
+  }
+
+  /** A statement with bound values (a round trip of its own, after any prefix). */
+  async q(text: string, values?: unknown[]): Promise<pg.QueryResult> {
+    const pre = this.prefix();
+    if (pre) await this.c.query(pre);
+    return this.c.query(text, values);
+  }
+
+  /** Statements without values: one round trip with the prefix; the last statement's result. */
+  private async simple(text: string): Promise<pg.QueryResult> {
+    const pre = this.prefix();
+    const r = (await this.c.query(pre ? `${pre}; ${text}` : text)) as pg.QueryResult | pg.QueryResult[];
+    return Array.isArray(r) ? r[r.length - 1]! : r;
+  }
+
+  async commit(): Promise<void> {
+    if (!this.begun) return; // nothing ran: no transaction to end
+    await this.simple('COMMIT');
+  }
+
+  async rollback(): Promise<void> {
+    this.deferred = null;
+    if (this.begun) await this.c.query('ROLLBACK');
+  }
+
   async lockCheckpoint(projection: string): Promise<Checkpoint> {
-    await this.c.query(
-      `INSERT INTO projection_checkpoints (projection, commit_position, prepare_position, events, updated_at)
-       VALUES ($1, -1, -1, 0, now()) ON CONFLICT (projection) DO NOTHING`,
-      [projection],
+    // One statement: the no-op DO UPDATE locks an existing row as FOR UPDATE would, and returns it.
+    const r = await this.simple(
+      `INSERT INTO projection_checkpoints AS c (projection, commit_position, prepare_position, events, updated_at)
+       VALUES (${this.c.escapeLiteral(projection)}, -1, -1, 0, now()) ON CONFLICT (projection) DO UPDATE SET projection = c.projection
+       RETURNING projection, commit_position, prepare_position, events, updated_at, failure`,
     );
-    const r = await this.c.query(
-      'SELECT commit_position, prepare_position, events, updated_at FROM projection_checkpoints WHERE projection = $1 FOR UPDATE',
-      [projection],
-    );
-    const row = r.rows[0];
-    return {
-      projection,
-      position: { commit: BigInt(row.commit_position), prepare: BigInt(row.prepare_position) },
-      events: Number(row.events),
-      updatedAt: row.updated_at,
-    };
+    return checkpointOf(r.rows[0]);
   }
 
   async setCheckpoint(projection: string, position: { commit: bigint; prepare: bigint }, events: number): Promise<void> {
-    await this.c.query(
-      'UPDATE projection_checkpoints SET commit_position = $2, prepare_position = $3, events = $4, updated_at = now() WHERE projection = $1',
-      [projection, position.commit.toString(), position.prepare.toString(), events],
-    );
+    if (this.deferred) await this.q('SELECT 1'); // two in a row: the first one runs now
+    this.deferred = `UPDATE projection_checkpoints SET commit_position = ${BigInt(position.commit)}, prepare_position = ${BigInt(position.prepare)},
+      events = ${Math.trunc(Number(events))}, updated_at = now(), failure = NULL WHERE projection = ${this.c.escapeLiteral(projection)}`;
+  }
+
+  async setFailure(projection: string, failure: ProjectionFailure | null): Promise<void> {
+    await this.q('UPDATE projection_checkpoints SET failure = $2 WHERE projection = $1', [projection, failure && JSON.stringify(failure)]);
   }
 
   async load(t: TableSpec, keys: readonly string[]): Promise<Row[]> {
     if (keys.length === 0) return [];
-    const r = await this.c.query(`SELECT * FROM ${t.name} WHERE ${t.key} = ANY($1::text[])`, [keys]);
+    const r = await this.q(`SELECT * FROM ${t.name} WHERE ${t.key} = ANY($1::text[])`, [keys]);
     return r.rows.map((x) => normalize(t, x));
   }
 
   async keys(t: TableSpec): Promise<string[]> {
-    const r = await this.c.query(`SELECT ${t.key} AS k FROM ${t.name}`);
+    const r = await this.q(`SELECT ${t.key} AS k FROM ${t.name}`);
     return r.rows.map((x) => x.k as string);
   }
 
@@ -116,7 +160,7 @@ class PgTx implements ReadModelTx {
     const cols = t.columns.map((c) => c.name);
     const arrays = t.columns.map((c) => rows.map((r) => r[c.name] ?? null));
     const unnest = t.columns.map((c, i) => `$${i + 1}::${pgArrayType(c.type)}`).join(', ');
-    await this.c.query(`INSERT INTO ${t.name} (${cols.join(', ')}) SELECT * FROM unnest(${unnest}) ON CONFLICT (${t.key}) ${conflict}`, arrays);
+    await this.q(`INSERT INTO ${t.name} (${cols.join(', ')}) SELECT * FROM unnest(${unnest}) ON CONFLICT (${t.key}) ${conflict}`, arrays);
   }
 
   upsert(t: TableSpec, rows: readonly Row[]): Promise<void> {
@@ -130,15 +174,17 @@ class PgTx implements ReadModelTx {
 
   async exec(sql: string, keys: readonly string[] | null, tables?: Record<string, string>): Promise<number> {
     const text = renderSql(sql, RENDER, keys !== null, tables);
-    const r = await this.c.query(text, keys !== null ? [keys] : []);
+    const r = await this.q(text, keys !== null ? [keys] : []);
     return r.rowCount ?? 0;
   }
 
-  async execGuarded(sql: string, keys: readonly string[] | null): Promise<string | null> {
-    await this.c.query('SAVEPOINT publish');
+  async execGuarded(sql: string | readonly string[], keys: readonly string[] | null): Promise<string | null> {
+    // Released only when the next one opens (same round trip): never nested, and no round trip of its own.
+    await this.simple(this.savepoint ? 'RELEASE SAVEPOINT publish; SAVEPOINT publish' : 'SAVEPOINT publish');
+    this.savepoint = true;
     try {
-      await this.exec(sql, keys);
-      await this.c.query('RELEASE SAVEPOINT publish');
+      // Several statements as one: data-modifying CTEs, each run once and to completion (one round trip).
+      await this.exec(typeof sql === 'string' ? sql : sql.length === 1 ? sql[0]! : `WITH ${sql.map((s, i) => `s${i} AS (${s})`).join(', ')} SELECT 1`, keys);
       return null;
     } catch (err) {
       // class 23: integrity constraint violation (FK, check, not null, unique); class 22: data exception (an id that is
@@ -146,20 +192,44 @@ class PgTx implements ReadModelTx {
       const code = String((err as { code?: string }).code ?? '');
       if (!code.startsWith('23') && !code.startsWith('22')) throw err;
       await this.c.query('ROLLBACK TO SAVEPOINT publish');
-      await this.c.query('RELEASE SAVEPOINT publish');
       return (err as Error).message;
     }
   }
 }
 
+function checkpointOf(x: Record<string, unknown>): Checkpoint {
+  return {
+    projection: x.projection as string,
+    position: { commit: BigInt(x.commit_position as string), prepare: BigInt(x.prepare_position as string) },
+    events: Number(x.events),
+    updatedAt: x.updated_at as string | null,
+    failure: x.failure ? (JSON.parse(x.failure as string) as ProjectionFailure) : null,
+  };
+}
+
+const NET_ERRORS = new Set(['ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'EAI_AGAIN', 'ENOTFOUND']);
+/** SQLSTATEs no event causes: serialization failure, deadlock, lock not available (the rest are whole classes, below). */
+const TRANSIENT_STATES = new Set(['40001', '40P01', '55P03']);
+
+/**
+ * Connection (08), resources (53), operator intervention / timeouts (57), the states above, node's network errors and
+ * node-postgres' own connection messages, and a lost projection lock.
+ */
+export function isTransientPgReadModelError(err: unknown): boolean {
+  const code = String((err as { code?: unknown } | null)?.code ?? '');
+  if (NET_ERRORS.has(code) || TRANSIENT_STATES.has(code) || /^(08|53|57)/.test(code)) return true;
+  const message = err instanceof Error ? err.message : '';
+  return /Connection terminated|connection error|timeout exceeded|Client was closed|Client has encountered a connection error|lock lost/i.test(message);
+}
+
 async function inTransaction<T>(c: pg.ClientBase, fn: (tx: ReadModelTx) => Promise<T>): Promise<T> {
-  await c.query('BEGIN');
+  const tx = new PgTx(c);
   try {
-    const out = await fn(new PgTx(c));
-    await c.query('COMMIT');
+    const out = await fn(tx);
+    await tx.commit();
     return out;
   } catch (err) {
-    await c.query('ROLLBACK').catch(() => undefined);
+    await tx.rollback().catch(() => undefined);
     throw err;
   }
 }
@@ -203,7 +273,7 @@ export class PgReadModel implements ReadModel {
       await c.query('ALTER TABLE projection_checkpoints ENABLE ROW LEVEL SECURITY');
       for (const t of PROJECTION_TABLES) for (const s of tableDdl('postgres', t)) await c.query(s);
       for (const s of PLATFORM_DDL) await c.query(renderDdl(s, 'postgres'));
-      for (const [table, cols] of Object.entries(PLATFORM_COLUMNS)) {
+      for (const [table, cols] of Object.entries({ ...PLATFORM_COLUMNS, projection_checkpoints: CHECKPOINT_COLUMNS })) {
         const have = await c.query(
           'SELECT column_name FROM information_schema.columns WHERE table_schema = current_schema() AND table_name = $1',
           [table],
@@ -212,7 +282,14 @@ export class PgReadModel implements ReadModel {
         // ALTER takes an exclusive lock even as a no-op: only run it when a column is really missing
         for (const [col, type] of cols) if (!names.has(col)) await c.query(`ALTER TABLE ${table} ADD COLUMN IF NOT EXISTS ${col} ${renderDdl(type, 'postgres')}`);
       }
-      for (const s of PLATFORM_INDEXES) await c.query(s);
+      for (const s of [...PLATFORM_INDEXES, ...HISTORY_INDEXES]) await c.query(s);
+      for (const t of HISTORY_TABLES) {
+        // The platform's CHECK lacks the types credit-history adds: extend it (once; a no-op ALTER would still lock and scan).
+        const r = await c.query('SELECT pg_get_constraintdef(oid) AS def FROM pg_constraint WHERE conrelid = to_regclass($1) AND conname = $2', [t, `${t}_type_check`]);
+        const def = String(r.rows[0]?.def ?? '');
+        const { platform, added } = HISTORY_TYPES[t];
+        if ([...platform, ...added].some((v) => !def.includes(`'${v}'`))) await c.query(historyTypeCheckSql(t));
+      }
       await c.query('COMMIT');
     } catch (err) {
       await c.query('ROLLBACK').catch(() => undefined);
@@ -244,8 +321,11 @@ export class PgReadModel implements ReadModel {
       await client.end().catch(() => undefined);
       throw err;
     }
-    // A rebuild writes only its shadow tables, which a crash discards anyway: no need to wait for WAL flushes.
-    if (projection.endsWith('#rebuild')) await client.query('SET synchronous_commit = off');
+    // No waiting for WAL flushes on a projection's commits: what a crash of the database loses (its last moments of
+    // commits) is lost together with the checkpoint that covers it, and re-projected from the log (the SQLite read
+    // model's synchronous=NORMAL, likewise). A rebuild writes only shadow tables, which a crash discards anyway.
+    // Measured: the flush was the costliest step of a live batch (docs/projections.md, freshness).
+    await client.query('SET synchronous_commit = off');
     held = true;
     let queue: Promise<unknown> = Promise.resolve();
     return {
@@ -280,12 +360,11 @@ export class PgReadModel implements ReadModel {
 
   async checkpoints(): Promise<Checkpoint[]> {
     const r = await this.pool.query('SELECT * FROM projection_checkpoints ORDER BY projection');
-    return r.rows.map((x) => ({
-      projection: x.projection,
-      position: { commit: BigInt(x.commit_position), prepare: BigInt(x.prepare_position) },
-      events: Number(x.events),
-      updatedAt: x.updated_at,
-    }));
+    return r.rows.map(checkpointOf);
+  }
+
+  isTransient(err: unknown): boolean {
+    return isTransientPgReadModelError(err);
   }
 
   async readAll(t: TableSpec, where?: string): Promise<Row[]> {

@@ -11,6 +11,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from '../../../logger.ts';
 import type {
   Checkpoint,
+  ProjectionFailure,
   ProjectionLease,
   ReadModel,
   ReadModelTx,
@@ -19,7 +20,9 @@ import type {
   Value,
 } from '../../../projections/readModel.ts';
 import {
+  CHECKPOINT_COLUMNS,
   CHECKPOINTS_DDL,
+  HISTORY_INDEXES,
   PLATFORM_COLUMNS,
   PLATFORM_DDL,
   PLATFORM_INDEXES,
@@ -66,19 +69,17 @@ class SqliteTx implements ReadModelTx {
       `INSERT INTO projection_checkpoints (projection, commit_position, prepare_position, events, updated_at)
        VALUES (?, -1, -1, 0, ${NOW}) ON CONFLICT (projection) DO NOTHING`,
     ).run(projection);
-    const row = this.stmt('SELECT * FROM projection_checkpoints WHERE projection = ?').safeIntegers(true).get(projection) as Record<string, bigint | string>;
-    return {
-      projection,
-      position: { commit: BigInt(row.commit_position!), prepare: BigInt(row.prepare_position!) },
-      events: Number(row.events),
-      updatedAt: row.updated_at as string,
-    };
+    return checkpointOf(this.stmt('SELECT * FROM projection_checkpoints WHERE projection = ?').safeIntegers(true).get(projection) as Record<string, unknown>);
   }
 
   async setCheckpoint(projection: string, position: { commit: bigint; prepare: bigint }, events: number): Promise<void> {
     this.stmt(
-      `UPDATE projection_checkpoints SET commit_position = ?, prepare_position = ?, events = ?, updated_at = ${NOW} WHERE projection = ?`,
+      `UPDATE projection_checkpoints SET commit_position = ?, prepare_position = ?, events = ?, updated_at = ${NOW}, failure = NULL WHERE projection = ?`,
     ).run(position.commit, position.prepare, events, projection);
+  }
+
+  async setFailure(projection: string, failure: ProjectionFailure | null): Promise<void> {
+    this.stmt('UPDATE projection_checkpoints SET failure = ? WHERE projection = ?').run(failure && JSON.stringify(failure), projection);
   }
 
   async load(t: TableSpec, keys: readonly string[]): Promise<Row[]> {
@@ -115,10 +116,10 @@ class SqliteTx implements ReadModelTx {
     return s.run(...(keys !== null ? [JSON.stringify(keys)] : [])).changes;
   }
 
-  async execGuarded(sql: string, keys: readonly string[] | null): Promise<string | null> {
+  async execGuarded(sql: string | readonly string[], keys: readonly string[] | null): Promise<string | null> {
     this.db.exec('SAVEPOINT publish');
     try {
-      await this.exec(sql, keys);
+      for (const s of typeof sql === 'string' ? [sql] : sql) await this.exec(s, keys);
       this.db.exec('RELEASE publish');
       return null;
     } catch (err) {
@@ -128,6 +129,16 @@ class SqliteTx implements ReadModelTx {
       return (err as Error).message;
     }
   }
+}
+
+function checkpointOf(x: Record<string, unknown>): Checkpoint {
+  return {
+    projection: x.projection as string,
+    position: { commit: BigInt(x.commit_position as bigint), prepare: BigInt(x.prepare_position as bigint) },
+    events: Number(x.events),
+    updatedAt: x.updated_at as string | null,
+    failure: x.failure ? (JSON.parse(x.failure as string) as ProjectionFailure) : null,
+  };
 }
 
 export class SqliteReadModel implements ReadModel {
@@ -159,11 +170,11 @@ export class SqliteReadModel implements ReadModel {
       projection TEXT PRIMARY KEY, owner TEXT NOT NULL, pid INTEGER NOT NULL, heartbeat_ms INTEGER NOT NULL)`);
     for (const t of PROJECTION_TABLES) for (const s of tableDdl('sqlite', t)) this.db.exec(s);
     for (const s of PLATFORM_DDL) this.db.exec(renderDdl(s, 'sqlite'));
-    for (const [table, cols] of Object.entries(PLATFORM_COLUMNS)) {
+    for (const [table, cols] of Object.entries({ ...PLATFORM_COLUMNS, projection_checkpoints: CHECKPOINT_COLUMNS })) {
       const have = new Set((this.db.pragma(`table_info(${table})`) as { name: string }[]).map((c) => c.name));
       for (const [col, type] of cols) if (!have.has(col)) this.db.exec(`ALTER TABLE ${table} ADD COLUMN ${col} ${renderDdl(type, 'sqlite')}`);
     }
-    for (const s of PLATFORM_INDEXES) this.db.exec(s);
+    for (const s of [...PLATFORM_INDEXES, ...HISTORY_INDEXES]) this.db.exec(s);
   }
 
   /** Serialises transactions on the one connection; each is BEGIN IMMEDIATE ... COMMIT. */
@@ -262,13 +273,15 @@ export class SqliteReadModel implements ReadModel {
   }
 
   async checkpoints(): Promise<Checkpoint[]> {
-    const rows = this.db.prepare('SELECT * FROM projection_checkpoints ORDER BY projection').safeIntegers(true).all() as Record<string, bigint | string>[];
-    return rows.map((x) => ({
-      projection: x.projection as string,
-      position: { commit: BigInt(x.commit_position!), prepare: BigInt(x.prepare_position!) },
-      events: Number(x.events),
-      updatedAt: x.updated_at as string,
-    }));
+    const rows = this.db.prepare('SELECT * FROM projection_checkpoints ORDER BY projection').safeIntegers(true).all() as Record<string, unknown>[];
+    return rows.map(checkpointOf);
+  }
+
+  /** Another connection holds the write lock past the wait, the disk failed or is full, or the projection lock was lost. */
+  isTransient(err: unknown): boolean {
+    const code = String((err as { code?: unknown } | null)?.code ?? '');
+    if (/^SQLITE_(BUSY|LOCKED|IOERR|FULL|CANTOPEN|PROTOCOL)/.test(code)) return true;
+    return /lock lost/.test(err instanceof Error ? err.message : '');
   }
 
   async readAll(t: TableSpec, where?: string): Promise<Row[]> {
