@@ -27,11 +27,21 @@ export function accountStep(c: AccountCommand): string {
   }
 }
 
-export const accountEventId = (stream: string, c: AccountCommand): string => deterministicEventId(stream, accountStep(c));
+/**
+ * The id of the event an account command appends. A grant, revocation or transfer out is named by its reference AND
+ * its amount: two commands with one reference and different amounts deciding on the same revision (two workers) must
+ * not share an id, or the store would take the second for a retry of the first and report it appended; with distinct
+ * ids the second meets the revision conflict, reloads, and is refused as reference_conflict.
+ */
+export function accountEventId(stream: string, c: AccountCommand): string {
+  const amount = c.type === 'Grant' || c.type === 'Revoke' || c.type === 'TransferOut' ? `:${c.amount}` : '';
+  return deterministicEventId(stream, `${accountStep(c)}${amount}`);
+}
 
-/** A transfer's steps: requested once, then completed or rejected (one of the two). */
+/** A transfer's steps: requested once (named by what was asked, for the same reason as above), then completed or
+ * rejected (one of the two). */
 export const transferEventId = (stream: string, c: TransferCommand): string =>
-  deterministicEventId(stream, c.type === 'Request' ? 'requested' : c.type === 'Complete' ? 'completed' : 'rejected');
+  deterministicEventId(stream, c.type === 'Request' ? `requested:${c.data.from}:${c.data.to}:${c.data.amount}` : c.type === 'Complete' ? 'completed' : 'rejected');
 
 /** The id of `event`, decided by command `c` on a generation in state `before`. */
 export function generationEventId(stream: string, c: GenerationCommand, before: GenerationState, event: GenerationEvent): string {
