@@ -2,8 +2,9 @@
 // (the emmett handleCommand shape). Loading costs O(new events), not O(stream length): folded states are cached by
 // revision in memory, and snapshots (when the store offers them) make a cold load cheap too.
 import { ACCOUNT_STATE_VERSION, initialAccount, evolveAccount, type AccountState } from '../domain/account.ts';
-import { decodeAccountEvent, decodeGenerationEvent, type StoredEvent } from '../domain/decode.ts';
-import type { AccountEvent, GenerationEvent } from '../domain/events.ts';
+import { decodeAccountEvent, decodeGenerationEvent, decodeStoreEvent, type StoredEvent } from '../domain/decode.ts';
+import type { AccountEvent, GenerationEvent, StoreEvent } from '../domain/events.ts';
+import { STORE_STATE_VERSION, evolveStore, initialStore, type StoreState } from '../domain/store.ts';
 import { GENERATION_STATE_VERSION, evolveGeneration, initialGeneration, type GenerationState } from '../domain/generation.ts';
 import {
   WrongExpectedRevisionError,
@@ -59,6 +60,14 @@ export const GENERATION: AggregateType<GenerationState, GenerationEvent> = {
   initial: initialGeneration,
   decode: decodeGenerationEvent,
   evolve: (s, e) => evolveGeneration(s, e),
+};
+
+export const STORE: AggregateType<StoreState, StoreEvent> = {
+  name: 'store',
+  stateVersion: STORE_STATE_VERSION,
+  initial: initialStore,
+  decode: decodeStoreEvent,
+  evolve: evolveStore,
 };
 
 const PAGE = 1000;

@@ -69,6 +69,10 @@ export function v1Routes(d: V1Deps): FastifyPluginAsync {
       if (rejection?.code === 'insufficient_credits') {
         throw new HttpError(402, 'insufficient_credits', rejection.message ?? 'insufficient credits', { session_id: task.session_id });
       }
+      // No pool may pay (domain/billing.ts): a resell task without a shopper, an uninstalled store.
+      if (rejection?.code === 'shopper_required' || rejection?.code === 'store_uninstalled') {
+        throw new HttpError(422, rejection.code, rejection.message, { session_id: task.session_id });
+      }
       if (status === 'charged') d.submit?.(task.session_id);
       return reply.code(202).send({ session_id: task.session_id, status: SESSION_STATUS[status], duplicate: !created, request_id: task.request_id });
     });
