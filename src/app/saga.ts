@@ -59,6 +59,13 @@ export const STORE_UNINSTALLED_FAILURE = {
   userMessage: 'The store no longer offers try-on. Your credit has been refunded.',
 } as const;
 
+const cancelCommand = (message: string): GenerationCommand => ({
+  type: 'Cancel',
+  code: STORE_UNINSTALLED_FAILURE.code,
+  message,
+  userMessage: STORE_UNINSTALLED_FAILURE.userMessage,
+});
+
 const MAX_STEPS = 32;
 const NOT_RUN = 'none';
 
@@ -172,6 +179,32 @@ export class GenerationSaga {
     throw new Error(`generation ${sessionId}: no progress after ${MAX_STEPS} steps`);
   }
 
+  /**
+   * Ends a queued generation whose store is uninstalled, without running anything: a requested one is rejected, a
+   * charged or retry-waiting one fails, and its hold is returned (overage: refund due). A running one is left to its
+   * attempt (the platform leaves `processing` sessions alone too). Returns where it stands.
+   */
+  async cancelIfUninstalled(sessionId: string): Promise<GenerationState['status']> {
+    const stream = generationStream(sessionId);
+    for (let i = 0; i < 3; i++) {
+      const { state } = await this.deps.repo.load(GENERATION, stream);
+      const req = state.request;
+      if (!req) return state.status;
+      const step = nextStep(state, this.deps.clock());
+      if (step.kind === 'settle') {
+        await this.settle(sessionId, state, step.status);
+        return step.status;
+      }
+      if (step.kind === 'charge') await this.chargeRequested(sessionId, req);
+      else if (state.status === 'charged' || state.status === 'retry_scheduled') {
+        const uninstalled = await this.uninstalledRefusal(req.account);
+        if (!uninstalled) return state.status;
+        await this.onGeneration(sessionId, req.requestId, cancelCommand(uninstalled.message), { channel: req.channel, provider: NOT_RUN });
+      } else return state.status;
+    }
+    return (await this.deps.repo.load(GENERATION, stream)).state.status;
+  }
+
   /** The charge step alone, when it is due, and where the generation stands after it (HTTP intake answers 402 at once). */
   async charge(sessionId: string): Promise<GenerationState> {
     const stream = generationStream(sessionId);
@@ -241,8 +274,7 @@ export class GenerationSaga {
     if (claim === 'Claim') {
       const uninstalled = await this.uninstalledRefusal(req.account);
       if (uninstalled) {
-        const cancel = { type: 'Cancel' as const, code: STORE_UNINSTALLED_FAILURE.code, message: uninstalled.message, userMessage: STORE_UNINSTALLED_FAILURE.userMessage };
-        await this.onGeneration(sessionId, req.requestId, cancel, { channel: req.channel, provider: NOT_RUN });
+        await this.onGeneration(sessionId, req.requestId, cancelCommand(uninstalled.message), { channel: req.channel, provider: NOT_RUN });
         return 'done';
       }
     }
