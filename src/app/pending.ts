@@ -73,7 +73,12 @@ export class PendingIndex {
         case 'overage_charged': {
           // A hold taken for a generation that is already terminal (a lost race) must be returned by settle.
           const entry = this.entries.get(m.generationId!);
-          this.entries.set(m.generationId!, { status: entry?.status ?? 'requested', dueAt: Math.max(entry?.dueAt ?? 0, grace), holdOpen: true });
+          this.entries.set(m.generationId!, {
+            status: entry?.status ?? 'requested',
+            dueAt: Math.max(entry?.dueAt ?? 0, grace),
+            holdOpen: true,
+            ...(entry?.account ? { account: entry.account } : {}),
+          });
           return;
         }
         case 'captured':

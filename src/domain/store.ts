@@ -102,6 +102,9 @@ export function decideStore(state: StoreState, command: StoreCommand): StoreDeci
       if (!isTier(i.tier) || !isShortText(i.paddleReference)) return refuse('invalid_intent', 'tier or Paddle reference malformed');
       const known = state.intents[`r:${i.requestId}`];
       if (known && sameIntent(known.intent, i)) return accept();
+      // The platform records the pool when it inserts the session, then the overage when Paddle billed it: a billed
+      // overage is never undone by a pool intent for the same request arriving after it.
+      if (known?.intent.pool === 'overage' && i.pool !== 'overage') return accept();
       const data: BillingIntent = { requestId: i.requestId, pool: i.pool, shopperHash: i.shopperHash, paddleReference: i.paddleReference, tier: i.tier };
       return accept({ type: 'BillingIntentRecorded', data });
     }

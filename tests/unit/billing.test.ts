@@ -56,6 +56,12 @@ describe('store decider', () => {
     store.given(intent('r1', 'shopper', { shopperHash: HASH })).when(cmd('shopper', HASH)).thenNothing();
   });
 
+  it('a billed overage stands: a pool intent for the same request after it changes nothing', () => {
+    const cmd: StoreCommand = { type: 'RecordIntent', intent: { requestId: 'r1', pool: 'store', shopperHash: null, paddleReference: null, tier: null } };
+    store.given(intent('r1', 'overage', { paddleReference: 'sub_1' })).when(cmd).thenNothing();
+    store.given(intent('r1', 'store')).when({ ...cmd, intent: { ...cmd.intent, pool: 'overage', paddleReference: 'sub_1' } }).then(intent('r1', 'overage', { paddleReference: 'sub_1' }));
+  });
+
   it('uninstall and reinstall happen once each', () => {
     const uninstalled: StoreEvent = { type: 'StoreUninstalled', data: { reference: 'u1' } };
     store.given().when({ type: 'Uninstall', reference: 'u1' }).then(uninstalled);
