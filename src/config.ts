@@ -71,6 +71,10 @@ export const configSchema = z.object({
   DATABASE_URL: optionalUrl,
   PROJECTIONS_ENABLED: bool.default('true'),
   PROJECTION_BATCH_SIZE: int(500, 1, 100_000),
+  /** The worker applies the platform bridge's inbox (wearon.credit_inbox in DATABASE_URL; docs/platform-adoption.md). */
+  BRIDGE_INBOX: bool.default('true'),
+  /** Poll interval of the inbox, the fallback when no NOTIFY arrives. */
+  BRIDGE_POLL_MS: int(1000, 50, 60_000),
 
   // --- generation ---
   OPENAI_API_KEY: optionalString,

@@ -2,9 +2,10 @@
 // (the emmett handleCommand shape). Loading costs O(new events), not O(stream length): folded states are cached by
 // revision in memory, and snapshots (when the store offers them) make a cold load cheap too.
 import { ACCOUNT_STATE_VERSION, initialAccount, evolveAccount, type AccountState } from '../domain/account.ts';
-import { decodeAccountEvent, decodeGenerationEvent, decodeStoreEvent, type StoredEvent } from '../domain/decode.ts';
-import type { AccountEvent, GenerationEvent, StoreEvent } from '../domain/events.ts';
+import { decodeAccountEvent, decodeGenerationEvent, decodeStoreEvent, decodeTransferEvent, type StoredEvent } from '../domain/decode.ts';
+import type { AccountEvent, GenerationEvent, StoreEvent, TransferEvent } from '../domain/events.ts';
 import { STORE_STATE_VERSION, evolveStore, initialStore, type StoreState } from '../domain/store.ts';
+import { TRANSFER_STATE_VERSION, evolveTransfer, initialTransfer, type TransferState } from '../domain/transfer.ts';
 import { GENERATION_STATE_VERSION, evolveGeneration, initialGeneration, type GenerationState } from '../domain/generation.ts';
 import {
   WrongExpectedRevisionError,
@@ -68,6 +69,14 @@ export const STORE: AggregateType<StoreState, StoreEvent> = {
   initial: initialStore,
   decode: decodeStoreEvent,
   evolve: evolveStore,
+};
+
+export const TRANSFER: AggregateType<TransferState, TransferEvent> = {
+  name: 'transfer',
+  stateVersion: TRANSFER_STATE_VERSION,
+  initial: initialTransfer,
+  decode: decodeTransferEvent,
+  evolve: (s, e) => evolveTransfer(s, e),
 };
 
 const PAGE = 1000;

@@ -68,6 +68,7 @@ export class PendingIndex {
       switch (m.kind) {
         case 'granted':
         case 'revoked':
+        case 'transferred':
           return;
         case 'deducted':
         case 'overage_charged': {
@@ -99,6 +100,8 @@ export class PendingIndex {
       if (r.event.type === 'StoreUninstalled') for (const id of this.unfinishedOf(r.storeId)) this.entries.get(id)!.dueAt = Math.min(this.entries.get(id)!.dueAt, at);
       return;
     }
+    // A transfer is finished by its inbox command being run again (src/bridge), not by the saga.
+    if (r.stream === 'transfer') return;
     const { sessionId, event } = r;
     const entry = this.entries.get(sessionId) ?? { status: 'requested' as const, dueAt: grace, holdOpen: false };
     entry.status = statusAfter(event);

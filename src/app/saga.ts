@@ -10,7 +10,7 @@ import type { Channel, GenerationEvent, GenerationRequested, LedgerEvent } from 
 import { decideGeneration, type GenerationCommand, type GenerationState, type TerminalStatus } from '../domain/generation.ts';
 import { chargeRejection, nextStep, settleCommand } from '../domain/saga.ts';
 import { accountEventId, accountStep, generationEventId } from '../domain/stepIds.ts';
-import type { StoreState } from '../domain/store.ts';
+import { intentOf, type StoreState } from '../domain/store.ts';
 import { accountStream, generationStream, parseAccountId, storeOfAccount, storeStream } from '../domain/streams.ts';
 import type { Logger } from '../logger.ts';
 import { ACCOUNT, GENERATION, STORE, commandMeta, type AggregateRepository, type AggregateType } from './aggregates.ts';
@@ -37,6 +37,13 @@ export interface SagaDeps {
   logger: Logger;
   /** sees every appended event (metrics) */
   observer?: SagaObserver;
+  /**
+   * Applies credit commands still waiting outside the ledger (the platform bridge's inbox) and says whether any was
+   * applied: asked once before a generation is refused for lack of credits, so a signup bonus recorded a moment ago
+   * is not beaten by the user's first generation; and once at intake of a B2B task whose billing intent is not in
+   * the ledger yet (domain/billing.ts).
+   */
+  pendingCredits?: () => Promise<boolean>;
   options: SagaOptions;
 }
 
@@ -129,7 +136,12 @@ export class GenerationSaga {
    */
   async request(input: RequestInput): Promise<{ created: boolean }> {
     const { paddleCharge, ...task } = input;
-    const store = await this.storeOf(task.account);
+    let store = await this.storeOf(task.account);
+    // With the bridge, the platform records the pool of a request (its intent) just before it pushes the task: when the
+    // store's facts are known but the intent is not here yet, the inbox is applied once before deciding.
+    if (store?.state.billing && !intentOf(store.state, task.requestId) && this.deps.pendingCredits && (await this.deps.pendingCredits())) {
+      store = await this.storeOf(task.account);
+    }
     const billing = store ? decideBilling(store.state, { named: parseAccountId(task.account), requestId: task.requestId, paddleCharge }) : null;
     const data: GenerationRequested['data'] = {
       ...task,
@@ -222,20 +234,24 @@ export class GenerationSaga {
       await this.onGeneration(sessionId, req.requestId, { type: 'Reject', code: refusal.code, message: refusal.message }, observed);
       return;
     }
-    const deduct = await this.onAccount(
-      req.account,
-      req.requestId,
-      {
-        type: 'Deduct',
-        generationId: sessionId,
-        amount: req.cost,
-        requestId: req.requestId,
-        acceptedAt: req.acceptedAt,
-        now: this.deps.clock(),
-        ...(req.overage ? { overage: req.overage } : {}),
-      },
-      observed,
-    );
+    const deductOnce = () =>
+      this.onAccount(
+        req.account,
+        req.requestId,
+        {
+          type: 'Deduct',
+          generationId: sessionId,
+          amount: req.cost,
+          requestId: req.requestId,
+          acceptedAt: req.acceptedAt,
+          now: this.deps.clock(),
+          ...(req.overage ? { overage: req.overage } : {}),
+        },
+        observed,
+      );
+    let deduct = await deductOnce();
+    const short = (d: typeof deduct) => !d.result.decision.ok && d.result.decision.code === 'insufficient_credits';
+    if (short(deduct) && this.deps.pendingCredits && (await this.deps.pendingCredits())) deduct = await deductOnce();
     const decision = deduct.result.decision;
     if (!decision.ok) {
       await this.onGeneration(sessionId, req.requestId, { type: 'Reject', code: chargeRejection(decision.code), message: decision.message }, observed);

@@ -30,6 +30,7 @@ const OVERAGE_OUTCOME: Record<MovementKind, string | null> = {
   overage_charged: 'charged',
   overage_captured: 'captured',
   overage_refund_due: 'refund_due',
+  transferred: null,
 };
 
 export function sagaMetrics(m: Metrics): SagaObserver {
@@ -71,6 +72,9 @@ export function sagaMetrics(m: Metrics): SagaObserver {
         case 'BillingIntentRecorded':
         case 'StoreUninstalled':
         case 'StoreReinstalled':
+        case 'TransferRequested':
+        case 'TransferCompleted':
+        case 'TransferRejected':
           return;
         default:
           return assertNever(e, 'generation event');

@@ -19,7 +19,15 @@ export interface Generation {
 
 export async function createGeneration(
   config: Config,
-  deps: { store: EventStore; workerId: string; logger: Logger; metrics: Metrics; redis?: Redis | undefined },
+  deps: {
+    store: EventStore;
+    workerId: string;
+    logger: Logger;
+    metrics: Metrics;
+    redis?: Redis | undefined;
+    /** the platform bridge's inbox, drained before a charge is refused (SagaDeps.pendingCredits) */
+    pendingCredits?: () => Promise<boolean>;
+  },
 ): Promise<Generation> {
   const { store, workerId, logger, metrics } = deps;
   const repo = createRepository(store, metrics);
@@ -33,6 +41,7 @@ export async function createGeneration(
     clock: () => Date.now(),
     logger,
     observer: sagaMetrics(metrics),
+    ...(deps.pendingCredits ? { pendingCredits: deps.pendingCredits } : {}),
     options: {
       leaseMs: config.LEASE_MS,
       maxAttempts: config.MAX_ATTEMPTS,

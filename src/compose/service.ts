@@ -23,6 +23,8 @@ import { createMetrics, type Metrics } from '../metrics.ts';
 import { LagHistory } from '../projections/lagHistory.ts';
 import { Replays } from '../projections/replayJob.ts';
 import { verifyReadModels } from '../projections/verifyReadModels.ts';
+import { startInbox } from './bridge.ts';
+import type { InboxConsumer } from '../bridge/consumer.ts';
 import { createGeneration } from './generation.ts';
 import { openEventStore, workerIdOf } from './ledger.ts';
 import { openReadModel, startProjections, type RunningProjections } from './readModel.ts';
@@ -81,7 +83,13 @@ export async function startService(config: Config, parts: Parts, logger: Logger)
     else log.warn('no REDIS_URL: the Redis intake is off and the upstream budget is per process');
 
     const clock = () => Date.now();
-    const { saga, repo, pipeline } = await createGeneration(config, { store, workerId, logger: log, metrics, redis });
+    // The platform bridge's inbox (docs/platform-adoption.md): started with the worker, before intake.
+    let inbox: InboxConsumer | undefined;
+    const pendingCredits = async () => (inbox ? (await inbox.drainNow()).applied > 0 : false);
+    const { saga, repo, pipeline } = await createGeneration(config, { store, workerId, logger: log, metrics, redis, pendingCredits });
+    if (parts.worker && config.DATABASE_URL && config.BRIDGE_INBOX) {
+      inbox = scope.add(await startInbox(config.DATABASE_URL, config.BRIDGE_POLL_MS, { repo, workerId, clock, logger: log }));
+    }
     const statements = new StatementReader(repo);
 
     let worker: GenerationWorker | undefined;

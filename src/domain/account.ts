@@ -35,13 +35,14 @@ export interface AccountState extends Record<MovementKind, number> {
   /** `g:<generationId>` -> settled at (epoch ms of the settling event), oldest first. The prefix keeps keys
    * non-numeric so JavaScript preserves insertion order, which pruning relies on. */
   recentlySettled: Record<string, number>;
-  /** idempotency keys of grants (`grant:<ref>`) and revocations (`revoke:<ref>`) already applied -> their amount */
+  /** idempotency keys of grants (`grant:<ref>`), revocations (`revoke:<ref>`) and transfers out (`transfer:<id>`)
+   * already applied -> their amount */
   references: Record<string, number>;
 }
 
 /** The shape version of AccountState: bump it whenever the shape changes, so stored snapshots of the old shape are
  * ignored (the stream is folded again) instead of being loaded as the new one. */
-export const ACCOUNT_STATE_VERSION = 3; // 3: `overage` and the overage totals; 2: `references` maps each reference to its amount
+export const ACCOUNT_STATE_VERSION = 4; // 4: `overage` and the overage totals; 3: `transferred` total; 2: `references` maps each reference to its amount
 
 export const initialAccount = (): AccountState => ({
   balance: 0,
@@ -53,6 +54,7 @@ export const initialAccount = (): AccountState => ({
   overage_charged: 0,
   overage_captured: 0,
   overage_refund_due: 0,
+  transferred: 0,
   open: {},
   overage: {},
   recentlySettled: {},
@@ -65,7 +67,9 @@ export type AccountCommand =
   /** `overage`: the generation may run as an overage (billed, or when the balance is short): no credit moves then */
   | { type: 'Deduct'; generationId: string; amount: number; requestId: string; acceptedAt: string; now: number; overage?: OverageTerms }
   | { type: 'Capture'; generationId: string }
-  | { type: 'Refund'; generationId: string; reason: string };
+  | { type: 'Refund'; generationId: string; reason: string }
+  /** the paying leg of a transfer; idempotent by transferId */
+  | { type: 'TransferOut'; amount: number; transferId: string; to: string };
 
 export type AccountRejectionCode =
   | 'invalid_amount'
@@ -138,6 +142,16 @@ export function decideAccount(state: AccountState, command: AccountCommand): Acc
         data: { generationId: command.generationId, amount: command.amount, requestId: command.requestId },
       });
     }
+    case 'TransferOut': {
+      if (!isCreditAmount(command.amount)) return refuse('invalid_amount', INVALID_AMOUNT);
+      if (!command.transferId.trim()) return refuse('invalid_reference', 'a transfer needs an id (the order id)');
+      const replay = replayOf(state, `transfer:${command.transferId}`, command.amount, 'transfer');
+      if (replay) return replay;
+      if (state.balance < command.amount) {
+        return refuse('insufficient_credits', `cannot transfer ${command.amount}: balance is ${state.balance}`);
+      }
+      return accept({ type: 'CreditsTransferredOut', data: { amount: command.amount, transferId: command.transferId, to: command.to } });
+    }
     case 'Capture': {
       const generationId = command.generationId;
       const amount = state.open[generationId];
@@ -179,6 +193,9 @@ export function evolveAccount(s: AccountState, event: AccountEvent, at: number):
       break;
     case 'CreditDeducted':
       s.open[event.data.generationId] = event.data.amount;
+      break;
+    case 'CreditsTransferredOut':
+      s.references[`transfer:${event.data.transferId}`] = event.data.amount;
       break;
     case 'CreditCaptured':
     case 'CreditRefunded':

@@ -2,8 +2,8 @@
 // events (after upcasting), and the data an object (account events: a whole positive amount, the money everything
 // else is computed from). Upcasters turn an older stored shape into the current one, so the rest of the code only
 // ever sees the current union (ledger.md: names and payloads change only with an upcaster).
-import type { AccountEvent, GenerationEvent, LedgerEvent, StoreEvent } from './events.ts';
-import { accountFromStream, sessionIdFromStream, storeIdFromStream, type AccountRef } from './streams.ts';
+import type { AccountEvent, GenerationEvent, LedgerEvent, StoreEvent, TransferEvent } from './events.ts';
+import { accountFromStream, sessionIdFromStream, storeIdFromStream, transferIdFromStream, type AccountRef } from './streams.ts';
 
 /** An event as the store holds it. */
 export interface StoredEvent {
@@ -24,6 +24,7 @@ export type Upcaster = (stored: StoredEvent) => StoredEvent;
 export const ACCOUNT_UPCASTERS: Readonly<Record<string, Upcaster>> = {};
 export const GENERATION_UPCASTERS: Readonly<Record<string, Upcaster>> = {};
 export const STORE_UPCASTERS: Readonly<Record<string, Upcaster>> = {};
+export const TRANSFER_UPCASTERS: Readonly<Record<string, Upcaster>> = {};
 
 // Records, not lists: a new member of an event union does not compile until it is named here.
 const ACCOUNT_TYPES: Record<AccountEvent['type'], true> = {
@@ -35,6 +36,7 @@ const ACCOUNT_TYPES: Record<AccountEvent['type'], true> = {
   OverageCharged: true,
   OverageCaptured: true,
   OverageRefundDue: true,
+  CreditsTransferredOut: true,
 };
 const GENERATION_TYPES: Record<GenerationEvent['type'], true> = {
   GenerationRequested: true,
@@ -51,6 +53,11 @@ const STORE_TYPES: Record<StoreEvent['type'], true> = {
   BillingIntentRecorded: true,
   StoreUninstalled: true,
   StoreReinstalled: true,
+};
+const TRANSFER_TYPES: Record<TransferEvent['type'], true> = {
+  TransferRequested: true,
+  TransferCompleted: true,
+  TransferRejected: true,
 };
 /** Every account event type, in declaration order (filters and bit sets of the statement). */
 export const ACCOUNT_EVENT_TYPES = Object.keys(ACCOUNT_TYPES) as [AccountEvent['type'], ...AccountEvent['type'][]];
@@ -100,11 +107,13 @@ export const decodeGenerationEvent: (stored: StoredEvent) => GenerationEvent = e
 
 export const isStoreEvent = (e: LedgerEvent): e is StoreEvent => Object.hasOwn(STORE_TYPES, e.type);
 export const decodeStoreEvent: (stored: StoredEvent) => StoreEvent = eventDecoder('store', STORE_TYPES, STORE_UPCASTERS);
+export const decodeTransferEvent: (stored: StoredEvent) => TransferEvent = eventDecoder('transfer', TRANSFER_TYPES, TRANSFER_UPCASTERS);
 
 export type DecodedLedgerEvent =
   | { stream: 'account'; account: AccountRef; event: AccountEvent }
   | { stream: 'generation'; sessionId: string; event: GenerationEvent }
-  | { stream: 'store'; storeId: string; event: StoreEvent };
+  | { stream: 'store'; storeId: string; event: StoreEvent }
+  | { stream: 'transfer'; transferId: string; event: TransferEvent };
 
 /** Decodes an event of one of the ledger's streams by its stream type; null for any other stream. */
 export function decodeLedgerEvent(streamId: string, stored: StoredEvent): DecodedLedgerEvent | null {
@@ -114,5 +123,7 @@ export function decodeLedgerEvent(streamId: string, stored: StoredEvent): Decode
   if (sessionId !== null) return { stream: 'generation', sessionId, event: decodeGenerationEvent(stored) };
   const storeId = storeIdFromStream(streamId);
   if (storeId !== null) return { stream: 'store', storeId, event: decodeStoreEvent(stored) };
+  const transferId = transferIdFromStream(streamId);
+  if (transferId !== null) return { stream: 'transfer', transferId, event: decodeTransferEvent(stored) };
   return null;
 }

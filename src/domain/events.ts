@@ -68,7 +68,8 @@ export type AccountEvent =
   | CreditRefunded
   | OverageCharged
   | OverageCaptured
-  | OverageRefundDue;
+  | OverageRefundDue
+  | CreditsTransferredOut;
 
 // ---- store-{storeId}: the billing facts of one B2B store (never money) ----
 /** How a store pays for generations: its own pool (absorb, overage when subscribed), or its shoppers' pools (resell). */
@@ -99,6 +100,12 @@ export interface StoreReinstalled {
   data: { reference: string };
 }
 export type StoreEvent = StoreBillingRecorded | BillingIntentRecorded | StoreUninstalled | StoreReinstalled;
+/** The paying leg of a transfer between two accounts (a Shopify shopper purchase: store pool -> shopper pool); the
+ * receiving leg is CreditsGranted(transfer_in) with reference `transfer:<transferId>` on the other account. */
+export interface CreditsTransferredOut {
+  type: 'CreditsTransferredOut';
+  data: { amount: number; transferId: string; to: string };
+}
 
 // ---- generation-{sessionId} ----
 export interface GenerationUsage {
@@ -201,5 +208,21 @@ export type GenerationEvent =
   | GenerationFailed
   | GenerationRejected;
 
-export type LedgerEvent = AccountEvent | GenerationEvent | StoreEvent;
+// ---- transfer-{transferId} ----
+/** A transfer process (domain/transfer.ts): requested once, then completed (both legs appended) or rejected (none). */
+export interface TransferRequested {
+  type: 'TransferRequested';
+  data: { transferId: string; from: string; to: string; amount: number };
+}
+export interface TransferCompleted {
+  type: 'TransferCompleted';
+  data: { amount: number };
+}
+export interface TransferRejected {
+  type: 'TransferRejected';
+  data: { code: string; message: string };
+}
+export type TransferEvent = TransferRequested | TransferCompleted | TransferRejected;
+
+export type LedgerEvent = AccountEvent | GenerationEvent | StoreEvent | TransferEvent;
 export type LedgerEventType = LedgerEvent['type'];

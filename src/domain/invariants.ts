@@ -1,11 +1,11 @@
 // Invariants 1-3 of ledger.md, checked over the whole log by one streaming pass. Used by `wearon verify` and by the
 // property tests. Pure: feed events in global order, then ask for the report.
-import type { AccountEvent, GenerationEvent, LedgerEvent } from './events.ts';
+import type { AccountEvent, GenerationEvent, LedgerEvent, TransferEvent } from './events.ts';
 import { isAccountEvent, isStoreEvent } from './decode.ts';
 import { assertNever } from './exhaustive.ts';
-import { accountMovement, change, type MovementKind } from './movement.ts';
+import { accountMovement, change, transferReference, type MovementKind } from './movement.ts';
 import { isTerminalStatus, statusAfter, type GenerationStatus } from './generation.ts';
-import { accountFromStream, accountIdOf, sessionIdFromStream } from './streams.ts';
+import { accountFromStream, accountIdOf, sessionIdFromStream, transferIdFromStream } from './streams.ts';
 
 /** Where a violation shows: the stream and the event (when the caller passed event ids to `add`). */
 export interface EventLocation {
@@ -33,6 +33,20 @@ interface HoldRecord {
   at?: EventLocation;
 }
 
+/** A transfer as its events show it: the request, the two legs (credits), where each went, and how it ended. */
+interface TransferRecord {
+  status: 'none' | 'requested' | 'completed' | 'rejected';
+  from?: string;
+  to?: string;
+  amount?: number;
+  out: number;
+  in: number;
+  outAccount?: string;
+  inAccount?: string;
+  lastAt: number;
+  last?: EventLocation;
+}
+
 /** Totals per movement kind, and `openHolds`: how many holds are still open (a count, not credits). */
 export interface LedgerSummary extends Record<MovementKind, number> {
   accounts: number;
@@ -40,12 +54,15 @@ export interface LedgerSummary extends Record<MovementKind, number> {
   events: number;
   openHolds: number;
   byStatus: Record<string, number>;
+  /** transfer processes by status */
+  transfers: Record<string, number>;
 }
 
 export class LedgerAuditor {
   private readonly balances = new Map<string, number>();
   private readonly holds = new Map<string, HoldRecord>();
   private readonly generations = new Map<string, { status: GenerationStatus; account: string | null; lastAt: number; last?: EventLocation }>();
+  private readonly transfers = new Map<string, TransferRecord>();
   private readonly violations: Violation[] = [];
   private readonly totals: Record<MovementKind | 'events', number> = {
     granted: 0,
@@ -56,6 +73,7 @@ export class LedgerAuditor {
     overage_charged: 0,
     overage_captured: 0,
     overage_refund_due: 0,
+    transferred: 0,
     events: 0,
   };
   /** the event being added: every violation found while adding it points at it */
@@ -77,12 +95,66 @@ export class LedgerAuditor {
     if (isAccountEvent(event)) {
       const account = accountFromStream(streamId);
       if (!account) return this.violate({ invariant: 1, subject: streamId, message: `${event.type} outside a credit-account stream` });
-      this.addAccountEvent(accountIdOf(account), event);
+      this.addAccountEvent(accountIdOf(account), event, at);
       return;
     }
+    const transferId = transferIdFromStream(streamId);
+    if (transferId !== null) return this.addTransferEvent(transferId, event as TransferEvent, at);
     const sessionId = sessionIdFromStream(streamId);
     if (!sessionId || isStoreEvent(event)) return; // store facts move nothing
-    this.addGenerationEvent(sessionId, event, at);
+    this.addGenerationEvent(sessionId, event as GenerationEvent, at);
+  }
+
+  private transfer(id: string, at: number): TransferRecord {
+    const t = this.transfers.get(id) ?? { status: 'none' as const, out: 0, in: 0, lastAt: at };
+    t.lastAt = at;
+    if (this.current) t.last = this.current;
+    this.transfers.set(id, t);
+    return t;
+  }
+
+  /** Both legs or neither: a leg never comes without its request, the receiving leg never before the paying one. */
+  private addTransferLeg(account: string, e: AccountEvent, at: number) {
+    if (e.type === 'CreditsTransferredOut') {
+      const t = this.transfer(e.data.transferId, at);
+      if (t.status !== 'requested') this.violate({ invariant: 1, subject: e.data.transferId, message: `paying leg of a transfer that is ${t.status}` });
+      else if (t.from !== account || t.amount !== e.data.amount) this.violate({ invariant: 1, subject: e.data.transferId, message: `paying leg ${e.data.amount} from ${account}, requested ${t.amount} from ${t.from}` });
+      t.out += e.data.amount;
+      t.outAccount = account;
+    } else if (e.type === 'CreditsGranted' && e.data.reason === 'transfer_in') {
+      const prefix = transferReference('');
+      const id = e.data.reference.startsWith(prefix) ? e.data.reference.slice(prefix.length) : e.data.reference;
+      const t = this.transfer(id, at);
+      if (t.out !== e.data.amount || t.in > 0) this.violate({ invariant: 1, subject: id, message: `receiving leg of ${e.data.amount} after paying legs of ${t.out} (and ${t.in} received)` });
+      else if (t.to !== account) this.violate({ invariant: 1, subject: id, message: `receiving leg on ${account}, requested for ${t.to}` });
+      t.in += e.data.amount;
+      t.inAccount = account;
+    }
+  }
+
+  private addTransferEvent(id: string, e: TransferEvent, at: number) {
+    const t = this.transfer(id, at);
+    switch (e.type) {
+      case 'TransferRequested':
+        if (t.status !== 'none') this.violate({ invariant: 2, subject: id, message: 'transfer requested twice' });
+        t.status = 'requested';
+        t.from = e.data.from;
+        t.to = e.data.to;
+        t.amount = e.data.amount;
+        return;
+      case 'TransferCompleted':
+        if (t.status !== 'requested') this.violate({ invariant: 2, subject: id, message: `completed a transfer that is ${t.status}` });
+        if (t.out !== t.amount || t.in !== t.amount) this.violate({ invariant: 1, subject: id, message: `completed with ${t.out} paid and ${t.in} received of ${t.amount}` });
+        t.status = 'completed';
+        return;
+      case 'TransferRejected':
+        if (t.status !== 'requested') this.violate({ invariant: 2, subject: id, message: `rejected a transfer that is ${t.status}` });
+        if (t.out > 0 || t.in > 0) this.violate({ invariant: 1, subject: id, message: `rejected after ${t.out} paid and ${t.in} received` });
+        t.status = 'rejected';
+        return;
+      default:
+        return assertNever(e, 'transfer event');
+    }
   }
 
   /** An event the decoder refused: nothing about its stream can be trusted after it. */
@@ -92,13 +164,15 @@ export class LedgerAuditor {
     this.violate({ invariant: accountFromStream(streamId) ? 1 : 2, subject: streamId, message: `undecodable event: ${reason}` });
   }
 
-  private addAccountEvent(account: string, e: AccountEvent) {
+  private addAccountEvent(account: string, e: AccountEvent, at: number) {
+    this.addTransferLeg(account, e, at);
     const m = accountMovement(e);
     this.totals[m.kind] += m.credits;
     const balance = (this.balances.get(account) ?? 0) + change(m, 'balance');
     switch (m.kind) {
       case 'granted':
       case 'revoked':
+      case 'transferred':
         break;
       case 'deducted':
         this.holdTaken(account, m.generationId!, false);
@@ -197,6 +271,12 @@ export class LedgerAuditor {
           violations.push({ ...g.last, invariant: 3, subject: sessionId, message: `${g.status} but a charge was kept` });
         }
       }
+      for (const [id, t] of this.transfers) {
+        if (t.lastAt >= cutoff) continue;
+        if (t.status === 'requested' || t.out !== t.in) {
+          violations.push({ ...t.last, invariant: t.out === t.in ? 3 : 1, subject: id, message: `transfer ${t.status} with ${t.out} paid and ${t.in} received` });
+        }
+      }
       const t = this.totals;
       if (quiescent && t.deducted !== t.captured + t.refunded) {
         violations.push({ invariant: 3, subject: '*', message: `deducted ${t.deducted} != captured ${t.captured} + refunded ${t.refunded}` });
@@ -223,8 +303,10 @@ export class LedgerAuditor {
         overage_charged: this.totals.overage_charged,
         overage_captured: this.totals.overage_captured,
         overage_refund_due: this.totals.overage_refund_due,
+        transferred: this.totals.transferred,
         openHolds,
         byStatus,
+        transfers: [...this.transfers.values()].reduce<Record<string, number>>((a, t) => ((a[t.status] = (a[t.status] ?? 0) + 1), a), {}),
       },
     };
   }

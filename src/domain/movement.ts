@@ -14,7 +14,8 @@ export type MovementKind =
   | 'refunded'
   | 'overage_charged'
   | 'overage_captured'
-  | 'overage_refund_due';
+  | 'overage_refund_due'
+  | 'transferred';
 
 /** The movement kind of each account event type (a table, so SQL over stored rows can use it too). */
 export const MOVEMENT_KIND: Record<AccountEvent['type'], MovementKind> = {
@@ -26,6 +27,7 @@ export const MOVEMENT_KIND: Record<AccountEvent['type'], MovementKind> = {
   OverageCharged: 'overage_charged',
   OverageCaptured: 'overage_captured',
   OverageRefundDue: 'overage_refund_due',
+  CreditsTransferredOut: 'transferred',
 };
 
 /**
@@ -34,7 +36,8 @@ export const MOVEMENT_KIND: Record<AccountEvent['type'], MovementKind> = {
  * - `held`: credits deducted for generations not yet captured or refunded;
  * - `earned`: credits granted net of revocations (a revocation corrects a grant): the platform's `total_earned` /
  *   `total_purchased`. The account's own `granted` total stays gross; `earned = granted - revoked`;
- * - `spent`: credits a capture made final: the platform's `total_spent`.
+ * - `spent`: credits a capture made final: the platform's `total_spent`; a transfer out is spent too (the platform's
+ *   shopper purchase counted it in the store's `total_spent`), and the receiving account earns it (`transfer_in`).
  * The overage kinds move no credit at all (the generation is billed through the subscription): overage never mints
  * or spends a credit, and the account's running totals of those kinds are what finance bills and owes.
  */
@@ -53,6 +56,7 @@ export const MOVEMENT_EFFECT: Record<MovementKind, MovementEffect> = {
   overage_charged: { balance: 0, held: 0, earned: 0, spent: 0 },
   overage_captured: { balance: 0, held: 0, earned: 0, spent: 0 },
   overage_refund_due: { balance: 0, held: 0, earned: 0, spent: 0 },
+  transferred: { balance: -1, held: 0, earned: 0, spent: 1 },
 };
 export const MOVEMENT_KINDS = Object.keys(MOVEMENT_EFFECT) as MovementKind[];
 
@@ -88,10 +92,15 @@ export function accountMovement(e: AccountEvent): AccountMovement {
       return { kind, credits, generationId: e.data.generationId, reference: null, reason: null, requestId: null };
     case 'OverageRefundDue':
       return { kind, credits, generationId: e.data.generationId, reference: e.data.paddleReference, reason: e.data.reason, requestId: null };
+    case 'CreditsTransferredOut':
+      return { kind, credits, generationId: null, reference: transferReference(e.data.transferId), reason: 'transfer_out', requestId: null };
     default:
       return assertNever(e, 'account event');
   }
 }
+
+/** The reference both legs of a transfer carry: the paying leg's, and the receiving grant's (reason transfer_in). */
+export const transferReference = (transferId: string) => `transfer:${transferId}`;
 
 /** Signed change of a quantity by one movement, e.g. `change(m, 'balance')` for a statement line. */
 export const change = (m: Pick<AccountMovement, 'kind' | 'credits'>, quantity: keyof MovementEffect): number =>

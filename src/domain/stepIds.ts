@@ -4,6 +4,7 @@ import type { AccountCommand } from './account.ts';
 import type { GenerationEvent } from './events.ts';
 import { assertNever } from './exhaustive.ts';
 import type { GenerationCommand, GenerationState } from './generation.ts';
+import type { TransferCommand } from './transfer.ts';
 import { deterministicEventId } from './streams.ts';
 
 /** The step an account command performs (also its causation): one per grant or revocation reference, one per hold. */
@@ -19,12 +20,18 @@ export function accountStep(c: AccountCommand): string {
       return `capture:${c.generationId}`;
     case 'Refund':
       return `refund:${c.generationId}`;
+    case 'TransferOut':
+      return `transfer:${c.transferId}`;
     default:
       return assertNever(c, 'account command');
   }
 }
 
 export const accountEventId = (stream: string, c: AccountCommand): string => deterministicEventId(stream, accountStep(c));
+
+/** A transfer's steps: requested once, then completed or rejected (one of the two). */
+export const transferEventId = (stream: string, c: TransferCommand): string =>
+  deterministicEventId(stream, c.type === 'Request' ? 'requested' : c.type === 'Complete' ? 'completed' : 'rejected');
 
 /** The id of `event`, decided by command `c` on a generation in state `before`. */
 export function generationEventId(stream: string, c: GenerationCommand, before: GenerationState, event: GenerationEvent): string {

@@ -14,7 +14,8 @@ export const GENERATION_STREAM_PREFIX = 'generation-';
 /** `store-{storeId}`: a B2B store's billing facts (domain/store.ts), apart from its credit account, which holds money only. */
 export const STORE_STREAM_PREFIX = 'store-';
 /** Every stream this service writes starts with one of these (used for `$all` filters). */
-export const STREAM_PREFIXES = [ACCOUNT_STREAM_PREFIX, GENERATION_STREAM_PREFIX, STORE_STREAM_PREFIX] as const;
+export const TRANSFER_STREAM_PREFIX = 'transfer-';
+export const STREAM_PREFIXES = [ACCOUNT_STREAM_PREFIX, GENERATION_STREAM_PREFIX, STORE_STREAM_PREFIX, TRANSFER_STREAM_PREFIX] as const;
 
 const SAFE_ID = /^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,127}$/;
 
@@ -106,6 +107,20 @@ export function storeOfAccount(ref: AccountRef): string | null {
 
 export function sessionIdFromStream(streamId: string): string | null {
   return streamId.startsWith(GENERATION_STREAM_PREFIX) ? streamId.slice(GENERATION_STREAM_PREFIX.length) : null;
+}
+
+/** A transfer's id as its stream names it: the caller's id (e.g. a Shopify order id) when it is a safe name, else its
+ * sha256 (one id, one stream, whatever the characters). */
+export function transferIdOf(id: string): string {
+  return SAFE_ID.test(id) ? id : `h.${createHash('sha256').update(id).digest('hex').slice(0, 40)}`;
+}
+
+export function transferStream(transferId: string): string {
+  return `${TRANSFER_STREAM_PREFIX}${transferId}`;
+}
+
+export function transferIdFromStream(streamId: string): string | null {
+  return streamId.startsWith(TRANSFER_STREAM_PREFIX) ? streamId.slice(TRANSFER_STREAM_PREFIX.length) : null;
 }
 
 /**

@@ -5,7 +5,7 @@ import { MOVEMENT_EFFECT, MOVEMENT_KIND, accountMovement, change, type MovementE
 import { byKey, compare, columnNames, type Drift, type Loose } from './drift.ts';
 import { atOrBefore, iso, notApplied, ownerColumns, pos, type Projection } from './projection.ts';
 import { accountIdOf } from '../domain/streams.ts';
-import { ACCOUNTS, LEDGER_ENTRIES, PUBLISH_ACCOUNTS } from './schema.ts';
+import { ACCOUNTS, LEDGER_ENTRIES, OPENING_TOTALS, PUBLISH_ACCOUNTS } from './schema.ts';
 
 export const creditBalances: Projection = {
   name: 'credit-balances',
@@ -75,10 +75,12 @@ export const creditBalances: Projection = {
     const withAccount = (_k: string, r: Loose) => ({ account: r.account as string });
     compare(drifts, 'credit-balances', LEDGER_ENTRIES.name, byKey(expected.entries, 'event_id'), byKey(await readModel.readAll(LEDGER_ENTRIES), 'event_id'),
       columnNames(LEDGER_ENTRIES), withAccount, true);
-    // The platform tables: balance and totals of every account the ledger knows.
+    // The platform tables: balance and totals of every account the ledger knows (totals continue from the import's).
     const acc: Loose[] = [...expected.rows.values()];
+    const opening = byKey(await readModel.readAll(OPENING_TOTALS), 'account');
+    const total = (r: Loose, column: 'earned' | 'spent') => Number(column === 'earned' ? r.granted : r.spent) + Number(opening.get(String(r.account))?.[column] ?? 0);
     const expFor = (kind: string, key: (r: Loose) => string, spentCol: string, grantCol: string) =>
-      new Map(acc.filter((r) => r.kind === kind).map((r) => [key(r), { account: r.account, balance: r.balance, [grantCol]: r.granted, [spentCol]: r.spent }]));
+      new Map(acc.filter((r) => r.kind === kind).map((r) => [key(r), { account: r.account, balance: r.balance, [grantCol]: total(r, 'earned'), [spentCol]: total(r, 'spent') }]));
     compare(drifts, 'credit-balances', 'user_credits', expFor('user', (r) => String(r.owner_id).toLowerCase(), 'total_spent', 'total_earned'),
       byKey(await readModel.query('SELECT * FROM user_credits'), 'user_id'), ['balance', 'total_earned', 'total_spent'], withAccount, false);
     compare(drifts, 'credit-balances', 'store_credits', expFor('store', (r) => String(r.owner_id).toLowerCase(), 'total_spent', 'total_purchased'),

@@ -4,7 +4,8 @@ import type { ProjectionName } from './projection.ts';
 import type { TableSpec, Value } from './readModel.ts';
 
 export interface Drift {
-  projection: ProjectionName;
+  /** `bridge`: a platform command not applied (src/bridge/verify.ts) */
+  projection: ProjectionName | 'bridge';
   table: string;
   /** row key: session id, account id, or ledger entry event id */
   key: string;

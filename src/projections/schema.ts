@@ -87,8 +87,28 @@ export const LEDGER_ENTRIES: TableSpec = {
   indexes: [['account', 'global_commit'], ['generation_id'], ['occurred_at']],
 };
 
-/** Every table the projections own (created by `migrate` in both read models). */
-export const PROJECTION_TABLES: readonly TableSpec[] = [SESSIONS, ACCOUNTS, LEDGER_ENTRIES];
+/**
+ * The platform's totals at import that the ledger's own do not count (import-balances writes them once per account):
+ * `earned` = total_earned / total_purchased minus the opening grant, `spent` = total_spent minus the holds it
+ * re-created. Published totals are the ledger's plus these, so they continue across the cut-over. Not a projection's
+ * table: a rebuild keeps it.
+ */
+export const OPENING_TOTALS: TableSpec = {
+  name: 'opening_totals',
+  key: 'account',
+  columns: [
+    { name: 'account', type: 'text', notNull: true },
+    { name: 'kind', type: 'text', notNull: true },
+    { name: 'owner_id', type: 'text', notNull: true },
+    { name: 'shopper_hash', type: 'text' },
+    { name: 'earned', type: CREDITS, notNull: true },
+    { name: 'spent', type: CREDITS, notNull: true },
+    { name: 'recorded_at', type: 'ts', notNull: true },
+  ],
+};
+
+/** Every table the projections own, and the import's opening totals (created by `migrate` in both read models). */
+export const PROJECTION_TABLES: readonly TableSpec[] = [SESSIONS, ACCOUNTS, LEDGER_ENTRIES, OPENING_TOTALS];
 
 /**
  * A rebuild's shadow table: same columns and key, no secondary indexes (only the rebuild writes it, by key), UNLOGGED in
@@ -242,22 +262,27 @@ export const PUBLISH_SESSIONS = [
      request_id = excluded.request_id`,
 ];
 
-/** Publishes account state: balance, earned/purchased (grants - revocations), spent (captures). */
+/** Publishes account state: balance, earned/purchased (grants - revocations), spent (captures), each total continuing
+ * from the platform's at import (opening_totals). */
 export const PUBLISH_ACCOUNTS = [
   `INSERT INTO user_credits (user_id, balance, total_earned, total_spent, updated_at)
-   SELECT {uuid:a.owner_id}, a.balance, a.granted, a.spent, a.updated_at FROM {t:credit_accounts} a
+   SELECT {uuid:a.owner_id}, a.balance, a.granted + COALESCE(o.earned, 0), a.spent + COALESCE(o.spent, 0), a.updated_at
+   FROM {t:credit_accounts} a LEFT JOIN opening_totals o ON o.account = a.account
    WHERE a.kind = 'user' AND {keys:a.account}
    ON CONFLICT (user_id) DO UPDATE SET balance = excluded.balance, total_earned = excluded.total_earned,
      total_spent = excluded.total_spent, updated_at = excluded.updated_at`,
   `INSERT INTO store_credits (store_id, balance, total_purchased, total_spent, updated_at)
-   SELECT {uuid:a.owner_id}, a.balance, a.granted, a.spent, a.updated_at FROM {t:credit_accounts} a
+   SELECT {uuid:a.owner_id}, a.balance, a.granted + COALESCE(o.earned, 0), a.spent + COALESCE(o.spent, 0), a.updated_at
+   FROM {t:credit_accounts} a LEFT JOIN opening_totals o ON o.account = a.account
    WHERE a.kind = 'store' AND {keys:a.account}
    ON CONFLICT (store_id) DO UPDATE SET balance = excluded.balance, total_purchased = excluded.total_purchased,
      total_spent = excluded.total_spent, updated_at = excluded.updated_at`,
   // A shopper row the platform created has the plain email and, after import-balances, its hash; a pool first seen in
   // the ledger gets the hash in shopper_email too (NOT NULL, and the plain email is unknown by design).
   `INSERT INTO store_shopper_credits (store_id, shopper_email, shopper_hash, balance, total_purchased, total_spent, updated_at)
-   SELECT {uuid:a.owner_id}, a.shopper_hash, a.shopper_hash, a.balance, a.granted, a.spent, a.updated_at FROM {t:credit_accounts} a
+   SELECT {uuid:a.owner_id}, a.shopper_hash, a.shopper_hash, a.balance, a.granted + COALESCE(o.earned, 0), a.spent + COALESCE(o.spent, 0),
+     a.updated_at
+   FROM {t:credit_accounts} a LEFT JOIN opening_totals o ON o.account = a.account
    WHERE a.kind = 'shopper' AND {keys:a.account}
    ON CONFLICT (store_id, shopper_hash) DO UPDATE SET balance = excluded.balance, total_purchased = excluded.total_purchased,
      total_spent = excluded.total_spent, updated_at = excluded.updated_at`,

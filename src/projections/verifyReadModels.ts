@@ -4,6 +4,7 @@
 import { START, comparePositions, type EventStore, type Position } from '../app/ports/eventStore.ts';
 import type { Logger } from '../logger.ts';
 import { readLog } from '../app/log.ts';
+import { inboxDrifts } from '../bridge/verify.ts';
 import type { Drift } from './drift.ts';
 import { PROJECTIONS, PROJECTION_NAMES, fold, type FoldResult, type ProjectionName } from './projections.ts';
 import type { ReadModel } from './readModel.ts';
@@ -23,6 +24,7 @@ export async function verifyReadModels(store: EventStore, readModel: ReadModel, 
   }
   const drifts: Drift[] = [];
   for (const n of PROJECTION_NAMES) drifts.push(...(await PROJECTIONS[n].verify(folds.get(n)!, readModel)));
+  drifts.push(...(await inboxDrifts(readModel)));
   if (drifts.length) logger.warn({ drifts: drifts.length, first: drifts.slice(0, 5) }, 'read_model_drift');
   return drifts;
 }

@@ -25,14 +25,15 @@ describe('accountMovement', () => {
   });
 
   it('moves the balance as invariant 1 says, holds as ledger.md says, and the platform totals net of revocations', () => {
-    // per credit of each kind: balance = granted - revoked - deducted + refunded; held = deducted - captured - refunded
+    // per credit of each kind: balance = granted - revoked - deducted + refunded - transferred out;
+    // held = deducted - captured - refunded; spent = captured + transferred out (the platform's shopper purchase)
     const sign = (kind: string, plus: string[], minus: string[]) => (plus.includes(kind) ? 1 : minus.includes(kind) ? -1 : 0);
     for (const kind of MOVEMENT_KINDS) {
       expect(MOVEMENT_EFFECT[kind], kind).toEqual({
-        balance: sign(kind, ['granted', 'refunded'], ['revoked', 'deducted']),
+        balance: sign(kind, ['granted', 'refunded'], ['revoked', 'deducted', 'transferred']),
         held: sign(kind, ['deducted'], ['captured', 'refunded']),
         earned: sign(kind, ['granted'], ['revoked']),
-        spent: sign(kind, ['captured'], []),
+        spent: sign(kind, ['captured', 'transferred'], []),
       });
     }
   });
