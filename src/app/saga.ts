@@ -137,9 +137,10 @@ export class GenerationSaga {
   async request(input: RequestInput): Promise<{ created: boolean }> {
     const { paddleCharge, ...task } = input;
     let store = await this.storeOf(task.account);
-    // With the bridge, the platform records the pool of a request (its intent) just before it pushes the task: when the
-    // store's facts are known but the intent is not here yet, the inbox is applied once before deciding.
-    if (store?.state.billing && !intentOf(store.state, task.requestId) && this.deps.pendingCredits && (await this.deps.pendingCredits())) {
+    // With the bridge, the platform records the pool of a request (its intent) just before it pushes the task: when a
+    // task does not name its pool itself and the intent is not here yet, the inbox is applied once before deciding.
+    const namesItsPool = parseAccountId(task.account).kind === 'shopper' || paddleCharge !== undefined;
+    if (store && !namesItsPool && !intentOf(store.state, task.requestId) && this.deps.pendingCredits && (await this.deps.pendingCredits())) {
       store = await this.storeOf(task.account);
     }
     const billing = store ? decideBilling(store.state, { named: parseAccountId(task.account), requestId: task.requestId, paddleCharge }) : null;
@@ -184,7 +185,11 @@ export class GenerationSaga {
       }
       // Shutting down: nothing new starts here; recovery picks the generation up again.
       if (shutdown?.aborted) return { kind: 'released' };
-      if (step.kind === 'wait') return { kind: 'waiting', until: step.until };
+      if (step.kind === 'wait') {
+        // A rate-limit retry of an uninstalled store's generation is not waited for: it ends now.
+        if ((await this.cancelIfUninstalled(sessionId)) !== 'retry_scheduled') continue;
+        return { kind: 'waiting', until: step.until };
+      }
       if (step.kind === 'leased') return { kind: 'leased', until: step.until };
       if ((await this.claimAndRun(sessionId, req, step.command, now, shutdown)) === 'released') return { kind: 'released' };
     }

@@ -57,6 +57,8 @@ export interface IntentInput {
   pool: IntentPool;
   /** the plain address (shopper pool): hashed here, it never enters the ledger */
   shopperEmail?: string | null;
+  /** or its hash already (the bridge computes it in SQL, so the inbox holds no address either) */
+  shopperHash?: string | null;
   paddleReference?: string | null;
   tier?: SubscriptionTier | null;
 }
@@ -66,7 +68,7 @@ export function recordBillingIntent(repo: AggregateRepository, storeId: string, 
   const intent = {
     requestId: input.requestId,
     pool: input.pool,
-    shopperHash: input.pool === 'shopper' && input.shopperEmail ? hashShopperEmail(input.shopperEmail) : null,
+    shopperHash: input.pool !== 'shopper' ? null : input.shopperEmail ? hashShopperEmail(input.shopperEmail) : (input.shopperHash ?? null),
     paddleReference: input.paddleReference ?? null,
     tier: input.tier ?? null,
   };
@@ -78,20 +80,22 @@ export function reinstallStore(repo: AggregateRepository, storeId: string, refer
 }
 
 /**
- * Uninstall: recorded on the store's stream (later tasks are rejected `store_uninstalled`), then every queued
- * generation of the store or its shoppers that the log shows unfinished is ended without running, its hold returned
- * to the pool that paid. Running workers do the same for what they meet later (the saga checks at charge and claim),
- * so a generation this pass misses still ends the same way.
+ * Uninstall: recorded on the store's stream (later tasks are rejected `store_uninstalled`); then, given the log and a
+ * saga (CLI, HTTP), every queued generation of the store or its shoppers that the log shows unfinished is ended
+ * without running, its hold returned to the pool that paid. Running workers do the same for what they meet (their
+ * pending index makes the store's unfinished generations due at once, and the saga checks at charge, claim and
+ * wait), so a generation this pass misses, or an uninstall recorded without a saga (the bridge), ends the same way.
  */
 export async function uninstallStore(
-  deps: { repo: AggregateRepository; store: EventStore; saga: GenerationSaga },
+  deps: { repo: AggregateRepository; store?: EventStore; saga?: GenerationSaga },
   storeId: string,
   reference: string,
   ctx: CommandContext,
 ): Promise<{ storeId: string; applied: boolean; ended: Record<string, string> }> {
   const r = await applyStoreCommand(deps.repo, storeId, { type: 'Uninstall', reference }, ctx);
-  const index = await PendingIndex.fromLog(deps.store);
   const ended: Record<string, string> = {};
+  if (!deps.store || !deps.saga) return { storeId, applied: r.applied, ended };
+  const index = await PendingIndex.fromLog(deps.store);
   for (const sessionId of index.unfinishedOf(storeId)) ended[sessionId] = await deps.saga.cancelIfUninstalled(sessionId);
   return { storeId, applied: r.applied, ended };
 }

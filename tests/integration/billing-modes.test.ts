@@ -23,6 +23,10 @@ import { billingModeOf } from '../../src/domain/store.ts';
 import { SUBSCRIPTION_TIERS, type SubscriptionTier } from '../../src/domain/events.ts';
 import { accountIdOf, generationStream, parseAccountId } from '../../src/domain/streams.ts';
 import { silentLogger } from '../../src/logger.ts';
+import { openPgReadModel } from '../../src/adapters/readmodel/postgres/pgReadModel.ts';
+import { PendingIndex } from '../../src/app/pending.ts';
+import { InboxConsumer } from '../../src/bridge/consumer.ts';
+import { applyBridge } from '../../src/bridge/install.ts';
 import { createPlatformDatabase, type PlatformDatabase } from '../support/platform/database.ts';
 import { PlatformDriver } from '../support/platform/driver.ts';
 import { seedStore, storeUploadUrl } from '../support/platform/seed.ts';
@@ -327,5 +331,183 @@ describe.skipIf(!redisOk && process.env.CI !== 'true')('billing modes on the pla
     const deductions = (await statement(store, shopperAccount(s.storeId, email))).lines.filter((l) => l.type === 'CreditDeducted');
     expect(deductions.map((l) => l.generation_id).sort()).toEqual([...sessions].sort());
     await expectVerifyClean();
+  });
+});
+
+// ---- the same through the bridge: the platform's triggers record facts and intents in the inbox, the worker applies them
+
+describe.skipIf(!redisOk && process.env.CI !== 'true')('billing modes through the bridge (platform fixture with the bridge installed)', () => {
+  let db: PlatformDatabase;
+  let redis: Redis;
+  let store: PgEventStore;
+  let repo: AggregateRepository;
+  let saga: GenerationSaga;
+  let driver: PlatformDriver;
+  let inbox: InboxConsumer;
+  const prefix = `test:billing-bridge:${randomUUID()}`;
+  const generator = new ScriptedGenerator({ advancePastLease: () => {}, requestShutdown: () => {} });
+  const ctx = { requestId: 'test', workerId: 'import' };
+
+  beforeAll(async () => {
+    db = await createPlatformDatabase();
+    const readModel = openPgReadModel({ connectionString: db.url });
+    await readModel.migrate();
+    await readModel.close();
+    await applyBridge(db.url, 'up');
+    redis = new Redis(REDIS_URL);
+    store = await openPgEventStore({ connectionString: db.url, schema: 'wearon_ledger', logger: silentLogger() });
+    repo = new AggregateRepository(store);
+    inbox = new InboxConsumer({ connectionString: db.url, deps: { repo, workerId: 'w1', clock: () => Date.now(), logger: silentLogger() }, logger: silentLogger() });
+    saga = new GenerationSaga({
+      repo,
+      images: new StaticInputImages(),
+      generator,
+      results: new MemoryResultStore(),
+      workerId: 'w1',
+      clock: () => Date.now(),
+      logger: silentLogger(),
+      options: OPTIONS,
+      // as the service wires it (compose/service.ts)
+      pendingCredits: async () => (await inbox.drainNow()).applied > 0,
+    });
+    driver = new PlatformDriver({ pool: db.pool, redis, queueKey: `${prefix}:wearon:tasks:generation` });
+  }, 60_000);
+
+  afterAll(async () => {
+    await inbox?.stop();
+    await store?.close();
+    if (redis) {
+      await deleteKeys(redis, prefix);
+      redis.disconnect();
+    }
+    await db?.cleanup();
+  });
+
+  const balance = async (account: string) => (await accountView(repo, account)).balance;
+  const shopperAccount = (storeId: string, email: string) => accountIdOf(parseAccountId(`shopper:${storeId}:${email}`));
+
+  async function intake(pushed: string | undefined): Promise<string> {
+    const parsed = parseTaskPayload(pushed!);
+    if (!parsed.ok) throw new Error(parsed.reason);
+    await saga.request(requestFromTask(parsed.task, 1, Date.now()));
+    return parsed.task.session_id;
+  }
+
+  /** `wearon verify`'s ledger part, and every inbox command applied (none rejected, none left pending). */
+  async function expectClean() {
+    await inbox.drainNow();
+    expect((await verifyLedger(store, { quiescent: true })).violations).toEqual([]);
+    const { rows } = await db.pool.query(`SELECT type, outcome, reason FROM wearon.credit_inbox WHERE outcome IS DISTINCT FROM 'applied' AND outcome IS DISTINCT FROM 'ignored'`);
+    expect(rows).toEqual([]);
+  }
+
+  /** A store as after import-balances: the platform's published pools and the ledger's opening balances agree. */
+  async function storeWith(o: Parameters<typeof seedStore>[1] & { pool?: number; shoppers?: Record<string, number> }) {
+    const s = await seedStore(db.pool, o);
+    if (o.pool) {
+      await db.pool.query('UPDATE public.store_credits SET balance = $2, total_purchased = $2 WHERE store_id = $1', [s.storeId, o.pool]);
+      await grantCredits(repo, `store:${s.storeId}`, { amount: o.pool, reason: 'opening_balance', reference: 'import' }, ctx);
+    }
+    for (const [email, amount] of Object.entries(o.shoppers ?? {})) {
+      await db.pool.query('INSERT INTO public.store_shopper_credits (store_id, shopper_email, balance, total_purchased) VALUES ($1, $2, $3, $3)', [s.storeId, email, amount]);
+      await grantCredits(repo, shopperAccount(s.storeId, email), { amount, reason: 'opening_balance', reference: 'import' }, ctx);
+    }
+    return s;
+  }
+
+  async function create(s: { apiKey: string; storeId: string }, o: { shopperEmail?: string; script?: UpstreamOutcome[] } = {}) {
+    const prompt = `p-${randomUUID()}`;
+    generator.script(prompt, o.script ?? ['ok']);
+    const r = await driver.b2b.createGeneration({
+      apiKey: s.apiKey,
+      ...(o.shopperEmail ? { shopperEmail: o.shopperEmail } : {}),
+      body: { image_urls: [storeUploadUrl(s.storeId)], prompt, age_verified: true },
+    });
+    expect(r.status, JSON.stringify(r.body)).toBe(201);
+    return r;
+  }
+
+  it("resell from the platform's current producer: its deduction is a check, the ledger charges the shopper once; no double charge", async () => {
+    const email = 'hana@example.com';
+    const s = await storeWith({ billingMode: 'resell_mode', pool: 5, shoppers: { [email]: 3 } });
+    const r = await create(s, { shopperEmail: email });
+    const sessionId = await intake(r.pushed); // the intent arrives through the inbox, drained at intake
+    expect(await saga.drive(sessionId)).toEqual({ kind: 'settled', status: 'completed' });
+    expect(await balance(shopperAccount(s.storeId, email))).toBe(2);
+    expect(await balance(`store:${s.storeId}`)).toBe(5);
+    // the platform moved nothing itself (the projection, not running here, publishes the ledger's balances)
+    const { rows } = await db.pool.query('SELECT balance FROM public.store_shopper_credits WHERE store_id = $1', [s.storeId]);
+    expect(rows).toEqual([{ balance: 3 }]);
+    expect((await db.pool.query(`SELECT count(*)::int AS n FROM public.store_credit_transactions WHERE store_id = $1 AND type = 'deduction'`, [s.storeId])).rows[0].n).toBe(0);
+    await expectClean();
+  });
+
+  it('resell task with no shopper and no intent (a producer outside the route): rejected shopper_required, nothing charged', async () => {
+    const s = await storeWith({ billingMode: 'resell_mode', pool: 5 });
+    const task = { task_id: randomUUID(), channel: 'b2b', store_id: s.storeId, session_id: randomUUID(), image_urls: ['https://x.test/m.jpg'], prompt: 'p', request_id: `req_${randomUUID()}`, version: 1, created_at: new Date().toISOString() };
+    const sessionId = await intake(JSON.stringify(task));
+    expect(await saga.drive(sessionId)).toEqual({ kind: 'settled', status: 'rejected' });
+    expect(await balance(`store:${s.storeId}`)).toBe(5);
+    await expectClean();
+  });
+
+  it('overage billed through Paddle by the route: the overage row becomes the intent; success captured, failure owes a refund', async () => {
+    const sub = `sub_${randomUUID().slice(0, 8)}`;
+    const s = await storeWith({ subscriptionTier: 'growth', subscriptionId: sub, subscriptionStatus: 'active' });
+    const ok = await intake((await create(s)).pushed);
+    const failed = await intake((await create(s, { script: ['5xx'] })).pushed);
+    expect(await saga.drive(ok)).toEqual({ kind: 'settled', status: 'completed' });
+    expect(await saga.drive(failed)).toEqual({ kind: 'settled', status: 'failed' });
+    const lines = (await statement(store, `store:${s.storeId}`)).lines;
+    expect(lines.map((l) => [l.type, l.generation_id, l.reference, l.amount])).toEqual([
+      ['OverageCharged', ok, sub, 0],
+      ['OverageCaptured', ok, null, 0],
+      ['OverageCharged', failed, sub, 0],
+      ['OverageRefundDue', failed, sub, 0],
+    ]);
+    await expectClean();
+  });
+
+  it('mode switch mid-flight (merchant updateStoreConfig): in-flight work keeps its pool, the next request follows the new mode', async () => {
+    const email = 'ida@example.com';
+    const s = await storeWith({ billingMode: 'absorb_mode', pool: 3, shoppers: { [email]: 3 } });
+    const first = await intake((await create(s, { shopperEmail: email })).pushed);
+    await saga.charge(first);
+    await driver.merchant.updateStoreConfig(s.storeId, 'resell_mode', 2);
+    const second = await intake((await create(s, { shopperEmail: email })).pushed);
+    for (const id of [first, second]) expect((await saga.drive(id)).kind).toBe('settled');
+    expect([await balance(`store:${s.storeId}`), await balance(shopperAccount(s.storeId, email))]).toEqual([2, 2]);
+    await expectClean();
+  });
+
+  it("Shopify uninstall (cleanupStore) with queued work: the worker's recovery ends them failed and returns the holds; later tasks rejected", async () => {
+    const s = await storeWith({ billingMode: 'absorb_mode', pool: 4 });
+    const queued = [await intake((await create(s)).pushed), await intake((await create(s)).pushed)];
+    for (const id of queued) await saga.charge(id);
+    expect(await balance(`store:${s.storeId}`)).toBe(2);
+    const reply = await driver.shopify.appUninstalled({ shopDomain: s.shopDomain });
+    expect(reply.status).toBe(200);
+    await inbox.drainNow();
+    // the worker's recovery pass: the pending index made the store's queued generations due at once
+    const due = (await PendingIndex.fromLog(store)).due(Date.now(), false);
+    expect(due).toEqual(expect.arrayContaining(queued));
+    for (const id of due) await saga.drive(id);
+    expect(await balance(`store:${s.storeId}`)).toBe(4);
+    const later = { task_id: randomUUID(), channel: 'b2b', store_id: s.storeId, session_id: randomUUID(), image_urls: ['https://x.test/m.jpg'], prompt: 'p', request_id: `req_${randomUUID()}`, version: 1, created_at: new Date().toISOString() };
+    const laterId = await intake(JSON.stringify(later));
+    expect(await saga.drive(laterId)).toEqual({ kind: 'settled', status: 'rejected' });
+    expect(await balance(`store:${s.storeId}`)).toBe(4);
+    await expectClean();
+  });
+
+  it('the bridge migration installs and removes the billing triggers with the rest', async () => {
+    const triggers = async () =>
+      (await db.pool.query(`SELECT tgname FROM pg_trigger WHERE tgname IN ('wearon_store_billing', 'wearon_session_intent', 'wearon_overage_intent') ORDER BY 1`)).rows.map((r) => r.tgname);
+    expect(await triggers()).toEqual(['wearon_overage_intent', 'wearon_session_intent', 'wearon_store_billing']);
+    await inbox.drainNow();
+    await applyBridge(db.url, 'down');
+    expect(await triggers()).toEqual([]);
+    await applyBridge(db.url, 'up');
+    expect(await triggers()).toHaveLength(3);
   });
 });
