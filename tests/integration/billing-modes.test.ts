@@ -23,6 +23,8 @@ import { billingModeOf } from '../../src/domain/store.ts';
 import { SUBSCRIPTION_TIERS, type SubscriptionTier } from '../../src/domain/events.ts';
 import { accountIdOf, generationStream, parseAccountId } from '../../src/domain/streams.ts';
 import { silentLogger } from '../../src/logger.ts';
+import { createMetrics } from '../../src/metrics.ts';
+import { sagaMetrics } from '../../src/app/sagaMetrics.ts';
 import { openPgReadModel } from '../../src/adapters/readmodel/postgres/pgReadModel.ts';
 import { PendingIndex } from '../../src/app/pending.ts';
 import { InboxConsumer } from '../../src/bridge/consumer.ts';
@@ -49,6 +51,7 @@ describe.skipIf(!redisOk && process.env.CI !== 'true')('billing modes on the pla
   let driver: PlatformDriver;
   const prefix = `test:billing:${randomUUID()}`;
   const generator = new ScriptedGenerator({ advancePastLease: () => {}, requestShutdown: () => {} });
+  const metrics = createMetrics({ defaults: false });
 
   beforeAll(async () => {
     db = await createPlatformDatabase();
@@ -63,6 +66,7 @@ describe.skipIf(!redisOk && process.env.CI !== 'true')('billing modes on the pla
       workerId: 'w1',
       clock: () => Date.now(),
       logger: silentLogger(),
+      observer: sagaMetrics(metrics),
       options: OPTIONS,
     });
     driver = new PlatformDriver({ pool: db.pool, redis, queueKey: `${prefix}:wearon:tasks:generation` });
@@ -245,6 +249,8 @@ describe.skipIf(!redisOk && process.env.CI !== 'true')('billing modes on the pla
     ]);
     expect(lines[1]!.reference).toBe(sub); // Paddle answers a charge with the subscription (fixture README)
     expect(await balance(storeAccount(s.storeId))).toBe(0);
+    // the metric finance's alert (WearonOverageRefundDue) watches
+    expect(await metrics.registry.getSingleMetricAsString('wearon_overage_generations_total')).toMatch(/outcome="refund_due"} 1\b/);
     await expectVerifyClean();
   });
 
