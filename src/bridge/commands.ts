@@ -128,7 +128,14 @@ const transfer: InboxHandler<TransferPayload> = {
   },
   credits: (p) => [p.to],
   async handle(deps, c) {
-    const r = await transferCredits(deps.repo, c.payload, ctx(deps, c));
+    let r;
+    try {
+      r = await transferCredits(deps.repo, c.payload, ctx(deps, c));
+    } catch (err) {
+      // The same transfer id asked with another amount or other accounts: refused, as a grant's reference conflict is.
+      if (err instanceof CreditCommandRejected) return { outcome: 'rejected', reason: `${err.code}: ${err.message}` };
+      throw err;
+    }
     return r.status === 'completed' ? { outcome: 'applied' } : { outcome: 'rejected', reason: `${r.code}: ${r.message}` };
   },
 };

@@ -184,8 +184,7 @@ BEGIN
   END IF;
   -- Serialises two deliveries of one grant so the second sees the first's command.
   PERFORM pg_advisory_xact_lock(hashtext('wearon:grant:' || p_store_id::text || ':' || coalesce(v_reference, '')));
-  IF v_reference IS NOT NULL AND EXISTS (SELECT 1 FROM wearon.credit_inbox i
-             WHERE i.type = 'grant' AND i.payload ->> 'account' = 'store:' || p_store_id::text AND i.payload ->> 'reference' = v_reference) THEN
+  IF v_reference IS NOT NULL AND wearon.command_recorded('grant', 'store:' || p_store_id::text, v_reference) THEN
     RETURN;
   END IF;
   PERFORM wearon.record_credit_command('grant', jsonb_build_object(

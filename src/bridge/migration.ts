@@ -57,6 +57,12 @@ AS $$
 DECLARE
   v_id bigint;
 BEGIN
+  -- A user's or an anonymous API call (PostgREST sets the JWT's role) may only leave an audit row: credit-moving
+  -- commands come from the platform's server side (service role, triggers) alone.
+  IF coalesce(nullif(current_setting('request.jwt.claims', true), '')::jsonb ->> 'role', '') IN ('anon', 'authenticated')
+     AND p_ignored_reason IS NULL THEN
+    RAISE EXCEPTION 'wearon bridge: a % command cannot be recorded by an end user''s request', p_type USING ERRCODE = '42501';
+  END IF;
   IF p_ignored_reason IS NULL THEN
     INSERT INTO wearon.credit_inbox (type, payload) VALUES (p_type, p_payload) RETURNING id INTO v_id;
     -- Delivered at commit, so the worker never sees a command of a transaction that rolled back.
@@ -67,6 +73,15 @@ BEGIN
   END IF;
   RETURN v_id;
 END
+$$;
+
+-- Whether a command for this account and reference is already in the inbox (a redelivered grant is recorded once).
+CREATE OR REPLACE FUNCTION wearon.command_recorded(p_type text, p_account text, p_reference text)
+RETURNS boolean
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+  SELECT EXISTS (SELECT 1 FROM wearon.credit_inbox i
+                 WHERE i.type = p_type AND i.payload ->> 'account' = p_account AND i.payload ->> 'reference' = p_reference);
 $$;
 
 -- Credits an owner has been promised but the ledger has not taken yet: its queued sessions still within the charge
@@ -101,6 +116,7 @@ BEGIN
 END
 $$;`,
   down: `DROP FUNCTION IF EXISTS wearon.promised_credits(text, uuid, text);
+DROP FUNCTION IF EXISTS wearon.command_recorded(text, text, text);
 DROP FUNCTION IF EXISTS wearon.record_credit_command(text, jsonb, text);`,
 };
 

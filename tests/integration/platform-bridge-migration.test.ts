@@ -65,6 +65,35 @@ describe.skipIf(!pgOk)('bridge migration (platform fixture, real Postgres)', () 
     expect(await bridgeInstalled(db.pool)).toBe(false);
   });
 
+  it('lets an end user (PostgREST role authenticated or anon) leave an audit row only, never a credit-moving command', async () => {
+    await applyBridge(db.url, 'up');
+    const { rows } = await db.pool.query<{ id: string }>(`SELECT id FROM public.stores LIMIT 0`);
+    expect(rows).toEqual([]);
+    const store = await db.pool.query<{ id: string }>(`INSERT INTO public.stores (shop_domain, access_token_encrypted) VALUES ('x-' || gen_random_uuid() || '.myshopify.com', 't') RETURNING id`);
+    const storeId = store.rows[0]!.id;
+    const c = await db.pool.connect();
+    try {
+      for (const role of ['authenticated', 'anon']) {
+        await c.query('BEGIN');
+        await c.query(`SELECT set_config('request.jwt.claims', $1, true)`, [JSON.stringify({ role, sub: storeId })]);
+        await c.query(`SET LOCAL ROLE ${role}`);
+        await expect(c.query(`SELECT public.add_store_credits($1, 100, 'purchase', 'mint')`, [storeId])).rejects.toThrow(/cannot be recorded by an end user/);
+        await c.query('ROLLBACK');
+      }
+      await c.query('BEGIN');
+      await c.query(`SELECT set_config('request.jwt.claims', $1, true)`, [JSON.stringify({ role: 'authenticated', sub: storeId })]);
+      await c.query(`SET LOCAL ROLE authenticated`);
+      await c.query(`SELECT public.refund_credits($1, 1)`, [storeId]); // the platform's own B2C refund path: audit only
+      await c.query('COMMIT');
+    } finally {
+      c.release();
+    }
+    const audit = await db.pool.query(`SELECT type, outcome FROM wearon.credit_inbox WHERE payload ->> 'account' = $1`, [`user:${storeId}`]);
+    expect(audit.rows).toEqual([{ type: 'refund_ignored', outcome: 'ignored' }]);
+    await db.pool.query(`UPDATE wearon.credit_inbox SET processed_at = now(), outcome = 'rejected', reason = 'test' WHERE processed_at IS NULL`);
+    await applyBridge(db.url, 'down');
+  });
+
   it('prints Supabase migration files holding exactly the SQL it applies', () => {
     const up = migrationFile('up', new Date('2026-12-02T17:30:00Z'));
     const down = migrationFile('down', new Date('2026-12-02T17:30:00Z'));

@@ -234,7 +234,8 @@ function suite(kind: 'postgres' | 'sqlite', make: () => Promise<TestReadModel>) 
     const shopper = await t.rm.query('SELECT shopper_email, balance FROM store_shopper_credits');
     expect(shopper).toEqual([{ shopper_email: 'ann@example.com', balance: 4 }]); // the platform row, updated in place
     const user = await t.rm.query('SELECT balance, total_earned, total_spent FROM user_credits WHERE user_id = ?', [u]);
-    expect(user).toEqual([{ balance: 7, total_earned: 7, total_spent: 0 }]);
+    // The platform's totals continue from what they were at import (opening_totals), not from the balance.
+    expect(user).toEqual([{ balance: 7, total_earned: 10, total_spent: 3 }]);
   }, 60_000);
 }
 

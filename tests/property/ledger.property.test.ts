@@ -2,10 +2,13 @@
 // duplicate deliveries, upstream outcomes, crashes between any two appends, two workers racing (interleaved by the
 // fast-check scheduler), clock jumps and recovery passes drive the REAL saga over the REAL event store. After every
 // step invariants 1-2 hold (LedgerAuditor); at quiescence invariants 3-4 hold and balances match a model.
+//
 // Billing modes (issue 13): the store's facts (absorb/resell, a subscription that allows overage or not), billing
 // intents, uninstall and reinstall change while generations are in flight; every generation is charged to the pool the
 // rule named when it was accepted and to no other, an overage never moves a credit, and a resell task without a shopper
 // is never charged.
+// Credits also arrive through the platform bridge (src/bridge): grants and store -> shopper transfers recorded in an inbox and
+// applied by the real handlers, the mark after the ledger append, so a crash between them re-applies the command.
 //
 // Runs: WEARON_PROPERTY_RUNS (default 100). Replay a failure with the printed seed, path and replayPath:
 // WEARON_PROPERTY_SEED, WEARON_PROPERTY_PATH, WEARON_PROPERTY_REPLAY_PATH. Store: LEDGER_STORE=sqlite (default) | esdb | pg.
@@ -27,7 +30,10 @@ import { foldAccount } from '../../src/domain/account.ts';
 import type { AccountEvent, GenerationEvent, GenerationRequested, IntentPool, LedgerEvent } from '../../src/domain/events.ts';
 import { foldGeneration, isTerminal } from '../../src/domain/generation.ts';
 import { LedgerAuditor } from '../../src/domain/invariants.ts';
-import { accountIdOf, accountStream, generationStream, parseAccountId, sessionIdFromStream, storeStream } from '../../src/domain/streams.ts';
+import { accountIdOf, accountStream, generationStream, parseAccountId, sessionIdFromStream, storeStream, transferStream } from '../../src/domain/streams.ts';
+import { handlerOf, type InboxOutcome } from '../../src/bridge/commands.ts';
+import { decodeTransferEvent } from '../../src/domain/decode.ts';
+import { foldTransfer } from '../support/transfers.ts';
 import { silentLogger } from '../../src/logger.ts';
 import { Crash, CrashingStore, type CrashMode, type Gate } from '../support/crashingStore.ts';
 import { FAILURE_CODE, MemoryResultStore, ScriptedGenerator, StaticInputImages, type UpstreamOutcome } from '../support/pipelineDoubles.ts';
@@ -195,6 +201,14 @@ interface StoreModel {
   intents: Map<string, IntentPool>;
 }
 
+/** A row of the bridge's inbox: it survives crashes (the platform's database); `outcome` is its mark. */
+interface InboxEntry {
+  id: string;
+  type: 'grant' | 'transfer';
+  payload: Record<string, unknown>;
+  outcome?: InboxOutcome;
+}
+
 /**
  * One run: the real store behind a crash/scheduling wrapper, WORKERS sagas (each with its own repository, as separate
  * processes would have), a controlled clock, the outside-world doubles, and the model the test keeps.
@@ -220,6 +234,11 @@ class Harness {
   get storeId(): string {
     return `${this.tag}s`;
   }
+  /** the bridge's inbox, in id order; the transfer ids it carried -> the amount first asked */
+  readonly inbox: InboxEntry[] = [];
+  readonly transfers = new Map<string, number>();
+  /** the shopper pool transfers pay into */
+  readonly shopper: string;
   /** operations interrupted by a crash that their caller retries (webhook grants, queue redelivery) */
   private retryAfterCrash: Array<() => Promise<unknown>> = [];
   log: string[] = [];
@@ -231,6 +250,7 @@ class Harness {
     private readonly waitFor: <T>(p: Promise<T>) => Promise<T>,
   ) {
     this.accounts = [`user:${this.tag}u`, `store:${this.storeId}`, accountIdOf(parseAccountId(`shopper:${this.storeId}:ann@example.com`))];
+    this.shopper = `shopper:${this.tag}s.${'0'.repeat(32)}`;
     this.generator = new ScriptedGenerator({
       advancePastLease: () => (this.now += LEASE_MS + 1),
       requestShutdown: () => this.shutdown.abort(),
@@ -238,7 +258,7 @@ class Harness {
   }
 
   get prefixes(): string[] {
-    return [...this.accounts.map((a) => accountStream(a)), generationStream(this.tag), storeStream(this.storeId)];
+    return [...this.accounts.map((a) => accountStream(a)), accountStream(this.shopper), generationStream(this.tag), storeStream(this.storeId), transferStream(this.tag)];
   }
 
   async boot(): Promise<void> {
@@ -575,16 +595,76 @@ async function recoveryPass(h: Harness): Promise<number> {
 
 const recoverCmd = fc.constant(step('recover()', async (h) => void (await recoveryPass(h))));
 
+// ---- the platform bridge ---------------------------------------------------------------------------------------------
+
+/** A bridged function commits a grant command (signup, Paddle): its reference repeats, or is none (the inbox id). */
+const bridgeGrantCmd = fc
+  .record({ acc: fc.nat(1), amount: fc.integer({ min: 1, max: 3 }), ref: fc.option(fc.nat(2), { freq: 3 }) })
+  .map(({ acc, amount, ref }) =>
+    step(`bridge grant(acc${acc}, ${amount}, ${ref === null ? 'no reference' : `paddle:purchase:b${ref}`})`, async (h) => {
+      const id = String(h.inbox.length + 1);
+      const account = h.accounts[acc]!;
+      const reference = ref === null ? null : `paddle:purchase:b${ref}`;
+      const key = `${account}/${reference ?? `inbox:${id}`}`;
+      if (!h.grants.has(key)) h.grants.set(key, { account, amount });
+      h.inbox.push({ id, type: 'grant', payload: { account, amount, reason: 'purchase', reference } });
+    }),
+  );
+
+/** process_store_shopper_purchase commits a transfer store -> shopper; an order id can come again (redelivery). */
+const bridgeTransferCmd = fc.record({ order: fc.nat(3), amount: fc.integer({ min: 1, max: 3 }) }).map(({ order, amount }) =>
+  step(`bridge transfer(order o${order}, ${amount})`, async (h) => {
+    const transferId = `${h.tag}o${order}`;
+    if (!h.transfers.has(transferId)) h.transfers.set(transferId, amount);
+    h.inbox.push({ id: String(h.inbox.length + 1), type: 'transfer', payload: { from: h.accounts[1]!, to: h.shopper, amount, transferId } });
+  }),
+);
+
+/** Applies one inbox command with the real handler; the mark comes after the ledger append (lost on a crash). */
+function applyInbox(h: Harness, entry: InboxEntry, repo: AggregateRepository) {
+  return async () => {
+    const handler = handlerOf(entry.type)!;
+    const payload = handler.parse(entry.payload);
+    const outcome = await handler.handle(
+      { repo, workerId: 'bridge', clock: () => h.now, logger: silentLogger() },
+      { id: entry.id, type: entry.type, payload, createdAt: new Date(h.now).toISOString() },
+    );
+    entry.outcome = outcome;
+  };
+}
+
+/** One consumer pass: every pending command in id order (a crash leaves the rest, and the interrupted one, pending). */
+async function consumeInbox(h: Harness): Promise<void> {
+  for (const entry of h.inbox.filter((e) => !e.outcome)) {
+    const [r] = await h.exec([applyInbox(h, entry, h.admin)]);
+    count(r?.status === 'fulfilled' ? `inbox:${entry.type}:${entry.outcome!.outcome}` : `inbox:${entry.type}:crashed`);
+  }
+}
+
+const consumeCmd = fc.constant(step('consume inbox', consumeInbox));
+
+/** Two workers each take one pending command (rows locked apart) and apply them at once, interleaved by the scheduler. */
+const consumeRaceCmd = fc.constant(
+  step('consume inbox: two workers at once', async (h) => {
+    const [a, b] = h.inbox.filter((e) => !e.outcome);
+    if (!a || !b) return;
+    const repos = [0, 1].map(() => new AggregateRepository(h.store));
+    await h.exec([applyInbox(h, a, repos[0]!), applyInbox(h, b, repos[1]!)]);
+  }),
+);
+
 const commandArbs = [
   grantCmd, grantCmd, revokeCmd, requestCmd, requestCmd, requestCmd, driveCmd, driveCmd, raceCmd, raceCmd, advanceCmd, crashCmd, recoverCmd,
   billingCmd, intentCmd, uninstallCmd,
+  bridgeGrantCmd, bridgeTransferCmd, bridgeTransferCmd, consumeCmd, consumeRaceCmd,
 ];
 
 // ---- quiescence ---------------------------------------------------------------------------------------------------
 
 async function quiesce(h: Harness): Promise<void> {
   h.store.disarm();
-  h.log.push('-- quiescence: restart, recovery passes until nothing is pending');
+  h.log.push('-- quiescence: inbox drained, recovery passes until nothing is pending');
+  await consumeInbox(h);
   for (let pass = 0; ; pass++) {
     if (pass > 60) {
       const log = (await h.events()).map((e) => `${e.streamId}@${e.revision} ${e.type} ${JSON.stringify(e.data)}`);
@@ -665,9 +745,34 @@ async function checkQuiescent(h: Harness): Promise<void> {
     }
   }
 
-  // Balances: the model's grants, the revocations the ledger accepted, minus what completed generations cost.
+  // The bridge: every command marked; a transfer is completed (both legs, the amount first asked) or rejected (no leg),
+  // and each of its commands says so (applied / rejected); the legs themselves are the auditor's (invariant 1).
+  expect(h.inbox.filter((e) => !e.outcome).map((e) => e.id), `inbox commands left pending\n${ctx}`).toEqual([]);
+  expectedBalance.set(h.shopper, 0);
+  for (const [transferId, amount] of h.transfers) {
+    const t = foldTransfer((byStream.get(transferStream(transferId)) ?? []).map((e) => decodeTransferEvent(e)));
+    expect(['completed', 'rejected'], `transfer ${transferId} is ${t.status}\n${ctx}`).toContain(t.status);
+    expect(t.request?.amount, ctx).toBe(amount);
+    for (const e of h.inbox.filter((x) => x.type === 'transfer' && x.payload.transferId === transferId)) {
+      const expectedOutcome = e.payload.amount !== amount || t.status === 'rejected' ? 'rejected' : 'applied';
+      expect(e.outcome!.outcome, `inbox ${e.id} (transfer ${transferId} ${String(e.payload.amount)}, ${t.status})\n${ctx}`).toBe(expectedOutcome);
+    }
+    count(`transfer:${t.status}`);
+    if (t.status === 'completed') {
+      expectedBalance.set(h.accounts[1]!, expectedBalance.get(h.accounts[1]!)! - amount);
+      expectedBalance.set(h.shopper, expectedBalance.get(h.shopper)! + amount);
+    }
+  }
+  for (const e of h.inbox.filter((x) => x.type === 'grant')) {
+    const key = `${String(e.payload.account)}/${String(e.payload.reference ?? `inbox:${e.id}`)}`;
+    const expectedOutcome = h.grants.get(key)!.amount === e.payload.amount ? 'applied' : 'rejected';
+    expect(e.outcome!.outcome, `inbox ${e.id} (grant ${key})\n${ctx}`).toBe(expectedOutcome);
+  }
+
+  // Balances: the model's grants, the revocations the ledger accepted, minus what completed generations cost, moved
+  // by completed transfers.
   for (const { account, amount } of h.grants.values()) expectedBalance.set(account, expectedBalance.get(account)! + amount);
-  for (const account of h.accounts) {
+  for (const account of [...h.accounts, h.shopper]) {
     const stream = byStream.get(accountStream(account)) ?? [];
     const typed = stream.map((e) => ({ event: e as unknown as AccountEvent, at: Date.parse(e.metadata.occurredAt) }));
     const grants = typed.filter((t) => t.event.type === 'CreditsGranted').map((t) => (t.event.data as { reference: string }).reference);
@@ -743,6 +848,33 @@ describe.skipIf(backend.skip !== null)(`ledger model-based property (store: ${ba
       }),
       { numRuns: Math.max(30, Math.min(RUNS, 200)), ...replay },
     );
+  }, 120_000);
+
+  // A Shopify transfer through the inbox with the process dying before or after each of its appends (request, paying
+  // leg, receiving leg, completed): the command stays unmarked, is applied again, and ends with both legs or neither.
+  it('finishes a bridged transfer crashed before or after any of its appends, without minting or losing a credit', async () => {
+    const before = stats['inbox:transfer:crashed'] ?? 0;
+    await fc.assert(
+      fc.asyncProperty(
+        fc.scheduler(),
+        writerArb,
+        fc.integer({ min: 1, max: 4 }),
+        fc.constantFrom<CrashMode>('before', 'after'),
+        fc.integer({ min: 1, max: 3 }),
+        async (s, writer, k, mode, amount) => {
+          const crash = step(`crash(append +${k}, ${mode})`, async (h) => h.store.armCrash(k, mode));
+          const transfer = step(`bridge transfer(order o0, ${amount})`, async (h) => {
+            const transferId = `${h.tag}o0`;
+            h.transfers.set(transferId, amount);
+            h.inbox.push({ id: '1', type: 'transfer', payload: { from: h.accounts[1]!, to: h.shopper, amount, transferId } });
+          });
+          const h = await runOnce(s, writer, [0, 3], [transfer, crash, step('consume inbox', consumeInbox), step('consume inbox', consumeInbox)]);
+          expect(h.crashes, h.describe()).toBe(1);
+        },
+      ),
+      { numRuns: Math.max(24, Math.min(Math.round(RUNS / 4), 200)), ...replay },
+    );
+    expect((stats['inbox:transfer:crashed'] ?? 0) - before, 'no transfer was interrupted').toBeGreaterThan(0);
   }, 120_000);
 
   // The race ledger.md singles out: one worker finds the balance short and rejects while the other, after credits
