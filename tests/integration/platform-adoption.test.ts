@@ -17,7 +17,7 @@ import { startImageServer, type ImageServer } from '../support/imageServer.ts';
 import { noisyJpeg } from '../support/images.ts';
 import { createPlatformDatabase, type PlatformDatabase } from '../support/platform/database.ts';
 import { PlatformDriver } from '../support/platform/driver.ts';
-import { seedStore, shopperCredits, storeCredits, userCredits, type CreditRow, type SeededStore } from '../support/platform/seed.ts';
+import { seedStore, shopperCredits, storeCredits, storeUploadUrl, userCredits, type CreditRow, type SeededStore } from '../support/platform/seed.ts';
 import { deleteKeys, postgresAvailable, redisAvailable, REDIS_URL } from '../support/services.ts';
 import { tempDir, waitFor } from '../support/stack.ts';
 
@@ -200,6 +200,24 @@ describe.skipIf(!ready)('platform adoption through the bridge (platform fixture,
     expect(ignored.map((c) => c.outcome)).toEqual(['ignored']);
     await untilStatus(sessionId, 'completed');
     await untilCredits('user after the cron', () => userCredits(db.pool, userId), { balance: 9, total_in: 10, total_spent: 1 });
+    await expectVerifyClean();
+  });
+
+  it('a store uninstalled while its generation is queued: the platform\'s "failed" does not stick, the session ends in the ledger\'s state, charged once', async () => {
+    const shop = await seedStore(db.pool, { credits: 3 });
+    await untilCredits('seeded store', () => storeCredits(db.pool, shop.storeId), { balance: 3, total_in: 3, total_spent: 0 }); // seeded through the bridge
+    const image = storeUploadUrl(shop.storeId, { origin: new URL(model()).origin, name: 'm.jpg' });
+    images.serve(new URL(image).pathname, await noisyJpeg(600, 800, 3), 'image/jpeg');
+    fake.script({ kind: 'slow_headers', delayMs: 2000 });
+    const created = await driver.b2b.createGeneration({ apiKey: shop.apiKey, body: { image_urls: [image], age_verified: true } });
+    expect(created.status).toBe(201);
+    const sessionId = (created.body as { data: { session_id: string } }).data.session_id;
+    await waitFor('the ledger knows the session', async () => (await db.pool.query('SELECT 1 FROM projected_sessions WHERE session_id = $1', [sessionId])).rowCount === 1);
+    expect((await driver.shopify.appUninstalled({ shopDomain: shop.shopDomain })).status).toBe(200);
+    const status = async () => (await db.pool.query('SELECT status FROM store_generation_sessions WHERE id = $1', [sessionId])).rows[0]?.status;
+    expect(await status()).not.toBe('failed');
+    await waitFor('the session completed', async () => (await status()) === 'completed', 30_000);
+    await untilCredits('uninstalled store', () => storeCredits(db.pool, shop.storeId), { balance: 2, total_in: 3, total_spent: 1 });
     await expectVerifyClean();
   });
 

@@ -250,3 +250,18 @@ describe('evolve', () => {
     expect(s.open).toEqual({});
   });
 });
+
+describe('TransferOut (the paying leg of a transfer)', () => {
+  const out = (amount: number, transferId = 'order-9'): AccountCommand => ({ type: 'TransferOut', amount, transferId, to: 'shopper:s.abc' });
+  const paid = (amount: number, transferId = 'order-9'): AccountEvent => ({ type: 'CreditsTransferredOut', data: { amount, transferId, to: 'shopper:s.abc' } });
+
+  it('pays from the balance, and is idempotent on the transfer id', () => {
+    account.given(granted(5)).when(out(3)).then(paid(3));
+    account.given(granted(5), paid(3)).when(out(3)).thenNothing();
+  });
+
+  it('refuses more than the balance (nothing moves: the transfer ends rejected), and another amount for the same id', () => {
+    account.given(granted(2)).when(out(3)).thenRejects('insufficient_credits');
+    account.given(granted(9), paid(3)).when(out(4)).thenRejects('reference_conflict');
+  });
+});

@@ -2,7 +2,7 @@
 import { describe, expect, it } from 'vitest';
 import type { LedgerEvent } from '../../src/domain/events.ts';
 import { LedgerAuditor, type Violation } from '../../src/domain/invariants.ts';
-import { accountStream, generationStream } from '../../src/domain/streams.ts';
+import { accountStream, generationStream, transferStream } from '../../src/domain/streams.ts';
 
 const A = 'user:alice';
 const B = 'user:bob';
@@ -164,6 +164,42 @@ describe('LedgerAuditor', () => {
       expect(hold).toMatchObject({ stream: acc(A), revision: 1, event_type: 'CreditDeducted' });
       const uncaptured = located([requested('g2'), completed('g2')]).find((x) => /not captured/.test(x.message));
       expect(uncaptured).toMatchObject({ stream: gen('g2'), revision: 1, event_type: 'GenerationCompleted', event_id: `${gen('g2')}#1` });
+    });
+  });
+  describe('transfers: both legs or neither (a Shopify purchase, store -> shopper)', () => {
+    const S = 'store:s1';
+    const P = 'shopper:s1.' + 'a'.repeat(32);
+    const tr = (id: string, e: LedgerEvent): Entry => [transferStream(id), e];
+    const asked = (id: string, amount = 2) => tr(id, { type: 'TransferRequested', data: { transferId: id, from: S, to: P, amount } });
+    const paid = (id: string, amount = 2): Entry => [acc(S), { type: 'CreditsTransferredOut', data: { amount, transferId: id, to: P } }];
+    const received = (id: string, amount = 2, to = P): Entry => [acc(to), { type: 'CreditsGranted', data: { amount, reason: 'transfer_in', reference: `transfer:${id}` } }];
+    const done = (id: string, amount = 2) => tr(id, { type: 'TransferCompleted', data: { amount } });
+    const refused = (id: string) => tr(id, { type: 'TransferRejected', data: { code: 'insufficient_credits', message: 'm' } });
+
+    it('finds nothing wrong in completed and rejected transfers, and counts them', () => {
+      const entries = [grant(S, 5), asked('o1'), paid('o1'), received('o1'), done('o1'), asked('o2', 9), refused('o2')];
+      expect(audit(entries, true)).toEqual([]);
+      const a = new LedgerAuditor();
+      for (const [st, e] of entries) a.add(st, e);
+      expect(a.report(true).summary).toMatchObject({ transferred: 2, transfers: { completed: 1, rejected: 1 } });
+    });
+
+    it('detects a minted credit: a receiving leg without its paying leg, or of another amount', () => {
+      expectOne(audit([grant(S, 5), asked('o1'), received('o1')]), 1, /receiving leg of 2 after paying legs of 0/);
+      expectOne(audit([grant(S, 5), asked('o1'), paid('o1'), received('o1', 3)]), 1, /receiving leg of 3 after paying legs of 2/);
+      expectOne(audit([grant(S, 5), asked('o1'), paid('o1'), received('o1', 2, 'user:x')]), 1, /receiving leg on user:x/);
+    });
+
+    it('detects a leg without a request, a completion without both legs, a rejection after a leg', () => {
+      expectOne(audit([grant(S, 5), paid('o1')]), 1, /paying leg of a transfer that is none/);
+      expectOne(audit([grant(S, 5), asked('o1'), paid('o1'), done('o1')]), 1, /completed with 2 paid and 0 received/);
+      expectOne(audit([grant(S, 5), asked('o1'), paid('o1'), refused('o1')]), 1, /rejected after 2 paid/);
+    });
+
+    it('with nothing in flight, names a transfer left half done (lost credits) or unfinished', () => {
+      expectOne(audit([grant(S, 5), asked('o1'), paid('o1')], true), 1, /transfer requested with 2 paid and 0 received/);
+      expectOne(audit([grant(S, 5), asked('o1')], true), 3, /transfer requested with 0 paid and 0 received/);
+      expect(audit([grant(S, 5), asked('o1'), paid('o1')], false)).toEqual([]); // live: it may be finishing right now
     });
   });
 });
