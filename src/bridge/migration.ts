@@ -3,7 +3,7 @@
 // one piece per bridged platform path. A piece names the platform functions it replaces: the up migration saves their
 // definitions as deployed (pg_get_functiondef) before replacing them, and the down migration re-executes what it
 // saved, so no platform SQL is copied into this repository and a rollback restores exactly what was there.
-import { PLATFORM_COLUMNS, PLATFORM_INDEXES, renderDdl } from '../projections/schema.ts';
+import { PLATFORM_COLUMNS, PLATFORM_INDEXES, historyPlatformMigration, renderDdl } from '../projections/schema.ts';
 import { CHARGE_WINDOW_MS } from '../domain/account.ts';
 import { CREDIT_PATHS, SESSION_OWNERSHIP } from './creditPaths.ts';
 import { STORE_BILLING } from './storeBilling.ts';
@@ -125,10 +125,14 @@ export const BRIDGE_PIECES: readonly BridgePiece[] = [INBOX, ...CREDIT_PATHS, SE
 
 const quote = (s: string) => `'${s.replace(/'/g, "''")}'`;
 
-/** What the bridged functions read besides the platform's tables: the shopper hash column `wearon migrate` adds too. */
+/**
+ * What the bridged functions read besides the platform's tables: the shopper hash column `wearon migrate` adds too;
+ * and what credit-history writes: `ledger_event_id` on the history tables and their extended type CHECKs.
+ */
 function readModelColumns(): string {
   const shopper = (PLATFORM_COLUMNS.store_shopper_credits ?? []).map(([c, t]) => `ALTER TABLE public.store_shopper_credits ADD COLUMN IF NOT EXISTS ${c} ${renderDdl(t, 'postgres')};`);
-  return [...shopper, ...PLATFORM_INDEXES.map((i) => `${renderDdl(i, 'postgres')};`)].join('\n');
+  const history = historyPlatformMigration().up.map((s) => `${s};`);
+  return [...shopper, ...PLATFORM_INDEXES.map((i) => `${renderDdl(i, 'postgres')};`), ...history].join('\n');
 }
 
 /** The up migration: inbox, saved definitions, replacement bodies. Idempotent: a second run changes nothing. */
@@ -186,7 +190,10 @@ BEGIN
 END
 $$;
 DROP TABLE IF EXISTS wearon.replaced_functions;
--- wearon.credit_inbox stays: it is the audit trail of every command the platform recorded (drop it when finance is done).`,
+-- wearon.credit_inbox stays: it is the audit trail of every command the platform recorded (drop it when finance is done).
+-- The history columns stay too: the rows written since the cut-over are real history, the extended CHECKs accept them,
+-- and the worker's credit-history projector needs ledger_event_id while it runs. Once it is stopped for good:
+${historyPlatformMigration().down.map((s) => `--   ${s};`).join('\n')}`,
   ].join('\n\n') + '\n';
 }
 

@@ -36,6 +36,12 @@ export interface ImportResult {
 
 type Row = Record<string, Value>;
 
+/**
+ * The request id of every event the import appends (opening grants, re-created holds): they are the state at the
+ * import, which the platform's own history already shows (credit-history keeps them out of the platform tables).
+ */
+export const IMPORT_REQUEST_ID = 'import-balances';
+
 interface Source {
   table: 'user_credits' | 'store_credits' | 'store_shopper_credits';
   sql: string;
@@ -121,7 +127,7 @@ async function inFlightSessions(readModel: ReadModel, acceptedAt: string): Promi
 
 /** The generation requested as it was queued, and its hold on the (just opened) account, both idempotent. */
 async function takeOver(repo: AggregateRepository, s: InFlight, at: number): Promise<void> {
-  const meta = commandMeta({ requestId: 'import-balances', causationId: `import:${s.request.sessionId}`, workerId: 'cli', at });
+  const meta = commandMeta({ requestId: IMPORT_REQUEST_ID, causationId: `import:${s.request.sessionId}`, workerId: 'cli', at });
   const gStream = generationStream(s.request.sessionId);
   const request: GenerationCommand = { type: 'Request', data: s.request };
   await repo.handle(GENERATION, gStream, ({ state }) => {
@@ -214,7 +220,7 @@ async function openAccount(store: EventStore, stream: string, amount: number, re
     id: accountEventId(stream, { type: 'Grant', ...data }),
     type: 'CreditsGranted',
     data,
-    metadata: { requestId: 'import-balances', causationId: reference, correlationId: reference, workerId: 'cli', occurredAt },
+    metadata: { requestId: IMPORT_REQUEST_ID, causationId: reference, correlationId: reference, workerId: 'cli', occurredAt },
   };
   try {
     await store.append(stream, [ev], 'no_stream');

@@ -9,7 +9,7 @@ import type { Drift } from './drift.ts';
 import type { ReadModel, ReadModelTx, Row, TableSpec } from './readModel.ts';
 import { comparePositions } from '../app/ports/eventStore.ts';
 
-export type ProjectionName = 'session-status' | 'credit-balances';
+export type ProjectionName = 'session-status' | 'credit-balances' | 'credit-history';
 
 /** What a pure fold of the log produced for one projection: its state rows by key, and its entries. */
 export interface FoldResult {
@@ -25,6 +25,11 @@ export interface Projection {
   entries?: TableSpec;
   /** statements copying state rows into the platform tables (schema.ts tokens) */
   publish: readonly string[];
+  /**
+   * Statements removing every platform row `publish` wrote, run in a rebuild's swap before all rows are published
+   * again: for platform tables whose rows `publish` only inserts (history), so a rebuild leaves no stale or altered row.
+   */
+  retract?: readonly string[];
   keyOf(r: LedgerRecord): string | null;
   /** Pure: the next state row (a new object when changed, `prev` when the event changes nothing); may emit entries. */
   reduce(prev: Row | undefined, r: LedgerRecord, entries: Row[]): Row | undefined;

@@ -3,6 +3,7 @@
 import type { RecordedEvent } from '../app/ports/eventStore.ts';
 import { decodeRecorded } from '../app/recorded.ts';
 import { creditBalances } from './creditBalances.ts';
+import { creditHistory } from './creditHistory.ts';
 import type { FoldResult, Projection, ProjectionName } from './projection.ts';
 import { sessionStatus } from './sessionStatus.ts';
 
@@ -11,6 +12,7 @@ export type { FoldResult, Projection, ProjectionName } from './projection.ts';
 export const PROJECTIONS: Record<ProjectionName, Projection> = {
   'session-status': sessionStatus,
   'credit-balances': creditBalances,
+  'credit-history': creditHistory,
 };
 
 export const PROJECTION_NAMES = Object.keys(PROJECTIONS) as ProjectionName[];

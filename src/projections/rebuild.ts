@@ -1,7 +1,8 @@
 // Rebuild a projection while the worker keeps projecting: replay into shadow tables (rebuild_*) under the projection's
 // rebuild lock, then swap in ONE transaction that holds the live checkpoint row lock (the live projector waits on it):
 // catch the shadow up to the live checkpoint, replace the state/entries tables' contents, republish every row into the
-// platform tables, and set the live checkpoint. Readers see the old rows until that commit and the new ones after it;
+// platform tables (after retracting what the projection published there, when it only inserts), and set the live
+// checkpoint. Readers see the old rows until that commit and the new ones after it;
 // the live projector then finds its checkpoint moved (compare-and-set fails) and continues from the new one.
 import { START, comparePositions, formatPosition, type EventStore, type Position } from '../app/ports/eventStore.ts';
 import type { Logger } from '../logger.ts';
@@ -91,6 +92,7 @@ export async function rebuildProjection(options: RebuildOptions): Promise<Rebuil
         await tx.exec(`INSERT INTO ${live_.name} SELECT * FROM ${shadow_.name}`, null);
       }
       const liveT = { ...liveTarget(p), onRefused: (key: string, reason: string) => logger.error({ projection: p.name, key, reason }, 'projection_row_refused') };
+      for (const sql of p.retract ?? []) await tx.exec(sql, null);
       for (const sql of p.publish) await publish(tx, liveT, sql, null);
       await tx.setCheckpoint(p.name, cp, events);
       await tx.exec(`DELETE FROM projection_checkpoints WHERE projection = '${t.checkpoint}'`, null);

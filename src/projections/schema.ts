@@ -88,6 +88,35 @@ export const LEDGER_ENTRIES: TableSpec = {
 };
 
 /**
+ * credit-history: one line per credit movement that changes a balance (captures change none), keyed by the event id;
+ * `platform_table` says where the line is published (NULL: an opening balance, which the platform's rows from before
+ * the import already explain). See creditHistory.ts.
+ */
+export const HISTORY: TableSpec = {
+  name: 'credit_history',
+  key: 'event_id',
+  columns: [
+    { name: 'event_id', type: 'text', notNull: true },
+    { name: 'global_commit', type: 'bigint', notNull: true },
+    { name: 'global_prepare', type: 'bigint', notNull: true },
+    { name: 'account', type: 'text', notNull: true },
+    { name: 'account_kind', type: 'text', notNull: true },
+    { name: 'owner_id', type: 'text', notNull: true },
+    { name: 'platform_table', type: 'text' },
+    /** the platform's type (its CHECK list, extended by HISTORY_TYPES), or `opening_balance` */
+    { name: 'type', type: 'text', notNull: true },
+    /** signed effect on the balance, the platform's sign convention (negative = spend) */
+    { name: 'amount', type: CREDITS, notNull: true },
+    { name: 'description', type: 'text', notNull: true },
+    /** store_credit_transactions.request_id */
+    { name: 'request_id', type: 'text' },
+    { name: 'occurred_at', type: 'ts', notNull: true },
+  ],
+  /** replay --from seeds the lines up to a position */
+  indexes: [['global_commit']],
+};
+
+/**
  * The platform's totals at import that the ledger's own do not count (import-balances writes them once per account):
  * `earned` = total_earned / total_purchased minus the opening grant, `spent` = total_spent minus the holds it
  * re-created. Published totals are the ledger's plus these, so they continue across the cut-over. Not a projection's
@@ -108,7 +137,7 @@ export const OPENING_TOTALS: TableSpec = {
 };
 
 /** Every table the projections own, and the import's opening totals (created by `migrate` in both read models). */
-export const PROJECTION_TABLES: readonly TableSpec[] = [SESSIONS, ACCOUNTS, LEDGER_ENTRIES, OPENING_TOTALS];
+export const PROJECTION_TABLES: readonly TableSpec[] = [SESSIONS, ACCOUNTS, LEDGER_ENTRIES, HISTORY, OPENING_TOTALS];
 
 /**
  * A rebuild's shadow table: same columns and key, no secondary indexes (only the rebuild writes it, by key), UNLOGGED in
@@ -172,6 +201,24 @@ export const PLATFORM_DDL = [
   updated_at {tstype} DEFAULT {now},
   UNIQUE (store_id, shopper_email)
 )`,
+  `CREATE TABLE IF NOT EXISTS credit_transactions (
+  id {uuidpk},
+  user_id {uuid} NOT NULL,
+  amount integer NOT NULL,
+  type text NOT NULL CONSTRAINT credit_transactions_type_check CHECK (type IN ({types:credit_transactions})),
+  description text,
+  created_at {tstype} DEFAULT {now}
+)`,
+  `CREATE TABLE IF NOT EXISTS store_credit_transactions (
+  id {uuidpk},
+  store_id {uuid} NOT NULL,
+  amount integer NOT NULL,
+  type text NOT NULL CONSTRAINT store_credit_transactions_type_check CHECK (type IN ({types:store_credit_transactions})),
+  request_id text,
+  description text,
+  created_at {tstype} NOT NULL DEFAULT {now},
+  CONSTRAINT unique_credit_transaction_request UNIQUE (store_id, request_id, type)
+)`,
   `CREATE TABLE IF NOT EXISTS generation_sessions (
   id {uuidpk},
   user_id {uuid} NOT NULL,
@@ -233,11 +280,58 @@ export const PLATFORM_COLUMNS: Record<string, [string, string][]> = {
   ],
   // Shopper pools are keyed by (store, email hash) in the ledger; plain emails never enter it.
   store_shopper_credits: [['shopper_hash', 'text']],
+  // History rows the credit-history projection wrote: the ledger event each one shows (exactly once, rebuildable).
+  credit_transactions: [['ledger_event_id', 'text']],
+  store_credit_transactions: [['ledger_event_id', 'text']],
 };
 
 export const PLATFORM_INDEXES = [
   'CREATE UNIQUE INDEX IF NOT EXISTS store_shopper_credits_store_hash_key ON store_shopper_credits (store_id, shopper_hash)',
 ];
+
+/**
+ * The `type` values of the platform's history tables: its own CHECK lists (original-system.md §2.1) and the ones
+ * the credit-history projection adds (creditHistory.ts). `migrate` extends an existing CHECK that lacks one of them.
+ */
+export const HISTORY_TYPES = {
+  credit_transactions: { platform: ['signup_bonus', 'generation', 'refund'], added: ['purchase', 'subscription', 'adjustment', 'transfer'] },
+  store_credit_transactions: { platform: ['deduction', 'refund', 'purchase', 'subscription', 'overage'], added: ['adjustment', 'transfer'] },
+} as const;
+export type HistoryTable = keyof typeof HISTORY_TYPES;
+export const HISTORY_TABLES = Object.keys(HISTORY_TYPES) as HistoryTable[];
+
+/** One history row per ledger event: the conflict target of credit-history's inserts (after PLATFORM_COLUMNS). */
+export const HISTORY_INDEXES = HISTORY_TABLES.map((t) => `CREATE UNIQUE INDEX IF NOT EXISTS ${t}_ledger_event_id_key ON ${t} (ledger_event_id)`);
+const typeList = (t: HistoryTable) => [...HISTORY_TYPES[t].platform, ...HISTORY_TYPES[t].added].map((v) => `'${v}'`).join(', ');
+const platformTypeList = (t: HistoryTable) => HISTORY_TYPES[t].platform.map((v) => `'${v}'`).join(', ');
+
+/** Extends a history table's type CHECK to HISTORY_TYPES (migrate runs it only when the existing CHECK lacks one). */
+export const historyTypeCheckSql = (t: HistoryTable, table: string = t) =>
+  `ALTER TABLE ${table} DROP CONSTRAINT IF EXISTS ${t}_type_check, ADD CONSTRAINT ${t}_type_check CHECK (type IN (${typeList(t)}))`;
+
+/**
+ * The platform changes credit-history needs, as statements a Supabase migration can hold (`up`, and `down` to undo
+ * them). `migrate` applies the same changes when missing (PLATFORM_COLUMNS, HISTORY_INDEXES, historyTypeCheckSql).
+ * The down restores the platform's CHECK as NOT VALID: rows of the added types already written stay, new ones are
+ * refused.
+ */
+export function historyPlatformMigration(): { up: string[]; down: string[] } {
+  const up: string[] = [];
+  const down: string[] = [];
+  for (const t of HISTORY_TABLES) {
+    up.push(
+      `ALTER TABLE public.${t} ADD COLUMN IF NOT EXISTS ledger_event_id text`,
+      `CREATE UNIQUE INDEX IF NOT EXISTS ${t}_ledger_event_id_key ON public.${t} (ledger_event_id)`,
+      historyTypeCheckSql(t, `public.${t}`),
+    );
+    down.push(
+      `DROP INDEX IF EXISTS public.${t}_ledger_event_id_key`,
+      `ALTER TABLE public.${t} DROP COLUMN IF EXISTS ledger_event_id`,
+      `ALTER TABLE public.${t} DROP CONSTRAINT IF EXISTS ${t}_type_check, ADD CONSTRAINT ${t}_type_check CHECK (type IN (${platformTypeList(t)})) NOT VALID`,
+    );
+  }
+  return { up, down };
+}
 
 /** Publishes session state into the web app's tables; only the columns the ledger decides are updated on conflict. */
 export const PUBLISH_SESSIONS = [
@@ -314,5 +408,6 @@ export function renderDdl(sql: string, d: Dialect): string {
     .replace(/\{tstype\}/g, pg ? 'timestamptz' : 'TEXT')
     .replace(/\{json\}/g, pg ? 'jsonb' : 'TEXT')
     .replace(/\{numeric\}/g, pg ? 'numeric(10,6)' : 'REAL')
-    .replace(/\{now\}/g, pg ? 'now()' : "(strftime('%Y-%m-%dT%H:%M:%fZ','now'))");
+    .replace(/\{now\}/g, pg ? 'now()' : "(strftime('%Y-%m-%dT%H:%M:%fZ','now'))")
+    .replace(/\{types:([a-z_]+)\}/g, (_, t: HistoryTable) => typeList(t));
 }

@@ -309,6 +309,7 @@ describe('GET /v1/projections', () => {
       expect(res.json().projections).toEqual([
         expect.objectContaining({ projection: 'session-status', checkpoint: '11/11', head: '19/19', lag: 8, events: 12 }),
         expect.objectContaining({ projection: 'credit-balances', checkpoint: null, head: '19/19', lag: 20, events: 0 }),
+        expect.objectContaining({ projection: 'credit-history', checkpoint: null, head: '19/19', lag: 20, events: 0 }),
       ]);
     } finally {
       await app.close();

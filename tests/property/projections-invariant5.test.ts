@@ -28,6 +28,8 @@ const PLATFORM = {
   user_credits: 'user_id, balance, total_earned, total_spent',
   store_credits: 'store_id, balance, total_purchased, total_spent',
   store_shopper_credits: 'store_id, shopper_email, shopper_hash, balance, total_purchased, total_spent',
+  credit_transactions: 'ledger_event_id, user_id, amount, type, description, created_at',
+  store_credit_transactions: 'ledger_event_id, store_id, amount, type, request_id, description, created_at',
 };
 
 /** Every row the projections own or publish (platform rows without generated columns). */

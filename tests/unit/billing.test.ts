@@ -7,6 +7,7 @@ import { decideGeneration, foldGeneration } from '../../src/domain/generation.ts
 import { MOVEMENT_EFFECT } from '../../src/domain/movement.ts';
 import { allowsOverage, decideStore, evolveStore, initialStore, type StoreBilling, type StoreCommand, type StoreState } from '../../src/domain/store.ts';
 import { hashShopperEmail, parseAccountId } from '../../src/domain/streams.ts';
+import { historyLine } from '../../src/projections/creditHistory.ts';
 import { decider } from '../support/decider.ts';
 
 const STORE_ID = '7d1f3c2a-5b7e-4c1d-9a0b-2e4f6a8c0d11';
@@ -203,5 +204,21 @@ describe('Cancel (uninstalled store)', () => {
     expect(decideGeneration(foldGeneration([requested]), cancel).ok).toBe(false);
     const started = foldGeneration([requested, { type: 'GenerationCharged', data: { amount: 1 } }, { type: 'GenerationStarted', data: { attempt: 1, workerId: 'w', leaseUntil: '2026-01-01T00:01:00.000Z' } }]);
     expect(decideGeneration(started, cancel).ok).toBe(false);
+  });
+});
+
+describe('overage in the platform history (credit-history projection)', () => {
+  const charged = (paddleReference: string | null): AccountEvent => ({
+    type: 'OverageCharged',
+    data: { generationId: 'g1', amount: 1, requestId: 'req-1', tier: 'growth', paddleReference },
+  });
+  it("a Paddle-billed overage adds no row (the route's own `overage` row is the line); one the ledger decided is an `overage` row of -1", () => {
+    expect(historyLine('store', charged('sub_1'), null)).toBeNull();
+    expect(historyLine('store', charged(null), null)).toMatchObject({ platform_table: 'store_credit_transactions', type: 'overage', amount: -1, request_id: 'g1' });
+  });
+  it('a refund due is an `overage` row of +1 naming the Paddle charge; a capture adds nothing', () => {
+    const due: AccountEvent = { type: 'OverageRefundDue', data: { generationId: 'g1', amount: 1, reason: 'generation_failed', paddleReference: 'sub_1' } };
+    expect(historyLine('store', due, null)).toMatchObject({ type: 'overage', amount: 1, description: expect.stringContaining('sub_1') });
+    expect(historyLine('store', { type: 'OverageCaptured', data: { generationId: 'g1', amount: 1 } }, null)).toBeNull();
   });
 });

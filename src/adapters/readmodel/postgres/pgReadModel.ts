@@ -15,10 +15,14 @@ import type {
 } from '../../../projections/readModel.ts';
 import {
   CHECKPOINTS_DDL,
+  HISTORY_INDEXES,
+  HISTORY_TABLES,
+  HISTORY_TYPES,
   PLATFORM_COLUMNS,
   PLATFORM_DDL,
   PLATFORM_INDEXES,
   PROJECTION_TABLES,
+  historyTypeCheckSql,
   pgArrayType,
   renderDdl,
   renderSql,
@@ -212,7 +216,14 @@ export class PgReadModel implements ReadModel {
         // ALTER takes an exclusive lock even as a no-op: only run it when a column is really missing
         for (const [col, type] of cols) if (!names.has(col)) await c.query(`ALTER TABLE ${table} ADD COLUMN IF NOT EXISTS ${col} ${renderDdl(type, 'postgres')}`);
       }
-      for (const s of PLATFORM_INDEXES) await c.query(s);
+      for (const s of [...PLATFORM_INDEXES, ...HISTORY_INDEXES]) await c.query(s);
+      for (const t of HISTORY_TABLES) {
+        // The platform's CHECK lacks the types credit-history adds: extend it (once; a no-op ALTER would still lock and scan).
+        const r = await c.query('SELECT pg_get_constraintdef(oid) AS def FROM pg_constraint WHERE conrelid = to_regclass($1) AND conname = $2', [t, `${t}_type_check`]);
+        const def = String(r.rows[0]?.def ?? '');
+        const { platform, added } = HISTORY_TYPES[t];
+        if ([...platform, ...added].some((v) => !def.includes(`'${v}'`))) await c.query(historyTypeCheckSql(t));
+      }
       await c.query('COMMIT');
     } catch (err) {
       await c.query('ROLLBACK').catch(() => undefined);

@@ -20,6 +20,7 @@ import type {
 } from '../../../projections/readModel.ts';
 import {
   CHECKPOINTS_DDL,
+  HISTORY_INDEXES,
   PLATFORM_COLUMNS,
   PLATFORM_DDL,
   PLATFORM_INDEXES,
@@ -163,7 +164,7 @@ export class SqliteReadModel implements ReadModel {
       const have = new Set((this.db.pragma(`table_info(${table})`) as { name: string }[]).map((c) => c.name));
       for (const [col, type] of cols) if (!have.has(col)) this.db.exec(`ALTER TABLE ${table} ADD COLUMN ${col} ${renderDdl(type, 'sqlite')}`);
     }
-    for (const s of PLATFORM_INDEXES) this.db.exec(s);
+    for (const s of [...PLATFORM_INDEXES, ...HISTORY_INDEXES]) this.db.exec(s);
   }
 
   /** Serialises transactions on the one connection; each is BEGIN IMMEDIATE ... COMMIT. */
