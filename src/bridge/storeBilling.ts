@@ -3,7 +3,8 @@
 // store's stream through app/stores.ts: storeCommands.ts). Nothing of the platform is replaced: three triggers on its
 // own writes.
 //
-//   stores (insert, or a change of billing_mode, subscription_tier/status/id, status)  -> `store_billing`
+//   stores (every store at the install; then an insert, or a change of billing_mode, subscription_tier/status/id,
+//   status)  -> `store_billing`
 //     status 'inactive' (the Shopify uninstall's cleanupStore) also uninstalls the store in the ledger: its queued
 //     generations end failed with their holds returned (the worker's recovery meets them at once), later tasks are
 //     rejected `store_uninstalled`; 'active' again (reinstall) lifts that.
@@ -37,6 +38,11 @@ $$;
 DROP TRIGGER IF EXISTS wearon_store_billing ON public.stores;
 CREATE TRIGGER wearon_store_billing AFTER INSERT OR UPDATE ON public.stores
   FOR EACH ROW EXECUTE FUNCTION wearon.record_store_billing();
+-- The stores that exist at the install: their facts once (the ledger records facts by value: a re-install adds nothing).
+SELECT wearon.record_credit_command('store_billing', jsonb_build_object(
+  'store_id', s.id, 'billing_mode', s.billing_mode, 'subscription_tier', s.subscription_tier,
+  'subscription_status', s.subscription_status, 'subscription_id', s.subscription_id, 'status', s.status))
+FROM public.stores s;
 
 CREATE OR REPLACE FUNCTION wearon.record_session_intent() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp

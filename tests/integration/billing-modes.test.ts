@@ -506,6 +506,22 @@ describe.skipIf(!redisOk && process.env.CI !== 'true')('billing modes through th
     await expectClean();
   });
 
+  it('a store that existed before the install has its facts recorded by the install', async () => {
+    await applyBridge(db.url, 'down').catch(async () => {
+      await inbox.drainNow();
+      await applyBridge(db.url, 'down');
+    });
+    const s = await seedStore(db.pool, { billingMode: 'resell_mode' }); // no bridge: nothing recorded
+    expect((await db.pool.query(`SELECT count(*)::int AS n FROM wearon.credit_inbox WHERE payload ->> 'store_id' = $1`, [s.storeId])).rows[0].n).toBe(0);
+    await applyBridge(db.url, 'up');
+    await inbox.drainNow();
+    expect((await storeView(repo, s.storeId)).billing).toMatchObject({ billingMode: 'resell' });
+    await applyBridge(db.url, 'up'); // a re-install records the same facts again: applied, no new event
+    await inbox.drainNow();
+    expect((await storeView(repo, s.storeId)).revision).toBe(0);
+    await expectClean();
+  });
+
   it('the bridge migration installs and removes the billing triggers with the rest', async () => {
     const triggers = async () =>
       (await db.pool.query(`SELECT tgname FROM pg_trigger WHERE tgname IN ('wearon_store_billing', 'wearon_session_intent', 'wearon_overage_intent') ORDER BY 1`)).rows.map((r) => r.tgname);
