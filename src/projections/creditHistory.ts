@@ -202,7 +202,7 @@ async function reconcile(lines: FoldResult['rows'], readModel: ReadModel): Promi
     if (l.type === OPENING_BALANCE) {
       imported(account, l.occurred_at!);
       expected.set(account, expected.get(account) ?? 0);
-    } else expected.set(account, (expected.get(account) ?? 0) + Number(l.amount));
+    } else if (l.type !== 'overage') expected.set(account, (expected.get(account) ?? 0) + Number(l.amount)); // money, not credits, as below
   }
   // An account the import found empty has no opening line; its opening totals row says when it was imported.
   for (const r of await readModel.query(`SELECT account, recorded_at FROM ${OPENING_TOTALS.name}`)) imported(String(r.account).toLowerCase(), r.recorded_at!);
