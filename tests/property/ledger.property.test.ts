@@ -26,7 +26,7 @@ import { PendingIndex } from '../../src/app/pending.ts';
 import type { EventStore, RecordedEvent } from '../../src/app/ports/eventStore.ts';
 import { readLog } from '../../src/app/log.ts';
 import { GenerationSaga, type RequestInput } from '../../src/app/saga.ts';
-import { foldAccount } from '../../src/domain/account.ts';
+import { SETTLED_RETENTION_MS, foldAccount } from '../../src/domain/account.ts';
 import type { AccountEvent, GenerationEvent, GenerationRequested, IntentPool, LedgerEvent } from '../../src/domain/events.ts';
 import { foldGeneration, isTerminal } from '../../src/domain/generation.ts';
 import { LedgerAuditor } from '../../src/domain/invariants.ts';
@@ -197,8 +197,8 @@ interface StoreModel {
   overageAllowed: boolean;
   uninstalled: boolean;
   everUninstalled: boolean;
-  /** requestId -> pool */
-  intents: Map<string, IntentPool>;
+  /** requestId -> pool and when it was recorded (the store forgets intents after SETTLED_RETENTION_MS) */
+  intents: Map<string, { pool: IntentPool; at: number }>;
 }
 
 /** A row of the bridge's inbox: it survives crashes (the platform's database); `outcome` is its mark. */
@@ -446,7 +446,8 @@ function expectedBilling(h: Harness, named: string, requestId: string, paddle: b
   if (named.startsWith('user:')) return { account: named, overage: 'none' };
   if (m.uninstalled) return { refused: 'store_uninstalled' };
   const fallback: ExpectedBilling = { account: storeAccount, overage: m.overageAllowed ? 'fallback' : 'none' };
-  const intent = m.intents.get(requestId);
+  const known = m.intents.get(requestId);
+  const intent = known && h.now - known.at <= SETTLED_RETENTION_MS ? known.pool : undefined;
   if (intent === 'shopper') return { account: shopperAccount, overage: 'none' };
   if (intent === 'overage') return { account: storeAccount, overage: 'billed' };
   if (intent === 'store') return fallback;
@@ -517,7 +518,8 @@ const intentCmd = fc.record({ s: fc.nat(SESSIONS - 1), pool: fc.constantFrom<Int
     const record = () => recordBillingIntent(h.admin, h.storeId, intent, cli(h, 'intent'));
     await h.exec([record], record);
     // a billed overage stands: a pool intent for the same request after it changes nothing (domain/store.ts)
-    if (h.storeModel.intents.get(requestId) !== 'overage') h.storeModel.intents.set(requestId, pool);
+    const known = h.storeModel.intents.get(requestId);
+    if (known?.pool !== 'overage' || h.now - known.at > SETTLED_RETENTION_MS) h.storeModel.intents.set(requestId, { pool, at: h.now });
   }),
 );
 
