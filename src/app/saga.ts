@@ -140,10 +140,10 @@ export class GenerationSaga {
     // With the bridge, the platform records the pool of a request (its intent) just before it pushes the task: when a
     // task does not name its pool itself and the intent is not here yet, the inbox is applied once before deciding.
     const namesItsPool = parseAccountId(task.account).kind === 'shopper' || paddleCharge !== undefined;
-    if (store && !namesItsPool && !intentOf(store.state, task.requestId) && this.deps.pendingCredits && (await this.deps.pendingCredits())) {
+    if (store && !namesItsPool && !intentOf(store.state, task.requestId, this.deps.clock()) && this.deps.pendingCredits && (await this.deps.pendingCredits())) {
       store = await this.storeOf(task.account);
     }
-    const billing = store ? decideBilling(store.state, { named: parseAccountId(task.account), requestId: task.requestId, paddleCharge }) : null;
+    const billing = store ? decideBilling(store.state, { named: parseAccountId(task.account), requestId: task.requestId, paddleCharge, now: this.deps.clock() }) : null;
     const data: GenerationRequested['data'] = {
       ...task,
       ...(billing ? { account: billing.account } : {}),

@@ -20,6 +20,8 @@ export interface BillingInput {
   requestId: string;
   /** the Paddle charge the task says the platform billed (`overage_charge_id`) */
   paddleCharge?: string | undefined;
+  /** epoch ms of the decision: intents older than the retention no longer count */
+  now: number;
 }
 
 export interface BillingDecision {
@@ -46,7 +48,7 @@ export function decideBilling(store: StoreState, input: BillingInput): BillingDe
       ? { account: storeAccount, overage: { billed: false, tier: billing.subscriptionTier, paddleReference: null } }
       : { account: storeAccount };
 
-  const intent = intentOf(store, input.requestId);
+  const intent = intentOf(store, input.requestId, input.now);
   if (intent) {
     if (intent.pool === 'shopper') return { account: accountIdOf({ kind: 'shopper', id: `${storeId}.${intent.shopperHash}` }) };
     if (intent.pool === 'overage') return { account: storeAccount, overage: { billed: true, tier: intent.tier ?? tier, paddleReference: intent.paddleReference } };

@@ -145,8 +145,13 @@ export function evolveStore(s: StoreState, event: StoreEvent, at: number): Store
   return s;
 }
 
-/** The intent recorded for a request, if still remembered. */
-export const intentOf = (s: StoreState, requestId: string): BillingIntent | null => s.intents[`r:${requestId}`]?.intent ?? null;
+/** The intent recorded for a request, if remembered and (given `now`) younger than the retention: the same answer
+ * whether or not a later store event has pruned it yet. */
+export function intentOf(s: StoreState, requestId: string, now?: number): BillingIntent | null {
+  const known = s.intents[`r:${requestId}`];
+  if (!known || (now !== undefined && now - known.at > SETTLED_RETENTION_MS)) return null;
+  return known.intent;
+}
 
 /** The platform's `billing_mode` column values, as the ledger names them. */
 export function billingModeOf(platformValue: string): BillingMode {

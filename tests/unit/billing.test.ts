@@ -89,35 +89,35 @@ describe('store decider', () => {
 
 describe('who pays (decideBilling)', () => {
   it('no facts recorded: the account the task names, no overage (as before the bridge)', () => {
-    expect(decideBilling(initialStore(), { named: named(storeAccount), requestId: 'r' })).toEqual({ account: storeAccount });
-    expect(decideBilling(initialStore(), { named: named(shopperAccount), requestId: 'r' })).toEqual({ account: shopperAccount });
+    expect(decideBilling(initialStore(), { named: named(storeAccount), requestId: 'r', now: 0 })).toEqual({ account: storeAccount });
+    expect(decideBilling(initialStore(), { named: named(shopperAccount), requestId: 'r', now: 0 })).toEqual({ account: shopperAccount });
   });
 
   it('resell without a shopper (no shopper_email, no intent) is refused with the reason, never the store pool', () => {
-    const d = decideBilling(stateOf(facts({ billingMode: 'resell' })), { named: named(storeAccount), requestId: 'r' });
+    const d = decideBilling(stateOf(facts({ billingMode: 'resell' })), { named: named(storeAccount), requestId: 'r', now: 0 });
     expect(d.refusal?.code).toBe('shopper_required');
     expect(d.refusal?.message).toMatch(/resell mode.*names none/);
   });
 
   it('resell with the shopper named by the task, or by the platform\'s intent: the shopper\'s pool', () => {
     const resell = stateOf(facts({ billingMode: 'resell' }), intent('r2', 'shopper', { shopperHash: HASH }));
-    expect(decideBilling(resell, { named: named(shopperAccount), requestId: 'r1' })).toEqual({ account: shopperAccount });
+    expect(decideBilling(resell, { named: named(shopperAccount), requestId: 'r1', now: 0 })).toEqual({ account: shopperAccount });
     // the platform's current producer pushes no shopper: the intent keyed by (store, request_id) names them
-    expect(decideBilling(resell, { named: named(storeAccount), requestId: 'r2' })).toEqual({ account: shopperAccount });
+    expect(decideBilling(resell, { named: named(storeAccount), requestId: 'r2', now: 0 })).toEqual({ account: shopperAccount });
   });
 
   it('absorb: the store pool, with overage as the fallback only when the subscription allows it', () => {
-    expect(decideBilling(stateOf(facts()), { named: named(storeAccount), requestId: 'r' })).toEqual({
+    expect(decideBilling(stateOf(facts()), { named: named(storeAccount), requestId: 'r', now: 0 })).toEqual({
       account: storeAccount,
       overage: { billed: false, tier: 'growth', paddleReference: null },
     });
-    expect(decideBilling(stateOf(facts({ subscriptionStatus: 'canceled' })), { named: named(storeAccount), requestId: 'r' })).toEqual({ account: storeAccount });
+    expect(decideBilling(stateOf(facts({ subscriptionStatus: 'canceled' })), { named: named(storeAccount), requestId: 'r', now: 0 })).toEqual({ account: storeAccount });
   });
 
   it('an overage the platform billed (intent, or overage_charge_id in the task) runs as an overage with its Paddle reference', () => {
     const s = stateOf(facts(), intent('r1', 'overage', { paddleReference: 'sub_1' }));
-    expect(decideBilling(s, { named: named(storeAccount), requestId: 'r1' }).overage).toEqual({ billed: true, tier: 'growth', paddleReference: 'sub_1' });
-    expect(decideBilling(stateOf(facts()), { named: named(storeAccount), requestId: 'r9', paddleCharge: 'txn_9' }).overage).toEqual({
+    expect(decideBilling(s, { named: named(storeAccount), requestId: 'r1', now: 0 }).overage).toEqual({ billed: true, tier: 'growth', paddleReference: 'sub_1' });
+    expect(decideBilling(stateOf(facts()), { named: named(storeAccount), requestId: 'r9', paddleCharge: 'txn_9', now: 0 }).overage).toEqual({
       billed: true,
       tier: 'growth',
       paddleReference: 'txn_9',
@@ -126,11 +126,11 @@ describe('who pays (decideBilling)', () => {
 
   it('an uninstalled store pays for nothing', () => {
     const s = stateOf(facts(), { type: 'StoreUninstalled', data: { reference: 'u' } });
-    expect(decideBilling(s, { named: named(shopperAccount), requestId: 'r' }).refusal?.code).toBe('store_uninstalled');
+    expect(decideBilling(s, { named: named(shopperAccount), requestId: 'r', now: 0 }).refusal?.code).toBe('store_uninstalled');
   });
 
   it('B2C is untouched', () => {
-    expect(decideBilling(stateOf(facts({ billingMode: 'resell' })), { named: named('user:u1'), requestId: 'r' })).toEqual({ account: 'user:u1' });
+    expect(decideBilling(stateOf(facts({ billingMode: 'resell' })), { named: named('user:u1'), requestId: 'r', now: 0 })).toEqual({ account: 'user:u1' });
   });
 });
 
