@@ -54,6 +54,11 @@ export const generationTaskPayloadSchema = z
       absentToUndefined,
       z.string().trim().max(MAX_EMAIL_CHARS).refine(isEmail, 'must be an email address').optional(),
     ),
+    /**
+     * B2B absorb overage: the Paddle charge the producer billed for this generation (its `overage` row's charge id).
+     * The generation then runs as an overage: no pool is charged, a failure records a refund due.
+     */
+    overage_charge_id: z.preprocess(absentToUndefined, z.string().trim().min(1).max(256).optional()),
     session_id: z.string().regex(SESSION_ID, 'must be 1-128 of [A-Za-z0-9_-] (a UUID)'),
     image_urls: z
       .array(httpUrl)
@@ -88,11 +93,17 @@ export const generationTaskPayloadSchema = z
     if (p.channel === 'b2b') {
       if (!p.store_id) ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['store_id'], message: 'required for channel b2b' });
       if (p.user_id) ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['user_id'], message: 'not allowed for channel b2b' });
+      // A resell generation is paid by the shopper, an overage by the store's subscription: never both.
+      if (p.shopper_email && p.overage_charge_id) {
+        ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['overage_charge_id'], message: 'not allowed with shopper_email (resell is never an overage)' });
+      }
     } else {
       if (!p.user_id) ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['user_id'], message: 'required for channel b2c' });
       if (p.store_id) ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['store_id'], message: 'not allowed for channel b2c' });
       if (p.shopper_email)
         ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['shopper_email'], message: 'only for channel b2b (resell)' });
+      if (p.overage_charge_id)
+        ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['overage_charge_id'], message: 'only for channel b2b (absorb overage)' });
     }
   });
 
@@ -195,6 +206,7 @@ export interface ProducerTask {
   storeId?: string;
   userId?: string;
   shopperEmail?: string;
+  overageChargeId?: string;
   sessionId: string;
   imageUrls: string[];
   prompt: string;
@@ -235,6 +247,8 @@ export interface BuildTaskOptions {
   userId?: string;
   storeId?: string;
   shopperEmail?: string;
+  /** B2B absorb: the Paddle charge already billed for this generation (an overage). */
+  overageChargeId?: string;
   imageUrls: string[];
   /** Blank means the worker's default prompt. */
   prompt?: string;
@@ -247,12 +261,14 @@ export interface BuildTaskOptions {
 export function buildProducerTask(o: BuildTaskOptions): ProducerTask {
   if (Boolean(o.userId) === Boolean(o.storeId)) throw new Error('exactly one of userId (b2c) or storeId (b2b) is required');
   if (o.shopperEmail && !o.storeId) throw new Error('shopperEmail is for b2b (storeId) only');
+  if (o.overageChargeId && (!o.storeId || o.shopperEmail)) throw new Error('overageChargeId is for b2b absorb (storeId, no shopperEmail) only');
   const now = o.now ?? new Date();
   return {
     taskId: randomUUID(),
     channel: o.storeId ? 'b2b' : 'b2c',
     ...(o.storeId ? { storeId: o.storeId } : { userId: o.userId! }),
     ...(o.shopperEmail ? { shopperEmail: o.shopperEmail } : {}),
+    ...(o.overageChargeId ? { overageChargeId: o.overageChargeId } : {}),
     sessionId: o.sessionId ?? uuidv7(now.getTime()),
     imageUrls: [...o.imageUrls],
     prompt: o.prompt ?? '',

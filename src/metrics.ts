@@ -44,6 +44,12 @@ export function createMetrics(options: { defaults?: boolean } = {}) {
       labelNames: ['movement'] as const,
       registers: r,
     }),
+    overage: new Counter({
+      name: 'wearon_overage_generations_total',
+      help: 'B2B generations billed as overage (no credit moves): charged, captured (final), refund_due (failed: finance owes the store a refund)',
+      labelNames: ['outcome'] as const,
+      registers: r,
+    }),
     openHolds: new Gauge({
       name: 'wearon_credit_open_holds',
       help: 'Credits held for generations not yet captured or refunded (from the credit-balances projection)',

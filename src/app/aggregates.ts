@@ -2,8 +2,9 @@
 // (the emmett handleCommand shape). Loading costs O(new events), not O(stream length): folded states are cached by
 // revision in memory, and snapshots (when the store offers them) make a cold load cheap too.
 import { ACCOUNT_STATE_VERSION, initialAccount, evolveAccount, type AccountState } from '../domain/account.ts';
-import { decodeAccountEvent, decodeGenerationEvent, decodeTransferEvent, type StoredEvent } from '../domain/decode.ts';
-import type { AccountEvent, GenerationEvent, TransferEvent } from '../domain/events.ts';
+import { decodeAccountEvent, decodeGenerationEvent, decodeStoreEvent, decodeTransferEvent, type StoredEvent } from '../domain/decode.ts';
+import type { AccountEvent, GenerationEvent, StoreEvent, TransferEvent } from '../domain/events.ts';
+import { STORE_STATE_VERSION, evolveStore, initialStore, type StoreState } from '../domain/store.ts';
 import { TRANSFER_STATE_VERSION, evolveTransfer, initialTransfer, type TransferState } from '../domain/transfer.ts';
 import { GENERATION_STATE_VERSION, evolveGeneration, initialGeneration, type GenerationState } from '../domain/generation.ts';
 import {
@@ -60,6 +61,14 @@ export const GENERATION: AggregateType<GenerationState, GenerationEvent> = {
   initial: initialGeneration,
   decode: decodeGenerationEvent,
   evolve: (s, e) => evolveGeneration(s, e),
+};
+
+export const STORE: AggregateType<StoreState, StoreEvent> = {
+  name: 'store',
+  stateVersion: STORE_STATE_VERSION,
+  initial: initialStore,
+  decode: decodeStoreEvent,
+  evolve: evolveStore,
 };
 
 export const TRANSFER: AggregateType<TransferState, TransferEvent> = {

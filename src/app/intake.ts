@@ -24,6 +24,7 @@ export function requestFromTask(task: GenerationTaskPayload, cost: number, now: 
     payloadVersion: task.version,
     requestedAt: requestedAt.toISOString(),
     cost,
+    ...(task.overage_charge_id ? { paddleCharge: task.overage_charge_id } : {}),
   };
 }
 

@@ -5,6 +5,7 @@ import type { GenerationEvent } from '../domain/events.ts';
 import { assertNever } from '../domain/exhaustive.ts';
 import { isTerminalStatus, statusAfter, type GenerationStatus } from '../domain/generation.ts';
 import { accountMovement } from '../domain/movement.ts';
+import { parseAccountId, storeOfAccount } from '../domain/streams.ts';
 import type { EventStore, Position, RecordedEvent } from './ports/eventStore.ts';
 import { readLog } from './log.ts';
 import { decodeRecorded, eventTime } from './recorded.ts';
@@ -14,6 +15,8 @@ export interface PendingEntry {
   /** epoch ms from which the saga should look at it again */
   dueAt: number;
   holdOpen: boolean;
+  /** the paying account (from GenerationRequested): finds a store's generations when it is uninstalled */
+  account?: string;
 }
 
 export interface PendingSnapshot {
@@ -67,14 +70,22 @@ export class PendingIndex {
         case 'revoked':
         case 'transferred':
           return;
-        case 'deducted': {
+        case 'deducted':
+        case 'overage_charged': {
           // A hold taken for a generation that is already terminal (a lost race) must be returned by settle.
           const entry = this.entries.get(m.generationId!);
-          this.entries.set(m.generationId!, { status: entry?.status ?? 'requested', dueAt: Math.max(entry?.dueAt ?? 0, grace), holdOpen: true });
+          this.entries.set(m.generationId!, {
+            status: entry?.status ?? 'requested',
+            dueAt: Math.max(entry?.dueAt ?? 0, grace),
+            holdOpen: true,
+            ...(entry?.account ? { account: entry.account } : {}),
+          });
           return;
         }
         case 'captured':
         case 'refunded':
+        case 'overage_captured':
+        case 'overage_refund_due':
           // Capture and refund are appended only once the generation is terminal, and end its only hold: nothing is
           // left to do. (The entry's status can be stale: a hold taken after the generation ended and was dropped
           // comes back as 'requested', and would otherwise stay due forever.)
@@ -84,12 +95,18 @@ export class PendingIndex {
           return assertNever(m.kind, 'movement kind');
       }
     }
+    if (r.stream === 'store') {
+      // An uninstalled store's queued generations are due now: the saga cancels them and returns their holds.
+      if (r.event.type === 'StoreUninstalled') for (const id of this.unfinishedOf(r.storeId)) this.entries.get(id)!.dueAt = Math.min(this.entries.get(id)!.dueAt, at);
+      return;
+    }
     // A transfer is finished by its inbox command being run again (src/bridge), not by the saga.
     if (r.stream === 'transfer') return;
     const { sessionId, event } = r;
     const entry = this.entries.get(sessionId) ?? { status: 'requested' as const, dueAt: grace, holdOpen: false };
     entry.status = statusAfter(event);
     entry.dueAt = dueAfter(event, at, grace);
+    if (event.type === 'GenerationRequested') entry.account = event.data.account;
     this.entries.set(sessionId, entry);
     if (isTerminalStatus(entry.status) && !entry.holdOpen) this.entries.delete(sessionId);
   }
@@ -100,6 +117,16 @@ export class PendingIndex {
     for (const [id, e] of this.entries) {
       const waitsForTime = e.status === 'started' || e.status === 'retry_scheduled';
       if (e.dueAt <= now || (ignoreGrace && !waitsForTime)) out.push(id);
+    }
+    return out;
+  }
+
+  /** Unfinished generations paid by the store or one of its shoppers (as far as their request was seen). */
+  unfinishedOf(storeId: string): string[] {
+    const out: string[] = [];
+    for (const [id, e] of this.entries) {
+      if (e.account === undefined) continue;
+      if (storeOfAccount(parseAccountId(e.account)) === storeId) out.push(id);
     }
     return out;
   }

@@ -3,7 +3,7 @@
 import type { LedgerEvent } from '../domain/events.ts';
 import { isAccountEvent } from '../domain/decode.ts';
 import { assertNever } from '../domain/exhaustive.ts';
-import { accountMovement } from '../domain/movement.ts';
+import { accountMovement, type MovementKind } from '../domain/movement.ts';
 import type { Metrics } from '../metrics.ts';
 
 export interface AppendContext {
@@ -20,6 +20,19 @@ export interface SagaObserver {
   running(delta: 1 | -1): void;
 }
 
+/** Overage movements move no credit: they are counted per generation, apart from wearon_credits_total. */
+const OVERAGE_OUTCOME: Record<MovementKind, string | null> = {
+  granted: null,
+  revoked: null,
+  deducted: null,
+  captured: null,
+  refunded: null,
+  overage_charged: 'charged',
+  overage_captured: 'captured',
+  overage_refund_due: 'refund_due',
+  transferred: null,
+};
+
 export function sagaMetrics(m: Metrics): SagaObserver {
   const outcome = (name: string, c: AppendContext, errorCode: string) =>
     m.generations.inc({ outcome: name, channel: c.channel, provider: c.provider, error_code: errorCode });
@@ -28,7 +41,9 @@ export function sagaMetrics(m: Metrics): SagaObserver {
     appended(e, c) {
       if (isAccountEvent(e)) {
         const movement = accountMovement(e);
-        m.credits.inc({ movement: movement.kind }, movement.credits);
+        const overage = OVERAGE_OUTCOME[movement.kind];
+        if (overage) m.overage.inc({ outcome: overage });
+        else m.credits.inc({ movement: movement.kind }, movement.credits);
         return;
       }
       switch (e.type) {
@@ -53,6 +68,10 @@ export function sagaMetrics(m: Metrics): SagaObserver {
           return outcome('failed', c, e.data.code);
         case 'GenerationRejected':
           return outcome('rejected', c, e.data.code);
+        case 'StoreBillingRecorded':
+        case 'BillingIntentRecorded':
+        case 'StoreUninstalled':
+        case 'StoreReinstalled':
         case 'TransferRequested':
         case 'TransferCompleted':
         case 'TransferRejected':

@@ -48,6 +48,13 @@ export async function transferCredits(repo: AggregateRepository, input: Transfer
   const stream = transferStream(transferId);
 
   let state = await onTransfer(repo, stream, { type: 'Request', data: { transferId, from, to, amount: input.amount } }, ctx);
+  // Two different requests of one transfer append the same event id (transferEventId): the store answers the second
+  // as a replay of the first, so its caller must read what was requested, not assume its own (else it would pay its
+  // own amount for a transfer another caller rejected; property seed -21037747).
+  const requested = state.request!;
+  if (requested.from !== from || requested.to !== to || requested.amount !== input.amount) {
+    throw new CreditCommandRejected('transfer_conflict', `transfer ${transferId} was requested as ${requested.amount} from ${requested.from} to ${requested.to}`);
+  }
   if (state.status === 'rejected') return { status: 'rejected', ...state.rejection! };
   if (state.status === 'completed') return { status: 'completed' };
 

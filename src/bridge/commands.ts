@@ -6,6 +6,7 @@
 import type { AggregateRepository } from '../app/aggregates.ts';
 import { CreditCommandRejected, grantCredits } from '../app/credits.ts';
 import { transferCredits } from '../app/transfers.ts';
+import { billingIntentHandler, storeBillingHandler } from './storeCommands.ts';
 import { GRANT_REASONS, type GrantReason } from '../domain/events.ts';
 import { InvalidAccountError, parseAccountId } from '../domain/streams.ts';
 import type { Logger } from '../logger.ts';
@@ -154,6 +155,8 @@ export const INBOX_HANDLERS: Readonly<Record<string, InboxHandler<unknown>>> = {
   grant: entry(grant),
   transfer: entry(transfer),
   refund_ignored: entry(ignoredRefund),
+  store_billing: entry(storeBillingHandler),
+  billing_intent: entry(billingIntentHandler),
 };
 
 export function handlerOf(type: string): InboxHandler<unknown> | undefined {

@@ -6,6 +6,7 @@
 import { PLATFORM_COLUMNS, PLATFORM_INDEXES, historyPlatformMigration, renderDdl } from '../projections/schema.ts';
 import { CHARGE_WINDOW_MS } from '../domain/account.ts';
 import { CREDIT_PATHS, SESSION_OWNERSHIP } from './creditPaths.ts';
+import { STORE_BILLING } from './storeBilling.ts';
 
 import type { BridgePiece } from './piece.ts';
 
@@ -120,7 +121,7 @@ DROP FUNCTION IF EXISTS wearon.record_credit_command(text, jsonb, text);`,
 };
 
 /** Every piece, in install order (the inbox first). A new bridged path is one more module's pieces here. */
-export const BRIDGE_PIECES: readonly BridgePiece[] = [INBOX, ...CREDIT_PATHS, SESSION_OWNERSHIP];
+export const BRIDGE_PIECES: readonly BridgePiece[] = [INBOX, ...CREDIT_PATHS, SESSION_OWNERSHIP, STORE_BILLING];
 
 const quote = (s: string) => `'${s.replace(/'/g, "''")}'`;
 

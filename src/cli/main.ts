@@ -9,6 +9,7 @@ import { migrateCommand } from './commands/migrate.ts';
 import { replayCommand } from './commands/replay.ts';
 import { projectionsCommand } from './commands/projections.ts';
 import { importBalancesCommand } from './commands/import-balances.ts';
+import { storeCommand } from './commands/store.ts';
 
 const COMMANDS: CliCommand[] = [
   serveCommand,
@@ -21,6 +22,7 @@ const COMMANDS: CliCommand[] = [
   statementCommand,
   verifyCommand,
   recoverCommand,
+  storeCommand,
   projectionsCommand,
   replayCommand,
   importBalancesCommand,

@@ -7,7 +7,7 @@
 // settled generation ids for SETTLED_RETENTION_MS of event time, and refuses to deduct for a generation accepted more
 // than CHARGE_WINDOW_MS ago. Any deduction either happens inside the window (the settled id is still remembered, so it
 // is a no-op) or is refused. State stays bounded by the recent rate, not by history.
-import type { AccountEvent, GrantReason } from './events.ts';
+import type { AccountEvent, GrantReason, OverageTerms } from './events.ts';
 import { GRANT_REASONS } from './events.ts';
 import { assertNever } from './exhaustive.ts';
 import { accountMovement, change, type MovementKind } from './movement.ts';
@@ -30,6 +30,8 @@ export interface AccountState extends Record<MovementKind, number> {
   balance: number;
   /** generationId -> amount held */
   open: Record<string, number>;
+  /** generationId -> an overage charge not yet captured or owed back (no credit is held for it) */
+  overage: Record<string, { amount: number; paddleReference: string | null }>;
   /** `g:<generationId>` -> settled at (epoch ms of the settling event), oldest first. The prefix keeps keys
    * non-numeric so JavaScript preserves insertion order, which pruning relies on. */
   recentlySettled: Record<string, number>;
@@ -40,7 +42,7 @@ export interface AccountState extends Record<MovementKind, number> {
 
 /** The shape version of AccountState: bump it whenever the shape changes, so stored snapshots of the old shape are
  * ignored (the stream is folded again) instead of being loaded as the new one. */
-export const ACCOUNT_STATE_VERSION = 3; // 3: `transferred` total; 2: `references` maps each reference to its amount
+export const ACCOUNT_STATE_VERSION = 4; // 4: `overage` and the overage totals; 3: `transferred` total; 2: `references` maps each reference to its amount
 
 export const initialAccount = (): AccountState => ({
   balance: 0,
@@ -49,8 +51,12 @@ export const initialAccount = (): AccountState => ({
   deducted: 0,
   captured: 0,
   refunded: 0,
+  overage_charged: 0,
+  overage_captured: 0,
+  overage_refund_due: 0,
   transferred: 0,
   open: {},
+  overage: {},
   recentlySettled: {},
   references: {},
 });
@@ -58,7 +64,8 @@ export const initialAccount = (): AccountState => ({
 export type AccountCommand =
   | { type: 'Grant'; amount: number; reason: GrantReason; reference: string }
   | { type: 'Revoke'; amount: number; reason: string; reference: string }
-  | { type: 'Deduct'; generationId: string; amount: number; requestId: string; acceptedAt: string; now: number }
+  /** `overage`: the generation may run as an overage (billed, or when the balance is short): no credit moves then */
+  | { type: 'Deduct'; generationId: string; amount: number; requestId: string; acceptedAt: string; now: number; overage?: OverageTerms }
   | { type: 'Capture'; generationId: string }
   | { type: 'Refund'; generationId: string; reason: string }
   /** the paying leg of a transfer; idempotent by transferId */
@@ -117,9 +124,15 @@ export function decideAccount(state: AccountState, command: AccountCommand): Acc
     }
     case 'Deduct': {
       if (!isCreditAmount(command.amount)) return refuse('invalid_amount', INVALID_AMOUNT);
-      if (command.generationId in state.open || `g:${command.generationId}` in state.recentlySettled) return accept();
+      // One charge per generation, held or overage: whichever was taken first stands.
+      if (isCharged(state, command.generationId)) return accept();
       if (command.now - Date.parse(command.acceptedAt) > CHARGE_WINDOW_MS) {
         return refuse('charge_window_expired', 'the generation was accepted too long ago to be charged');
+      }
+      const { overage } = command;
+      if (overage && (overage.billed || state.balance < command.amount)) {
+        const { generationId, amount, requestId } = command;
+        return accept({ type: 'OverageCharged', data: { generationId, amount, requestId, tier: overage.tier, paddleReference: overage.paddleReference } });
       }
       if (state.balance < command.amount) {
         return refuse('insufficient_credits', `balance ${state.balance} is below the cost ${command.amount}`);
@@ -140,17 +153,27 @@ export function decideAccount(state: AccountState, command: AccountCommand): Acc
       return accept({ type: 'CreditsTransferredOut', data: { amount: command.amount, transferId: command.transferId, to: command.to } });
     }
     case 'Capture': {
-      const amount = state.open[command.generationId];
-      return amount === undefined ? accept() : accept({ type: 'CreditCaptured', data: { generationId: command.generationId, amount } });
+      const generationId = command.generationId;
+      const amount = state.open[generationId];
+      if (amount !== undefined) return accept({ type: 'CreditCaptured', data: { generationId, amount } });
+      const overage = state.overage[generationId];
+      return overage ? accept({ type: 'OverageCaptured', data: { generationId, amount: overage.amount } }) : accept();
     }
     case 'Refund': {
-      const amount = state.open[command.generationId];
-      return amount === undefined
-        ? accept()
-        : accept({ type: 'CreditRefunded', data: { generationId: command.generationId, amount, reason: command.reason } });
+      const generationId = command.generationId;
+      const amount = state.open[generationId];
+      if (amount !== undefined) return accept({ type: 'CreditRefunded', data: { generationId, amount, reason: command.reason } });
+      const overage = state.overage[generationId];
+      return overage
+        ? accept({ type: 'OverageRefundDue', data: { generationId, amount: overage.amount, reason: command.reason, paddleReference: overage.paddleReference } })
+        : accept();
     }
   }
 }
+
+/** The generation holds credits here, owes an overage here, or was settled here recently. */
+export const isCharged = (state: AccountState, generationId: string): boolean =>
+  generationId in state.open || generationId in state.overage || `g:${generationId}` in state.recentlySettled;
 
 /**
  * Applies one event. `at` is the event's occurredAt in epoch ms: it ages out settled ids identically on every replica.
@@ -177,6 +200,14 @@ export function evolveAccount(s: AccountState, event: AccountEvent, at: number):
     case 'CreditCaptured':
     case 'CreditRefunded':
       delete s.open[event.data.generationId];
+      s.recentlySettled[`g:${event.data.generationId}`] = at;
+      break;
+    case 'OverageCharged':
+      s.overage[event.data.generationId] = { amount: event.data.amount, paddleReference: event.data.paddleReference };
+      break;
+    case 'OverageCaptured':
+    case 'OverageRefundDue':
+      delete s.overage[event.data.generationId];
       s.recentlySettled[`g:${event.data.generationId}`] = at;
       break;
     default:

@@ -2,8 +2,8 @@
 // events (after upcasting), and the data an object (account events: a whole positive amount, the money everything
 // else is computed from). Upcasters turn an older stored shape into the current one, so the rest of the code only
 // ever sees the current union (ledger.md: names and payloads change only with an upcaster).
-import type { AccountEvent, GenerationEvent, LedgerEvent, TransferEvent } from './events.ts';
-import { accountFromStream, sessionIdFromStream, transferIdFromStream, type AccountRef } from './streams.ts';
+import type { AccountEvent, GenerationEvent, LedgerEvent, StoreEvent, TransferEvent } from './events.ts';
+import { accountFromStream, sessionIdFromStream, storeIdFromStream, transferIdFromStream, type AccountRef } from './streams.ts';
 
 /** An event as the store holds it. */
 export interface StoredEvent {
@@ -23,6 +23,7 @@ export type Upcaster = (stored: StoredEvent) => StoredEvent;
  */
 export const ACCOUNT_UPCASTERS: Readonly<Record<string, Upcaster>> = {};
 export const GENERATION_UPCASTERS: Readonly<Record<string, Upcaster>> = {};
+export const STORE_UPCASTERS: Readonly<Record<string, Upcaster>> = {};
 export const TRANSFER_UPCASTERS: Readonly<Record<string, Upcaster>> = {};
 
 // Records, not lists: a new member of an event union does not compile until it is named here.
@@ -32,6 +33,9 @@ const ACCOUNT_TYPES: Record<AccountEvent['type'], true> = {
   CreditDeducted: true,
   CreditCaptured: true,
   CreditRefunded: true,
+  OverageCharged: true,
+  OverageCaptured: true,
+  OverageRefundDue: true,
   CreditsTransferredOut: true,
 };
 const GENERATION_TYPES: Record<GenerationEvent['type'], true> = {
@@ -43,6 +47,12 @@ const GENERATION_TYPES: Record<GenerationEvent['type'], true> = {
   GenerationCompleted: true,
   GenerationFailed: true,
   GenerationRejected: true,
+};
+const STORE_TYPES: Record<StoreEvent['type'], true> = {
+  StoreBillingRecorded: true,
+  BillingIntentRecorded: true,
+  StoreUninstalled: true,
+  StoreReinstalled: true,
 };
 const TRANSFER_TYPES: Record<TransferEvent['type'], true> = {
   TransferRequested: true,
@@ -95,11 +105,14 @@ export function decodeAccountEvent(stored: StoredEvent): AccountEvent {
 
 export const decodeGenerationEvent: (stored: StoredEvent) => GenerationEvent = eventDecoder('generation', GENERATION_TYPES, GENERATION_UPCASTERS);
 
+export const isStoreEvent = (e: LedgerEvent): e is StoreEvent => Object.hasOwn(STORE_TYPES, e.type);
+export const decodeStoreEvent: (stored: StoredEvent) => StoreEvent = eventDecoder('store', STORE_TYPES, STORE_UPCASTERS);
 export const decodeTransferEvent: (stored: StoredEvent) => TransferEvent = eventDecoder('transfer', TRANSFER_TYPES, TRANSFER_UPCASTERS);
 
 export type DecodedLedgerEvent =
   | { stream: 'account'; account: AccountRef; event: AccountEvent }
   | { stream: 'generation'; sessionId: string; event: GenerationEvent }
+  | { stream: 'store'; storeId: string; event: StoreEvent }
   | { stream: 'transfer'; transferId: string; event: TransferEvent };
 
 /** Decodes an event of one of the ledger's streams by its stream type; null for any other stream. */
@@ -108,6 +121,8 @@ export function decodeLedgerEvent(streamId: string, stored: StoredEvent): Decode
   if (account) return { stream: 'account', account, event: decodeAccountEvent(stored) };
   const sessionId = sessionIdFromStream(streamId);
   if (sessionId !== null) return { stream: 'generation', sessionId, event: decodeGenerationEvent(stored) };
+  const storeId = storeIdFromStream(streamId);
+  if (storeId !== null) return { stream: 'store', storeId, event: decodeStoreEvent(stored) };
   const transferId = transferIdFromStream(streamId);
   if (transferId !== null) return { stream: 'transfer', transferId, event: decodeTransferEvent(stored) };
   return null;

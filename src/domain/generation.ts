@@ -97,7 +97,9 @@ export type GenerationCommand =
   | { type: 'ScheduleRetry'; attempt: number; now: number; retryAfterMs: number; reason: string; max429Retries: number }
   | { type: 'Fail'; attempt: number; code: string; message: string; userMessage: string }
   | { type: 'Release'; attempt: number; workerId: string; reason: string }
-  | { type: 'Recover'; workerId: string; now: number; leaseMs: number; maxAttempts: number };
+  | { type: 'Recover'; workerId: string; now: number; leaseMs: number; maxAttempts: number }
+  /** A queued (charged, not running) generation that must not run any more, e.g. its store was uninstalled. */
+  | { type: 'Cancel'; code: string; message: string; userMessage: string };
 
 export type GenerationRejectionCode = 'not_allowed' | 'not_due' | 'lease_active' | 'stale_attempt';
 export type GenerationDecision =
@@ -164,6 +166,9 @@ export function decideGeneration(s: GenerationState, c: GenerationCommand): Gene
         });
       }
       return start(s, c.workerId, c.now, c.leaseMs);
+    case 'Cancel':
+      if (s.status !== 'charged' && s.status !== 'retry_scheduled') return refuse('not_allowed', `cannot cancel a ${s.status} generation`);
+      return accept({ type: 'GenerationFailed', data: { code: c.code, message: c.message, userMessage: c.userMessage } });
     case 'Complete':
     case 'ScheduleRetry':
     case 'Release':

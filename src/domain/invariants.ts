@@ -1,7 +1,7 @@
 // Invariants 1-3 of ledger.md, checked over the whole log by one streaming pass. Used by `wearon verify` and by the
 // property tests. Pure: feed events in global order, then ask for the report.
 import type { AccountEvent, GenerationEvent, LedgerEvent, TransferEvent } from './events.ts';
-import { isAccountEvent } from './decode.ts';
+import { isAccountEvent, isStoreEvent } from './decode.ts';
 import { assertNever } from './exhaustive.ts';
 import { accountMovement, change, transferReference, type MovementKind } from './movement.ts';
 import { isTerminalStatus, statusAfter, type GenerationStatus } from './generation.ts';
@@ -22,8 +22,10 @@ export interface Violation extends Partial<EventLocation> {
   message: string;
 }
 
+/** A generation's charge: a hold of credits, or an overage (no credit moves). Both count as its one charge. */
 interface HoldRecord {
   account: string;
+  overage: boolean;
   deductions: number;
   captures: number;
   refunds: number;
@@ -62,7 +64,18 @@ export class LedgerAuditor {
   private readonly generations = new Map<string, { status: GenerationStatus; account: string | null; lastAt: number; last?: EventLocation }>();
   private readonly transfers = new Map<string, TransferRecord>();
   private readonly violations: Violation[] = [];
-  private readonly totals: Record<MovementKind | 'events', number> = { granted: 0, revoked: 0, deducted: 0, captured: 0, refunded: 0, transferred: 0, events: 0 };
+  private readonly totals: Record<MovementKind | 'events', number> = {
+    granted: 0,
+    revoked: 0,
+    deducted: 0,
+    captured: 0,
+    refunded: 0,
+    overage_charged: 0,
+    overage_captured: 0,
+    overage_refund_due: 0,
+    transferred: 0,
+    events: 0,
+  };
   /** the event being added: every violation found while adding it points at it */
   private current: EventLocation | undefined;
 
@@ -88,7 +101,7 @@ export class LedgerAuditor {
     const transferId = transferIdFromStream(streamId);
     if (transferId !== null) return this.addTransferEvent(transferId, event as TransferEvent, at);
     const sessionId = sessionIdFromStream(streamId);
-    if (!sessionId) return;
+    if (!sessionId || isStoreEvent(event)) return; // store facts move nothing
     this.addGenerationEvent(sessionId, event as GenerationEvent, at);
   }
 
@@ -162,11 +175,21 @@ export class LedgerAuditor {
       case 'transferred':
         break;
       case 'deducted':
-        this.holdTaken(account, m.generationId!);
+        this.holdTaken(account, m.generationId!, false);
+        break;
+      case 'overage_charged':
+        if (!account.startsWith('store:')) this.violate({ invariant: 2, subject: m.generationId!, message: `overage charged to ${account}, not a store` });
+        this.holdTaken(account, m.generationId!, true);
         break;
       case 'captured':
       case 'refunded':
-        this.holdSettled(account, m.generationId!, e.type, m.kind);
+        this.holdSettled(account, m.generationId!, e.type, m.kind, false);
+        break;
+      case 'overage_captured':
+        this.holdSettled(account, m.generationId!, e.type, 'captured', true);
+        break;
+      case 'overage_refund_due':
+        this.holdSettled(account, m.generationId!, e.type, 'refunded', true);
         break;
       default:
         assertNever(m.kind, 'movement kind');
@@ -175,10 +198,11 @@ export class LedgerAuditor {
     this.balances.set(account, balance);
   }
 
-  private holdTaken(account: string, generationId: string) {
-    const h = this.holds.get(generationId) ?? { account, deductions: 0, captures: 0, refunds: 0, ...(this.current ? { at: this.current } : {}) };
+  private holdTaken(account: string, generationId: string, overage: boolean) {
+    const h = this.holds.get(generationId) ?? { account, overage, deductions: 0, captures: 0, refunds: 0, ...(this.current ? { at: this.current } : {}) };
     h.deductions += 1;
-    if (h.deductions > 1) this.violate({ invariant: 2, subject: generationId, message: `deducted ${h.deductions} times` });
+    if (h.deductions > 1) this.violate({ invariant: 2, subject: generationId, message: `${overage ? 'overage charged' : 'deducted'} ${h.deductions} times` });
+    if (h.overage !== overage) this.violate({ invariant: 2, subject: generationId, message: 'charged both as a hold of credits and as an overage' });
     if (h.account !== account) this.violate({ invariant: 2, subject: generationId, message: `deducted from ${account} and ${h.account}` });
     const g = this.generations.get(generationId);
     if (g?.account && g.account !== account) {
@@ -187,9 +211,10 @@ export class LedgerAuditor {
     this.holds.set(generationId, h);
   }
 
-  private holdSettled(account: string, generationId: string, type: AccountEvent['type'], kind: 'captured' | 'refunded') {
+  private holdSettled(account: string, generationId: string, type: AccountEvent['type'], kind: 'captured' | 'refunded', overage: boolean) {
     const h = this.holds.get(generationId);
     if (!h) return this.violate({ invariant: 2, subject: generationId, message: `${type} without a deduction` });
+    if (h.overage !== overage) this.violate({ invariant: 2, subject: generationId, message: `${type} settles a charge of the other kind` });
     if (h.account !== account) this.violate({ invariant: 2, subject: generationId, message: `${type} on ${account}, held on ${h.account}` });
     if (kind === 'captured') h.captures += 1;
     else h.refunds += 1;
@@ -256,6 +281,13 @@ export class LedgerAuditor {
       if (quiescent && t.deducted !== t.captured + t.refunded) {
         violations.push({ invariant: 3, subject: '*', message: `deducted ${t.deducted} != captured ${t.captured} + refunded ${t.refunded}` });
       }
+      if (quiescent && t.overage_charged !== t.overage_captured + t.overage_refund_due) {
+        violations.push({
+          invariant: 3,
+          subject: '*',
+          message: `overage charged ${t.overage_charged} != captured ${t.overage_captured} + refund due ${t.overage_refund_due}`,
+        });
+      }
     }
     return {
       violations,
@@ -268,6 +300,9 @@ export class LedgerAuditor {
         deducted: this.totals.deducted,
         captured: this.totals.captured,
         refunded: this.totals.refunded,
+        overage_charged: this.totals.overage_charged,
+        overage_captured: this.totals.overage_captured,
+        overage_refund_due: this.totals.overage_refund_due,
         transferred: this.totals.transferred,
         openHolds,
         byStatus,

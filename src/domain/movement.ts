@@ -6,7 +6,16 @@ import type { AccountEvent } from './events.ts';
 import { assertNever } from './exhaustive.ts';
 
 /** The kinds of movement of ledger.md; the account keeps a running total of each (its `granted`, `revoked`, ...). */
-export type MovementKind = 'granted' | 'revoked' | 'deducted' | 'captured' | 'refunded' | 'transferred';
+export type MovementKind =
+  | 'granted'
+  | 'revoked'
+  | 'deducted'
+  | 'captured'
+  | 'refunded'
+  | 'overage_charged'
+  | 'overage_captured'
+  | 'overage_refund_due'
+  | 'transferred';
 
 /** The movement kind of each account event type (a table, so SQL over stored rows can use it too). */
 export const MOVEMENT_KIND: Record<AccountEvent['type'], MovementKind> = {
@@ -15,6 +24,9 @@ export const MOVEMENT_KIND: Record<AccountEvent['type'], MovementKind> = {
   CreditDeducted: 'deducted',
   CreditCaptured: 'captured',
   CreditRefunded: 'refunded',
+  OverageCharged: 'overage_charged',
+  OverageCaptured: 'overage_captured',
+  OverageRefundDue: 'overage_refund_due',
   CreditsTransferredOut: 'transferred',
 };
 
@@ -26,6 +38,8 @@ export const MOVEMENT_KIND: Record<AccountEvent['type'], MovementKind> = {
  *   `total_purchased`. The account's own `granted` total stays gross; `earned = granted - revoked`;
  * - `spent`: credits a capture made final: the platform's `total_spent`; a transfer out is spent too (the platform's
  *   shopper purchase counted it in the store's `total_spent`), and the receiving account earns it (`transfer_in`).
+ * The overage kinds move no credit at all (the generation is billed through the subscription): overage never mints
+ * or spends a credit, and the account's running totals of those kinds are what finance bills and owes.
  */
 export interface MovementEffect {
   balance: -1 | 0 | 1;
@@ -39,6 +53,9 @@ export const MOVEMENT_EFFECT: Record<MovementKind, MovementEffect> = {
   deducted: { balance: -1, held: 1, earned: 0, spent: 0 },
   captured: { balance: 0, held: -1, earned: 0, spent: 1 },
   refunded: { balance: 1, held: -1, earned: 0, spent: 0 },
+  overage_charged: { balance: 0, held: 0, earned: 0, spent: 0 },
+  overage_captured: { balance: 0, held: 0, earned: 0, spent: 0 },
+  overage_refund_due: { balance: 0, held: 0, earned: 0, spent: 0 },
   transferred: { balance: -1, held: 0, earned: 0, spent: 1 },
 };
 export const MOVEMENT_KINDS = Object.keys(MOVEMENT_EFFECT) as MovementKind[];
@@ -49,7 +66,7 @@ export interface AccountMovement {
   credits: number;
   /** the generation a hold, capture or refund belongs to */
   generationId: string | null;
-  /** a grant's or revocation's idempotency key */
+  /** a grant's or revocation's idempotency key; an overage's Paddle reference */
   reference: string | null;
   reason: string | null;
   /** the request that took a hold */
@@ -69,6 +86,12 @@ export function accountMovement(e: AccountEvent): AccountMovement {
       return { kind, credits, generationId: e.data.generationId, reference: null, reason: null, requestId: null };
     case 'CreditRefunded':
       return { kind, credits, generationId: e.data.generationId, reference: null, reason: e.data.reason, requestId: null };
+    case 'OverageCharged':
+      return { kind, credits, generationId: e.data.generationId, reference: e.data.paddleReference, reason: null, requestId: e.data.requestId };
+    case 'OverageCaptured':
+      return { kind, credits, generationId: e.data.generationId, reference: null, reason: null, requestId: null };
+    case 'OverageRefundDue':
+      return { kind, credits, generationId: e.data.generationId, reference: e.data.paddleReference, reason: e.data.reason, requestId: null };
     case 'CreditsTransferredOut':
       return { kind, credits, generationId: null, reference: transferReference(e.data.transferId), reason: 'transfer_out', requestId: null };
     default:

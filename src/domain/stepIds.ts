@@ -67,6 +67,8 @@ export function generationEventId(stream: string, c: GenerationCommand, before: 
       return id(`released:${c.workerId}`, c.attempt);
     case 'Fail':
       return id('failed', c.attempt);
+    case 'Cancel':
+      return id('cancelled');
     default:
       return assertNever(c, 'generation command');
   }

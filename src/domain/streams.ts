@@ -11,9 +11,11 @@ export interface AccountRef {
 
 export const ACCOUNT_STREAM_PREFIX = 'credit-account-';
 export const GENERATION_STREAM_PREFIX = 'generation-';
-export const TRANSFER_STREAM_PREFIX = 'transfer-';
+/** `store-{storeId}`: a B2B store's billing facts (domain/store.ts), apart from its credit account, which holds money only. */
+export const STORE_STREAM_PREFIX = 'store-';
 /** Every stream this service writes starts with one of these (used for `$all` filters). */
-export const STREAM_PREFIXES = [ACCOUNT_STREAM_PREFIX, GENERATION_STREAM_PREFIX, TRANSFER_STREAM_PREFIX] as const;
+export const TRANSFER_STREAM_PREFIX = 'transfer-';
+export const STREAM_PREFIXES = [ACCOUNT_STREAM_PREFIX, GENERATION_STREAM_PREFIX, STORE_STREAM_PREFIX, TRANSFER_STREAM_PREFIX] as const;
 
 const SAFE_ID = /^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,127}$/;
 
@@ -85,6 +87,22 @@ export function accountFromStream(streamId: string): AccountRef | null {
 
 export function generationStream(sessionId: string): string {
   return `${GENERATION_STREAM_PREFIX}${sessionId}`;
+}
+
+export function storeStream(storeId: string): string {
+  if (!SAFE_ID.test(storeId) || storeId.includes('.')) throw new InvalidAccountError(`invalid store id: ${JSON.stringify(storeId)}`);
+  return `${STORE_STREAM_PREFIX}${storeId}`;
+}
+
+export function storeIdFromStream(streamId: string): string | null {
+  return streamId.startsWith(STORE_STREAM_PREFIX) ? streamId.slice(STORE_STREAM_PREFIX.length) : null;
+}
+
+/** The store an account belongs to: the store itself or one of its shoppers; null for a B2C user. */
+export function storeOfAccount(ref: AccountRef): string | null {
+  if (ref.kind === 'store') return ref.id;
+  if (ref.kind === 'shopper') return ref.id.slice(0, ref.id.indexOf('.'));
+  return null;
 }
 
 export function sessionIdFromStream(streamId: string): string | null {

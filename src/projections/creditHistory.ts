@@ -59,6 +59,8 @@ interface Line {
   type: string;
   description: string;
   request_id: string | null;
+  /** the row's amount when it is not the balance effect: an `overage` row counts generations billed (-1) or owed back (+1), as the platform's */
+  amount?: number;
 }
 
 const tableOf = (kind: AccountKind): HistoryTable => (kind === 'user' ? 'credit_transactions' : 'store_credit_transactions');
@@ -97,7 +99,18 @@ export function historyLine(kind: AccountKind, e: AccountEvent, shopperHash: str
     case 'CreditRefunded':
       return line(REFUND_SHOWS[side], REFUND_SHOWS[kind], e.data.generationId);
     case 'CreditCaptured':
+    case 'OverageCaptured':
       return null;
+    case 'OverageCharged':
+      // Billed through Paddle by the route: its own `overage` row (amount -1) is the line, and the bridge read the
+      // intent from it. An overage the ledger decided (store pool short, subscription allowing it) has no such row.
+      if (e.data.paddleReference !== null) return null;
+      return { ...line('overage', `Overage charge (${e.data.tier ?? 'no tier'}) recorded by the ledger, to bill (request ${e.data.requestId})`, e.data.generationId), amount: -1 };
+    case 'OverageRefundDue':
+      return {
+        ...line('overage', `Overage refund due (${e.data.reason}) for Paddle charge ${e.data.paddleReference ?? 'none: never billed'}`, e.data.generationId),
+        amount: 1,
+      };
     default:
       return assertNever(e, 'account event');
   }
@@ -125,7 +138,7 @@ export const creditHistory: Projection = {
       account_kind: r.account.kind,
       owner_id: owner.owner_id,
       ...line,
-      amount: change(accountMovement(r.event), 'balance'),
+      amount: line.amount ?? change(accountMovement(r.event), 'balance'),
       occurred_at: iso(e.metadata.occurredAt),
     };
   },
@@ -189,7 +202,7 @@ async function reconcile(lines: FoldResult['rows'], readModel: ReadModel): Promi
     if (l.type === OPENING_BALANCE) {
       imported(account, l.occurred_at!);
       expected.set(account, expected.get(account) ?? 0);
-    } else expected.set(account, (expected.get(account) ?? 0) + Number(l.amount));
+    } else if (l.type !== 'overage') expected.set(account, (expected.get(account) ?? 0) + Number(l.amount)); // money, not credits, as below
   }
   // An account the import found empty has no opening line; its opening totals row says when it was imported.
   for (const r of await readModel.query(`SELECT account, recorded_at FROM ${OPENING_TOTALS.name}`)) imported(String(r.account).toLowerCase(), r.recorded_at!);

@@ -40,6 +40,23 @@ describe('/v1 with API_TOKEN', () => {
     expect(st.lines).toEqual([expect.objectContaining({ type: 'CreditsGranted', balance: 7, reference: 'sub-1' })]);
   });
 
+  it("store uninstall over HTTP: recorded once, then the store's tasks answer 422 store_uninstalled, nothing charged", async () => {
+    const store = '5f1e2d3c-4b5a-4968-8776-a5b4c3d2e1f0';
+    const task = { task_id: 't', channel: 'b2b', store_id: store, session_id: 's-later-1', image_urls: ['https://x.test/m.jpg'], prompt: '', request_id: 'r-1', version: 1, created_at: new Date().toISOString() };
+    const uninstall = () => fetch(`${base}/v1/stores/${store}/uninstall`, { method: 'POST', headers: auth, body: JSON.stringify({ reference: 'shopify-1' }) });
+    const first = await uninstall();
+    expect(first.status).toBe(200);
+    expect(await first.json()).toMatchObject({ applied: true, ended: {}, store: { store_id: store, uninstalled_at: expect.any(String) } });
+    expect(await (await uninstall()).json()).toMatchObject({ applied: false });
+    const later = await fetch(`${base}/v1/generations`, { method: 'POST', headers: auth, body: JSON.stringify(task) });
+    expect(later.status).toBe(422);
+    const body = (await later.json()) as { error: { code: string; message: string } };
+    expect(body.error).toMatchObject({ code: 'store_uninstalled', message: expect.stringContaining(`store ${store} was uninstalled`) });
+    expect((await fetch(`${base}/v1/accounts/store:${store}`, { headers: auth })).status).toBe(404); // no movement at all
+    expect(await (await fetch(`${base}/v1/stores/${store}`, { headers: auth })).json()).toMatchObject({ exists: true, billing: null });
+    expect((await fetch(`${base}/v1/stores/${store}/uninstall`, { method: 'POST', headers: auth, body: '{}' })).status).toBe(400);
+  });
+
   it('answers bad input with 400 and field errors, unknown accounts and routes with 404', async () => {
     const bad = await fetch(`${base}/v1/accounts/store:s1/grants`, { method: 'POST', headers: auth, body: JSON.stringify({ amount: -1, reason: 'gift' }) });
     expect(bad.status).toBe(400);

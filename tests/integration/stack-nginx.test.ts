@@ -149,6 +149,7 @@ describe.skipIf(!ready || !serveAvailable())('nginx in front of the running serv
       await request(layout, { method: 'POST', path: '/v1/accounts/user-1/grants', headers: auth, body: '{"amount":5}' }),
       await request(layout, { method: 'POST', path: '/v1/accounts/store-1%2Fx/grants', headers: auth, body: '{"amount":5}' }),
       await request(layout, { method: 'POST', path: '/v1/accounts/user-1/GRANTS', headers: auth, body: '{"amount":5}' }),
+      await request(layout, { method: 'POST', path: '/v1/stores/s-1/Uninstall', headers: auth, body: '{"reference":"r"}' }),
       await request(layout, { path: '/V1/projections', headers: auth }),
       await request(layout, { path: '/v1/admin/verify', headers: auth }),
       await request(layout, { path: '/v1/ADMIN/dead-letters', headers: auth }),

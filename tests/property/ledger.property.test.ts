@@ -1,8 +1,13 @@
 // Model-based property suite of the ledger (issue 2, item 6): random histories of grants, revocations, requests,
 // duplicate deliveries, upstream outcomes, crashes between any two appends, two workers racing (interleaved by the
 // fast-check scheduler), clock jumps and recovery passes drive the REAL saga over the REAL event store. After every
-// step invariants 1-2 hold (LedgerAuditor); at quiescence invariants 3-4 hold and balances match a model. Credits also
-// arrive through the platform bridge (src/bridge): grants and store -> shopper transfers recorded in an inbox and
+// step invariants 1-2 hold (LedgerAuditor); at quiescence invariants 3-4 hold and balances match a model.
+//
+// Billing modes (issue 13): the store's facts (absorb/resell, a subscription that allows overage or not), billing
+// intents, uninstall and reinstall change while generations are in flight; every generation is charged to the pool the
+// rule named when it was accepted and to no other, an overage never moves a credit, and a resell task without a shopper
+// is never charged.
+// Credits also arrive through the platform bridge (src/bridge): grants and store -> shopper transfers recorded in an inbox and
 // applied by the real handlers, the mark after the ledger append, so a crash between them re-applies the command.
 //
 // Runs: WEARON_PROPERTY_RUNS (default 100). Replay a failure with the printed seed, path and replayPath:
@@ -16,15 +21,16 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { openSqliteEventStore } from '../../src/adapters/eventstore/sqlite/sqliteEventStore.ts';
 import { AggregateRepository } from '../../src/app/aggregates.ts';
 import { grantCredits, revokeCredits, CreditCommandRejected } from '../../src/app/credits.ts';
+import { recordBillingIntent, recordStoreBilling, reinstallStore, uninstallStore } from '../../src/app/stores.ts';
 import { PendingIndex } from '../../src/app/pending.ts';
 import type { EventStore, RecordedEvent } from '../../src/app/ports/eventStore.ts';
 import { readLog } from '../../src/app/log.ts';
 import { GenerationSaga, type RequestInput } from '../../src/app/saga.ts';
-import { foldAccount } from '../../src/domain/account.ts';
-import type { AccountEvent, GenerationEvent, LedgerEvent } from '../../src/domain/events.ts';
+import { SETTLED_RETENTION_MS, foldAccount } from '../../src/domain/account.ts';
+import type { AccountEvent, GenerationEvent, GenerationRequested, IntentPool, LedgerEvent } from '../../src/domain/events.ts';
 import { foldGeneration, isTerminal } from '../../src/domain/generation.ts';
 import { LedgerAuditor } from '../../src/domain/invariants.ts';
-import { accountStream, generationStream, sessionIdFromStream, transferStream } from '../../src/domain/streams.ts';
+import { accountIdOf, accountStream, generationStream, parseAccountId, sessionIdFromStream, storeStream, transferStream } from '../../src/domain/streams.ts';
 import { handlerOf, type InboxOutcome } from '../../src/bridge/commands.ts';
 import { decodeTransferEvent } from '../../src/domain/decode.ts';
 import { foldTransfer } from '../support/transfers.ts';
@@ -177,9 +183,23 @@ let runCounter = 0;
 const stats: Record<string, number> = {};
 const count = (key: string, n = 1) => (stats[key] = (stats[key] ?? 0) + n);
 
+/** What the billing rule must decide for a session, from the model's store facts when it was first delivered. */
+type ExpectedBilling = { refused: 'shopper_required' | 'store_uninstalled' } | { account: string; overage: 'billed' | 'fallback' | 'none' };
+
 interface SessionModel {
   input: RequestInput;
   script: UpstreamOutcome[];
+  billing: ExpectedBilling;
+}
+
+/** The store's billing facts as the model knows them (commands run one at a time, so this is what intake saw). */
+interface StoreModel {
+  mode: 'absorb' | 'resell' | null;
+  overageAllowed: boolean;
+  uninstalled: boolean;
+  everUninstalled: boolean;
+  /** requestId -> pool and when it was recorded (the store forgets intents after SETTLED_RETENTION_MS) */
+  intents: Map<string, { pool: IntentPool; at: number }>;
 }
 
 /** A row of the bridge's inbox: it survives crashes (the platform's database); `outcome` is its mark. */
@@ -211,6 +231,10 @@ class Harness {
   /** revocation reference -> every amount issued with it (per account) */
   readonly revocationAmounts = new Map<string, Set<number>>();
   readonly sessions = new Map<string, SessionModel>();
+  readonly storeModel: StoreModel = { mode: null, overageAllowed: false, uninstalled: false, everUninstalled: false, intents: new Map() };
+  get storeId(): string {
+    return `${this.tag}s`;
+  }
   /** the bridge's inbox, in id order; the transfer ids it carried -> the amount first asked */
   readonly inbox: InboxEntry[] = [];
   /** transfer id -> the amounts its commands asked; grant key (account/reference) of a bridged grant -> amounts asked.
@@ -229,7 +253,7 @@ class Harness {
     private readonly gate: Gate,
     private readonly waitFor: <T>(p: Promise<T>) => Promise<T>,
   ) {
-    this.accounts = [`user:${this.tag}u`, `store:${this.tag}s`];
+    this.accounts = [`user:${this.tag}u`, `store:${this.storeId}`, accountIdOf(parseAccountId(`shopper:${this.storeId}:ann@example.com`))];
     this.shopper = `shopper:${this.tag}s.${'0'.repeat(32)}`;
     this.generator = new ScriptedGenerator({
       advancePastLease: () => (this.now += LEASE_MS + 1),
@@ -238,7 +262,7 @@ class Harness {
   }
 
   get prefixes(): string[] {
-    return [`${accountStream(this.accounts[0]!)}`, `${accountStream(this.accounts[1]!)}`, accountStream(this.shopper), generationStream(this.tag), transferStream(this.tag)];
+    return [...this.accounts.map((a) => accountStream(a)), accountStream(this.shopper), generationStream(this.tag), storeStream(this.storeId), transferStream(this.tag)];
   }
 
   async boot(): Promise<void> {
@@ -350,8 +374,8 @@ const step = (label: string, run: (h: Harness) => Promise<void>): Cmd => ({
 
 const sessionId = (h: Harness, i: number) => `${h.tag}g${i}`;
 
-/** Opening balances of the two accounts (0 = none), so that most runs get past the charge. */
-const openingArb = fc.tuple(fc.nat(6), fc.nat(6));
+/** Opening balances of the three accounts (0 = none), so that most runs get past the charge. */
+const openingArb = fc.tuple(fc.nat(6), fc.nat(6), fc.nat(6));
 
 const grantStep = (acc: number, amount: number, ref: number) =>
     step(`grant(acc${acc}, ${amount}, ref${ref})`, async (h) => {
@@ -378,11 +402,11 @@ const grantStep = (acc: number, amount: number, ref: number) =>
     });
 
 const grantCmd = fc
-  .record({ acc: fc.nat(1), amount: fc.integer({ min: 1, max: 3 }), ref: fc.nat(3) })
+  .record({ acc: fc.nat(2), amount: fc.integer({ min: 1, max: 3 }), ref: fc.nat(3) })
   .map(({ acc, amount, ref }) => grantStep(acc, amount, ref));
 
 const revokeCmd = fc
-  .record({ acc: fc.nat(1), amount: fc.integer({ min: 1, max: 2 }), ref: fc.nat(2) })
+  .record({ acc: fc.nat(2), amount: fc.integer({ min: 1, max: 2 }), ref: fc.nat(2) })
   .map(({ acc, amount, ref }) =>
     step(`revoke(acc${acc}, ${amount}, ref${ref})`, async (h) => {
       const account = h.accounts[acc]!;
@@ -414,20 +438,41 @@ const outcomeArb: fc.Arbitrary<UpstreamOutcome> = fc.oneof(
   { weight: 4, arbitrary: fc.constantFrom<UpstreamOutcome>('5xx', 'moderation', 'timeout', 'slow', 'shutdown') },
 );
 
-const requestStep = ({ s, acc, cost, script, chargeNow }: { s: number; acc: number; cost: number; script: UpstreamOutcome[]; chargeNow: boolean }) =>
-    step(`request(g${s}, acc${acc}, cost ${cost}, [${script}]${chargeNow ? ', chargeNow' : ''})`, async (h) => {
+/** The billing rule (domain/billing.ts) restated over the model, for the account a B2B task names. */
+function expectedBilling(h: Harness, named: string, requestId: string, paddle: boolean): ExpectedBilling {
+  const m = h.storeModel;
+  const [, storeAccount, shopperAccount] = h.accounts as [string, string, string];
+  if (named.startsWith('user:')) return { account: named, overage: 'none' };
+  if (m.uninstalled) return { refused: 'store_uninstalled' };
+  const fallback: ExpectedBilling = { account: storeAccount, overage: m.overageAllowed ? 'fallback' : 'none' };
+  const known = m.intents.get(requestId);
+  const intent = known && h.now - known.at <= SETTLED_RETENTION_MS ? known.pool : undefined;
+  if (intent === 'shopper') return { account: shopperAccount, overage: 'none' };
+  if (intent === 'overage') return { account: storeAccount, overage: 'billed' };
+  if (intent === 'store') return fallback;
+  if (named === shopperAccount) return { account: shopperAccount, overage: 'none' };
+  if (paddle) return { account: storeAccount, overage: 'billed' };
+  if (m.mode === 'resell') return { refused: 'shopper_required' };
+  return m.mode === null ? { account: storeAccount, overage: 'none' } : fallback;
+}
+
+const requestStep = ({ s, acc, cost, script, chargeNow, paddle = false }: { s: number; acc: number; cost: number; script: UpstreamOutcome[]; chargeNow: boolean; paddle?: boolean }) =>
+    step(`request(g${s}, acc${acc}, cost ${cost}, [${script}]${chargeNow ? ', chargeNow' : ''}${paddle && acc === 1 ? ', overage billed' : ''})`, async (h) => {
       const id = sessionId(h, s);
       let model = h.sessions.get(id);
       if (!model) {
         // First delivery; a later request of the same session is a duplicate delivery of the same message.
         const account = h.accounts[acc]!;
+        const requestId = `req-${id}`;
+        const paddleCharge = paddle && acc === 1 ? `txn-${id}` : undefined;
         model = {
           input: {
             sessionId: id, taskId: `task-${id}`, channel: acc === 0 ? 'b2c' : 'b2b', account,
-            imageUrls: ['https://img.test/model.jpg', 'https://img.test/garment.jpg'], prompt: id, requestId: `req-${id}`,
-            payloadVersion: 1, requestedAt: new Date(h.now).toISOString(), cost,
+            imageUrls: ['https://img.test/model.jpg', 'https://img.test/garment.jpg'], prompt: id, requestId,
+            payloadVersion: 1, requestedAt: new Date(h.now).toISOString(), cost, ...(paddleCharge ? { paddleCharge } : {}),
           },
           script,
+          billing: expectedBilling(h, account, requestId, paddleCharge !== undefined),
         };
         h.sessions.set(id, model);
         h.generator.script(id, script);
@@ -442,8 +487,52 @@ const requestStep = ({ s, acc, cost, script, chargeNow }: { s: number; acc: numb
     });
 
 const requestCmd = fc
-  .record({ s: fc.nat(SESSIONS - 1), acc: fc.nat(1), cost: fc.integer({ min: 1, max: 2 }), script: fc.array(outcomeArb, { maxLength: 3 }), chargeNow: fc.boolean() })
+  .record({
+    s: fc.nat(SESSIONS - 1),
+    acc: fc.nat(2),
+    cost: fc.integer({ min: 1, max: 2 }),
+    script: fc.array(outcomeArb, { maxLength: 3 }),
+    chargeNow: fc.boolean(),
+    paddle: fc.boolean(),
+  })
   .map(requestStep);
+
+// ---- billing facts changing while generations are in flight ---------------------------------------------------------
+
+const cli = (h: Harness, what: string) => ({ requestId: `${what}-${h.log.length}`, workerId: 'bridge', now: h.now });
+
+const billingCmd = fc.record({ mode: fc.constantFrom<'absorb' | 'resell'>('absorb', 'resell'), overage: fc.boolean() }).map(({ mode, overage }) =>
+  step(`billing(${mode}, overage ${overage ? 'allowed' : 'not allowed'})`, async (h) => {
+    const facts = { billingMode: mode, subscriptionTier: overage ? ('growth' as const) : null, subscriptionStatus: overage ? 'active' : null, subscriptionId: overage ? 'sub_1' : null };
+    const record = () => recordStoreBilling(h.admin, h.storeId, facts, cli(h, 'billing'));
+    await h.exec([record], record);
+    Object.assign(h.storeModel, { mode, overageAllowed: overage });
+  }),
+);
+
+const intentCmd = fc.record({ s: fc.nat(SESSIONS - 1), pool: fc.constantFrom<IntentPool>('store', 'shopper', 'overage') }).map(({ s, pool }) =>
+  step(`intent(g${s}, ${pool})`, async (h) => {
+    const requestId = `req-${sessionId(h, s)}`;
+    const intent = { requestId, pool, shopperEmail: pool === 'shopper' ? 'ann@example.com' : null, paddleReference: pool === 'overage' ? 'sub_1' : null };
+    const record = () => recordBillingIntent(h.admin, h.storeId, intent, cli(h, 'intent'));
+    await h.exec([record], record);
+    // a billed overage stands: a pool intent for the same request after it changes nothing (domain/store.ts)
+    const known = h.storeModel.intents.get(requestId);
+    if (known?.pool !== 'overage' || h.now - known.at > SETTLED_RETENTION_MS) h.storeModel.intents.set(requestId, { pool, at: h.now });
+  }),
+);
+
+const uninstallCmd = fc.constantFrom('uninstall', 'reinstall').map((verb) =>
+  step(`${verb}()`, async (h) => {
+    const run =
+      verb === 'uninstall'
+        ? () => uninstallStore({ repo: h.admin, store: h.store, saga: h.workers[0]! }, h.storeId, `u${h.log.length}`, cli(h, verb))
+        : () => reinstallStore(h.admin, h.storeId, `i${h.log.length}`, cli(h, verb));
+    await h.exec([run], run);
+    h.storeModel.uninstalled = verb === 'uninstall';
+    if (verb === 'uninstall') h.storeModel.everUninstalled = true;
+  }),
+);
 
 const driveCmd = fc.record({ s: fc.nat(SESSIONS - 1), w: fc.nat(WORKERS - 1) }).map(({ s, w }) =>
   step(`drive(g${s}, w${w})`, async (h) => {
@@ -574,6 +663,7 @@ const consumeRaceCmd = fc.constant(consumeRace);
 
 const commandArbs = [
   grantCmd, grantCmd, revokeCmd, requestCmd, requestCmd, requestCmd, driveCmd, driveCmd, raceCmd, raceCmd, advanceCmd, crashCmd, recoverCmd,
+  billingCmd, intentCmd, uninstallCmd,
   bridgeGrantCmd, bridgeTransferCmd, bridgeTransferCmd, consumeCmd, consumeRaceCmd,
 ];
 
@@ -603,7 +693,13 @@ async function checkQuiescent(h: Harness): Promise<void> {
   count('crashes', h.crashes);
   for (const e of events) {
     const d = e.data as { code?: string; reason?: string };
-    count(e.type === 'GenerationFailed' ? `failed:${d.code}` : e.type === 'CreditRefunded' ? `refunded:${d.reason}` : e.type);
+    count(
+      e.type === 'GenerationFailed' || e.type === 'GenerationRejected'
+        ? `${e.type === 'GenerationFailed' ? 'failed' : 'rejected'}:${d.code}`
+        : e.type === 'CreditRefunded'
+          ? `refunded:${d.reason}`
+          : e.type,
+    );
   }
   expect(h.audit(events).report(true).violations, ctx).toEqual([]);
 
@@ -614,20 +710,45 @@ async function checkQuiescent(h: Harness): Promise<void> {
   const generationStreams = [...byStream.keys()].filter((s) => sessionIdFromStream(s) !== null);
   expect(generationStreams.sort(), ctx).toEqual([...h.sessions.keys()].map(generationStream).sort());
   const expectedBalance = new Map(h.accounts.map((a) => [a, 0]));
+  // Every account event of a generation, wherever it is: one pool per generation, and the one the rule named.
+  const chargesOf = new Map<string, RecordedEvent[]>();
+  for (const e of events) {
+    const g = (e.data as { generationId?: string }).generationId;
+    if (g && e.streamId.startsWith('credit-account-')) chargesOf.set(g, [...(chargesOf.get(g) ?? []), e]);
+  }
   for (const [id, model] of h.sessions) {
     const stream = byStream.get(generationStream(id)) ?? [];
     expect(stream.filter((e) => e.type === 'GenerationRequested'), `${id}: one intake\n${ctx}`).toHaveLength(1);
     const state = foldGeneration(stream.map((e) => e as unknown as GenerationEvent));
     expect(isTerminal(state), `${id} is ${state.status} after recovery\n${ctx}`).toBe(true);
+    const request = stream.find((e) => e.type === 'GenerationRequested')!.data as GenerationRequested['data'];
+    const charges = chargesOf.get(id) ?? [];
+    const pools = new Set(charges.map((e) => e.streamId));
+    expect(pools.size, `${id} charged in ${[...pools]}\n${ctx}`).toBeLessThanOrEqual(1);
+    const overage = charges.some((e) => e.type === 'OverageCharged');
+    count(overage ? 'billing:overage' : `billing:${'refused' in model.billing ? model.billing.refused : model.billing.account.split(':')[0]}`);
+    if ('refused' in model.billing) {
+      // Refused at intake: nothing charged anywhere, rejected with the reason.
+      expect(charges, `${id} refused (${model.billing.refused}) but charged\n${ctx}`).toEqual([]);
+      expect(state.status, ctx).toBe('rejected');
+      expect(stream.find((e) => e.type === 'GenerationRejected')!.data, ctx).toMatchObject({ code: model.billing.refused });
+    } else {
+      expect(request.account, `${id}: the pool the rule named\n${ctx}`).toBe(model.billing.account);
+      if (pools.size) expect([...pools], ctx).toEqual([accountStream(model.billing.account)]);
+      if (overage) expect(model.billing.overage, `${id}: an overage the rule did not allow\n${ctx}`).not.toBe('none');
+      if (model.billing.overage === 'billed' && charges.length) expect(overage, `${id}: a billed overage charged the pool\n${ctx}`).toBe(true);
+    }
     const produced = h.generator.produced.get(id) ?? [];
     if (state.status === 'completed') {
       expect(produced.some((o) => o === 'ok' || o === 'slow'), `${id} completed without a successful upstream call\n${ctx}`).toBe(true);
       expect(h.results.objects.size, ctx).toBeGreaterThan(0);
-      expectedBalance.set(model.input.account, expectedBalance.get(model.input.account)! - model.input.cost);
+      // An overage moves no credit: the pool keeps its balance.
+      if (!overage) expectedBalance.set(request.account, expectedBalance.get(request.account)! - model.input.cost);
     }
     if (state.status === 'failed') {
       const failed = stream.find((e) => e.type === 'GenerationFailed')!.data as { code: string };
       const allowed = new Set(['worker_lost', ...produced.map((o) => FAILURE_CODE[o]).filter(Boolean)]);
+      if (h.storeModel.everUninstalled) allowed.add('store_uninstalled');
       expect(allowed.has(failed.code), `${id} failed with ${failed.code}, upstream produced [${produced}]\n${ctx}`).toBe(true);
     }
   }
@@ -678,6 +799,7 @@ async function checkQuiescent(h: Harness): Promise<void> {
     for (const r of revoked) expect(h.revocations.has(`${account}/${r.reference}`), ctx).toBe(true);
     const state = foldAccount(typed);
     expect(state.open, `${account}: holds left open\n${ctx}`).toEqual({});
+    expect(state.overage, `${account}: overage charges left unsettled\n${ctx}`).toEqual({});
     const expected = expectedBalance.get(account)! - revoked.reduce((a, r) => a + r.amount, 0);
     expect(state.balance, `${account}: balance\n${ctx}`).toBe(expected);
     const deductions = typed.filter((t) => t.event.type === 'CreditDeducted').map((t) => (t.event.data as { generationId: string }).generationId);

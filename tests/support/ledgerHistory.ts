@@ -3,7 +3,7 @@
 import { randomUUID } from 'node:crypto';
 import fc from 'fast-check';
 import type { EventStore, NewEvent } from '../../src/app/ports/eventStore.ts';
-import { accountStream, deterministicEventId, generationStream } from '../../src/domain/streams.ts';
+import { accountStream, deterministicEventId, generationStream, parseAccountId, storeOfAccount, storeStream } from '../../src/domain/streams.ts';
 
 export interface HistoryEvent {
   stream: string;
@@ -33,6 +33,8 @@ interface Session {
   account: string;
   step: 'requested' | 'charged' | 'started' | 'retry' | 'completed' | 'failed' | 'rejected' | 'settled';
   deducted: boolean;
+  /** charged as an overage (B2B store pool short, subscription allowing it): no credit moves */
+  overage: boolean;
   attempt: number;
 }
 
@@ -75,13 +77,18 @@ export function simulate(actions: readonly Action[], accounts = makeAccounts()):
       acct(shopper, 'CreditsGranted', { amount: act.amount, reason: 'transfer_in', reference: `transfer:${transferId}` });
     } else if (act.a === 'request') {
       const account = accounts.filter((a) => a.startsWith('user:') !== act.b2b)[act.acc % 4 % (act.b2b ? 4 : 2)]!;
-      const s: Session = { id: randomUUID(), account, step: 'requested', deducted: false, attempt: 0 };
+      const s: Session = { id: randomUUID(), account, step: 'requested', deducted: false, overage: false, attempt: 0 };
       if (act.acc === 5) {
         // an invalid request rejected before any GenerationRequested (carries channel and account)
         gen(s, 'GenerationRejected', { code: 'invalid_request', message: 'bad payload', channel: act.b2b ? 'b2b' : 'b2c', account });
         continue;
       }
       sessions.push(s);
+      // The store's billing facts and intents live on its own stream: projections of money and sessions ignore them.
+      const storeId = storeOfAccount(parseAccountId(account));
+      if (storeId && act.acc % 2 === 0) {
+        out.push({ stream: storeStream(storeId), type: 'BillingIntentRecorded', data: { requestId: `req-${s.id.slice(0, 8)}`, pool: 'store', shopperHash: null, paddleReference: null, tier: null } });
+      }
       gen(s, 'GenerationRequested', {
         sessionId: s.id,
         taskId: s.id,
@@ -104,6 +111,11 @@ export function simulate(actions: readonly Action[], accounts = makeAccounts()):
             balance.set(s.account, balance.get(s.account)! - 1);
             s.deducted = true;
             acct(s.account, 'CreditDeducted', { generationId: s.id, amount: 1, requestId: `req-${s.id.slice(0, 8)}` });
+            gen(s, 'GenerationCharged', { amount: 1 });
+            s.step = 'charged';
+          } else if (s.account.startsWith('store:') && c < 4) {
+            s.overage = true;
+            acct(s.account, 'OverageCharged', { generationId: s.id, amount: 1, requestId: `req-${s.id.slice(0, 8)}`, tier: 'growth', paddleReference: c === 0 ? null : 'sub_1' });
             gen(s, 'GenerationCharged', { amount: 1 });
             s.step = 'charged';
           } else {
@@ -141,6 +153,7 @@ export function simulate(actions: readonly Action[], accounts = makeAccounts()):
           break;
         case 'completed':
           if (s.deducted) acct(s.account, 'CreditCaptured', { generationId: s.id, amount: 1 });
+          if (s.overage) acct(s.account, 'OverageCaptured', { generationId: s.id, amount: 1 });
           s.step = 'settled';
           break;
         case 'failed':
@@ -149,6 +162,7 @@ export function simulate(actions: readonly Action[], accounts = makeAccounts()):
             balance.set(s.account, balance.get(s.account)! + 1);
             acct(s.account, 'CreditRefunded', { generationId: s.id, amount: 1, reason: s.step });
           }
+          if (s.overage) acct(s.account, 'OverageRefundDue', { generationId: s.id, amount: 1, reason: s.step, paddleReference: 'sub_1' });
           s.step = 'settled';
           break;
         default:

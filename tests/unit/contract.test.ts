@@ -132,6 +132,15 @@ describe('parseTaskPayload: refusals', () => {
     expect(r.partial).toMatchObject({ session_id: SESSION, channel: 'b2b', store_id: STORE, account: `store:${STORE}` });
   });
 
+  it('overage_charge_id: b2b absorb only (never with a shopper, never b2c)', () => {
+    const ok = parseTaskPayload(text({ ...b2bAbsorb, overage_charge_id: ' sub_01h ' }));
+    expect(ok.ok && ok.task.overage_charge_id).toBe('sub_01h');
+    const resell = parseTaskPayload(text({ ...b2bResell, overage_charge_id: 'sub_01h' }));
+    expect(!resell.ok && resell.reason).toMatch(/overage_charge_id: not allowed with shopper_email/);
+    const b2cOverage = parseTaskPayload(text({ ...b2c, overage_charge_id: 'sub_01h' }));
+    expect(!b2cOverage.ok && b2cOverage.reason).toMatch(/overage_charge_id: only for channel b2b/);
+  });
+
   it('refuses shopper_email on b2c', () => {
     const r = parseTaskPayload(text({ ...b2c, shopper_email: 'a@b.c' }));
     expect(!r.ok && r.reason).toContain('shopper_email');

@@ -124,6 +124,7 @@ export const verifyCommand: CliCommand = {
       else {
         ctx.out(`events ${summary.events}, accounts ${summary.accounts}, generations ${summary.generations} (${Object.entries(summary.byStatus).map(([k, v]) => `${k} ${v}`).join(', ')})`);
         ctx.out(`credits: granted ${summary.granted}, revoked ${summary.revoked}, deducted ${summary.deducted}, captured ${summary.captured}, refunded ${summary.refunded}, open holds ${summary.openHolds}`);
+        if (summary.overage_charged) ctx.out(`overage (no credit moves): charged ${summary.overage_charged}, captured ${summary.overage_captured}, refund due ${summary.overage_refund_due}`);
         for (const v of violations) {
           const where = v.stream ? ` (${v.stream}${v.revision === undefined ? '' : ` @${v.revision}`} ${v.event_type})` : '';
           ctx.out(`VIOLATION invariant ${v.invariant} ${v.subject}: ${v.message}${where}`);

@@ -10,6 +10,7 @@ import type { EventStore } from '../../app/ports/eventStore.ts';
 import type { ResultStore } from '../../app/ports/pipeline.ts';
 import type { GenerationSaga } from '../../app/saga.ts';
 import type { StatementReader } from '../../app/statements.ts';
+import { StoreCommandRejected, storeView, uninstallStore } from '../../app/stores.ts';
 import { describeIssues, generationTaskPayloadSchema } from '../../contract.ts';
 import { MAX_CREDITS } from '../../domain/account.ts';
 import { GRANT_REASONS } from '../../domain/events.ts';
@@ -42,6 +43,7 @@ const grantBody = z.object({
   reference: z.string().trim().min(1).max(200),
 });
 
+const uninstallBody = z.object({ reference: z.string().trim().min(1).max(200) });
 
 function badAccount(err: unknown): never {
   if (err instanceof InvalidAccountError) throw new HttpError(400, 'invalid_account', err.message);
@@ -68,6 +70,10 @@ export function v1Routes(d: V1Deps): FastifyPluginAsync {
       const { created, status, rejection } = await acceptGeneration(d.saga, d.store, requestFromTask(task, d.cost, d.clock()));
       if (rejection?.code === 'insufficient_credits') {
         throw new HttpError(402, 'insufficient_credits', rejection.message ?? 'insufficient credits', { session_id: task.session_id });
+      }
+      // No pool may pay (domain/billing.ts): a resell task without a shopper, an uninstalled store.
+      if (rejection?.code === 'shopper_required' || rejection?.code === 'store_uninstalled') {
+        throw new HttpError(422, rejection.code, rejection.message, { session_id: task.session_id });
       }
       if (status === 'charged') d.submit?.(task.session_id);
       return reply.code(202).send({ session_id: task.session_id, status: SESSION_STATUS[status], duplicate: !created, request_id: task.request_id });
@@ -112,6 +118,23 @@ export function v1Routes(d: V1Deps): FastifyPluginAsync {
       } catch (err) {
         // A reference reused with another amount conflicts with the recorded grant (409); other refusals are 422.
         if (err instanceof CreditCommandRejected) throw new HttpError(err.code === 'reference_conflict' ? 409 : 422, err.code, err.message);
+        return badAccount(err);
+      }
+    });
+
+    // A store's billing facts in the ledger (mode, subscription, uninstalled).
+    app.get<{ Params: { storeId: string } }>('/v1/stores/:storeId', async (req) => storeView(d.repo, req.params.storeId).catch(badAccount));
+
+    // Uninstall (the bridge records it from the platform; this is the operator's entry): later tasks of the store are
+    // rejected, its queued generations end failed with their holds returned. Idempotent; `ended` lists what it ended.
+    app.post<{ Params: { storeId: string } }>('/v1/stores/:storeId/uninstall', async (req) => {
+      const body = uninstallBody.safeParse(req.body);
+      if (!body.success) throw new HttpError(400, 'invalid_request', describeIssues(body.error));
+      try {
+        const r = await uninstallStore({ repo: d.repo, store: d.store, saga: d.saga }, req.params.storeId, body.data.reference, { requestId: req.id, workerId: d.workerId });
+        return { applied: r.applied, ended: r.ended, store: await storeView(d.repo, req.params.storeId) };
+      } catch (err) {
+        if (err instanceof StoreCommandRejected) throw new HttpError(422, err.code, err.message);
         return badAccount(err);
       }
     });
