@@ -213,16 +213,18 @@ describe.skipIf(!ready)('platform adoption through the bridge (platform fixture,
     await expectVerifyClean();
   });
 
-  it('a store uninstalled while its generation is queued: the platform\'s "failed" does not stick, the session ends in the ledger\'s state, charged once', async () => {
+  // A queued generation of an uninstalled store ends failed with its hold returned (billing-modes.test.ts); one already
+  // running finishes, as the platform leaves processing sessions alone too.
+  it('a store uninstalled while its generation runs: the platform\'s "failed" does not stick, the session ends in the ledger\'s state, charged once', async () => {
     const shop = await seedStore(db.pool, { credits: 3 });
     await untilCredits('seeded store', () => storeCredits(db.pool, shop.storeId), { balance: 3, total_in: 3, total_spent: 0 }); // seeded through the bridge
     const image = storeUploadUrl(shop.storeId, { origin: new URL(model()).origin, name: 'm.jpg' });
     images.serve(new URL(image).pathname, await noisyJpeg(600, 800, 3), 'image/jpeg');
-    fake.script({ kind: 'slow_headers', delayMs: 2000 });
+    fake.script({ kind: 'slow_headers', delayMs: 5000 }); // the generation is still running when the store goes
     const created = await driver.b2b.createGeneration({ apiKey: shop.apiKey, body: { image_urls: [image], age_verified: true } });
     expect(created.status).toBe(201);
     const sessionId = (created.body as { data: { session_id: string } }).data.session_id;
-    await waitFor('the ledger knows the session', async () => (await db.pool.query('SELECT 1 FROM projected_sessions WHERE session_id = $1', [sessionId])).rowCount === 1);
+    await waitFor('the generation to run', async () => (await db.pool.query(`SELECT 1 FROM projected_sessions WHERE session_id = $1 AND status = 'processing'`, [sessionId])).rowCount === 1);
     expect((await driver.shopify.appUninstalled({ shopDomain: shop.shopDomain })).status).toBe(200);
     const status = async () => (await db.pool.query('SELECT status FROM store_generation_sessions WHERE id = $1', [sessionId])).rows[0]?.status;
     expect(await status()).not.toBe('failed');
