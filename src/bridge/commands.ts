@@ -87,6 +87,9 @@ async function outcomeOf(run: () => Promise<unknown>): Promise<InboxOutcome> {
 
 const ctx = (deps: InboxDeps, command: InboxCommand) => ({ requestId: `inbox_${command.id}`, workerId: deps.workerId, now: deps.clock() });
 
+/** Payload reading and the command context, shared by every handler module (storeCommands.ts too). */
+export { object as payloadObject, text as payloadText, ctx as inboxContext };
+
 export interface GrantPayload {
   account: string;
   amount: number;

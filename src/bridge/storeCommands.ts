@@ -4,22 +4,12 @@ import { StoreCommandRejected, recordBillingIntent, recordStoreBilling, reinstal
 import { SUBSCRIPTION_TIERS, type IntentPool, type SubscriptionTier } from '../domain/events.ts';
 import { billingModeOf } from '../domain/store.ts';
 import { InvalidAccountError } from '../domain/streams.ts';
-import { InvalidInboxPayload, type InboxCommand, type InboxDeps, type InboxHandler, type InboxOutcome } from './commands.ts';
+import { InvalidInboxPayload, inboxContext as ctx, payloadObject as object, payloadText as text, type InboxCommand, type InboxDeps, type InboxHandler, type InboxOutcome } from './commands.ts';
 
-const object = (v: unknown): Record<string, unknown> => {
-  if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new InvalidInboxPayload('payload is not an object');
-  return v as Record<string, unknown>;
-};
-const text = (o: Record<string, unknown>, k: string): string => {
-  const v = o[k];
-  if (typeof v !== 'string' || !v.trim()) throw new InvalidInboxPayload(`payload.${k} must be a non-empty string`);
-  return v;
-};
 const optional = (o: Record<string, unknown>, k: string): string | null => (typeof o[k] === 'string' && (o[k] as string).trim() ? (o[k] as string) : null);
 /** The platform's tier column is free text: anything but starter/growth/scale bills no overage. */
 const tierOf = (v: string | null): SubscriptionTier | null => (SUBSCRIPTION_TIERS.includes(v as SubscriptionTier) ? (v as SubscriptionTier) : null);
 
-const ctx = (deps: InboxDeps, command: InboxCommand) => ({ requestId: `inbox_${command.id}`, workerId: deps.workerId, now: deps.clock() });
 
 async function outcomeOf(run: () => Promise<unknown>): Promise<InboxOutcome> {
   try {
