@@ -16,7 +16,6 @@ import { readLog } from '../src/app/log.ts';
 import { comparePositions, type EventStore, type Position, type RecordedEvent } from '../src/app/ports/eventStore.ts';
 import { decodeRecorded } from '../src/app/recorded.ts';
 import { startService } from '../src/compose/service.ts';
-import { loadConfig } from '../src/config.ts';
 import { buildProducerTask, serializeProducerTask } from '../src/contract.ts';
 import { silentLogger } from '../src/logger.ts';
 import { startProjectors } from '../src/projections/projector.ts';
@@ -27,7 +26,7 @@ import { startImageServer } from '../tests/support/imageServer.ts';
 import { noisyJpeg } from '../tests/support/images.ts';
 import { DATABASE_URL, deleteKeys, postgresAvailable, REDIS_URL, redisAvailable } from '../tests/support/services.ts';
 import { freePort } from '../tests/support/stack.ts';
-import { pct, twoMegapixel } from './pipeline.ts';
+import { pct, pipelineBenchConfig, twoMegapixel } from './pipeline.ts';
 import type { BenchSuite, Figure } from './types.ts';
 
 const BENCH_USER = '00000000-0000-4000-8000-00000000f7e5';
@@ -117,20 +116,7 @@ export const freshnessBench: BenchSuite = async (ctx) => {
   const urls = [images.url('/model.jpg'), images.url('/outfit.jpg')];
   const queueKey = `bench:${randomUUID().slice(0, 8)}:fresh`;
   const port = await freePort();
-  const config = loadConfig({
-    DATA_DIR: `${ctx.tmpDir}/freshness`,
-    HOST: '127.0.0.1',
-    PORT: String(port),
-    REDIS_URL,
-    QUEUE_KEY: queueKey,
-    OPENAI_API_KEY: 'sk-bench',
-    OPENAI_BASE_URL: fake.baseURL,
-    OPENAI_RATE_LIMIT_PER_MIN: '100000',
-    IMAGE_FETCH_ALLOW_HOSTS: '127.0.0.1',
-    WORKER_CONCURRENCY: process.env.BENCH_CONCURRENCY ?? '12',
-    LEDGER_WRITER: process.env.LEDGER_WRITER ?? 'auto',
-    POSE_ENABLED: 'false',
-  });
+  const config = pipelineBenchConfig({ dataDir: `${ctx.tmpDir}/freshness`, port, queueKey, openaiBaseUrl: fake.baseURL });
   const redis = new Redis(REDIS_URL);
   const service = await startService(config, { http: true, worker: true, projections: false }, silentLogger());
   const base = `http://127.0.0.1:${port}`;

@@ -31,6 +31,24 @@ export async function twoMegapixel(file: string, seed: number): Promise<Buffer> 
   return sharp(src).resize(Math.round(meta.width! * scale)).jpeg({ quality: 90 }).toBuffer();
 }
 
+/** The service as the pipeline-driven suites run it: Redis intake, the OpenAI stand-in, no rate limit, no pose. */
+export function pipelineBenchConfig(o: { dataDir: string; port: number; queueKey: string; openaiBaseUrl: string }) {
+  return loadConfig({
+    DATA_DIR: o.dataDir,
+    HOST: '127.0.0.1',
+    PORT: String(o.port),
+    REDIS_URL,
+    QUEUE_KEY: o.queueKey,
+    OPENAI_API_KEY: 'sk-bench',
+    OPENAI_BASE_URL: o.openaiBaseUrl,
+    OPENAI_RATE_LIMIT_PER_MIN: '100000',
+    IMAGE_FETCH_ALLOW_HOSTS: '127.0.0.1',
+    WORKER_CONCURRENCY: process.env.BENCH_CONCURRENCY ?? '12',
+    LEDGER_WRITER: process.env.LEDGER_WRITER ?? 'auto',
+    POSE_ENABLED: 'false',
+  });
+}
+
 export const pct = (xs: number[], p: number) => {
   const s = [...xs].sort((a, b) => a - b);
   return s.length ? s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))]! : NaN;
@@ -61,20 +79,7 @@ export const pipelineBench: BenchSuite = async (ctx) => {
   const urls = [images.url('/model.jpg'), images.url('/outfit.jpg')];
   const queueKey = `bench:${randomUUID().slice(0, 8)}:tasks`;
   const port = await freePort();
-  const config = loadConfig({
-    DATA_DIR: `${ctx.tmpDir}/pipeline`,
-    HOST: '127.0.0.1',
-    PORT: String(port),
-    REDIS_URL,
-    QUEUE_KEY: queueKey,
-    OPENAI_API_KEY: 'sk-bench',
-    OPENAI_BASE_URL: fake.baseURL,
-    OPENAI_RATE_LIMIT_PER_MIN: '100000',
-    IMAGE_FETCH_ALLOW_HOSTS: '127.0.0.1',
-    WORKER_CONCURRENCY: process.env.BENCH_CONCURRENCY ?? '12',
-    LEDGER_WRITER: process.env.LEDGER_WRITER ?? 'auto',
-    POSE_ENABLED: 'false',
-  });
+  const config = pipelineBenchConfig({ dataDir: `${ctx.tmpDir}/pipeline`, port, queueKey, openaiBaseUrl: fake.baseURL });
   const redis = new Redis(REDIS_URL);
   const service = await startService(config, { http: true, worker: true, projections: false }, silentLogger());
   const base = `http://127.0.0.1:${port}`;
