@@ -10,7 +10,7 @@
 import type { AccountEvent, GrantReason, OverageTerms } from './events.ts';
 import { GRANT_REASONS } from './events.ts';
 import { assertNever } from './exhaustive.ts';
-import { accountMovement, change, type MovementKind } from './movement.ts';
+import { accountMovement, change, zeroMovementTotals, type MovementKind } from './movement.ts';
 
 export const CHARGE_WINDOW_MS = 60 * 60 * 1000;
 /** Window plus a margin for clock skew between workers. */
@@ -46,15 +46,7 @@ export const ACCOUNT_STATE_VERSION = 4; // 4: `overage` and the overage totals; 
 
 export const initialAccount = (): AccountState => ({
   balance: 0,
-  granted: 0,
-  revoked: 0,
-  deducted: 0,
-  captured: 0,
-  refunded: 0,
-  overage_charged: 0,
-  overage_captured: 0,
-  overage_refund_due: 0,
-  transferred: 0,
+  ...zeroMovementTotals(),
   open: {},
   overage: {},
   recentlySettled: {},

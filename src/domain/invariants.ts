@@ -3,7 +3,7 @@
 import type { AccountEvent, GenerationEvent, LedgerEvent, TransferEvent } from './events.ts';
 import { isAccountEvent, isStoreEvent } from './decode.ts';
 import { assertNever } from './exhaustive.ts';
-import { accountMovement, change, transferReference, type MovementKind } from './movement.ts';
+import { accountMovement, change, transferReference, zeroMovementTotals, type MovementKind } from './movement.ts';
 import { isTerminalStatus, statusAfter, type GenerationStatus } from './generation.ts';
 import { accountFromStream, accountIdOf, sessionIdFromStream, transferIdFromStream } from './streams.ts';
 
@@ -64,18 +64,7 @@ export class LedgerAuditor {
   private readonly generations = new Map<string, { status: GenerationStatus; account: string | null; lastAt: number; last?: EventLocation }>();
   private readonly transfers = new Map<string, TransferRecord>();
   private readonly violations: Violation[] = [];
-  private readonly totals: Record<MovementKind | 'events', number> = {
-    granted: 0,
-    revoked: 0,
-    deducted: 0,
-    captured: 0,
-    refunded: 0,
-    overage_charged: 0,
-    overage_captured: 0,
-    overage_refund_due: 0,
-    transferred: 0,
-    events: 0,
-  };
+  private readonly totals: Record<MovementKind | 'events', number> = { ...zeroMovementTotals(), events: 0 };
   /** the event being added: every violation found while adding it points at it */
   private current: EventLocation | undefined;
 
@@ -294,16 +283,7 @@ export class LedgerAuditor {
       summary: {
         accounts: this.balances.size,
         generations: this.generations.size,
-        events: this.totals.events,
-        granted: this.totals.granted,
-        revoked: this.totals.revoked,
-        deducted: this.totals.deducted,
-        captured: this.totals.captured,
-        refunded: this.totals.refunded,
-        overage_charged: this.totals.overage_charged,
-        overage_captured: this.totals.overage_captured,
-        overage_refund_due: this.totals.overage_refund_due,
-        transferred: this.totals.transferred,
+        ...this.totals,
         openHolds,
         byStatus,
         transfers: [...this.transfers.values()].reduce<Record<string, number>>((a, t) => ((a[t.status] = (a[t.status] ?? 0) + 1), a), {}),

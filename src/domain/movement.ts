@@ -59,6 +59,9 @@ export const MOVEMENT_EFFECT: Record<MovementKind, MovementEffect> = {
   transferred: { balance: -1, held: 0, earned: 0, spent: 1 },
 };
 export const MOVEMENT_KINDS = Object.keys(MOVEMENT_EFFECT) as MovementKind[];
+/** A running total of every movement kind, all zero: what an account and the auditor start from. */
+export const zeroMovementTotals = (): Record<MovementKind, number> =>
+  Object.fromEntries(MOVEMENT_KINDS.map((k) => [k, 0])) as Record<MovementKind, number>;
 
 export interface AccountMovement {
   kind: MovementKind;
