@@ -28,6 +28,17 @@ export interface Checkpoint {
   failure: ProjectionFailure | null;
 }
 
+/** A `projection_checkpoints` row as either read model returns it (positions as text or bigint). */
+export function checkpointFromRow(x: Record<string, unknown>): Checkpoint {
+  return {
+    projection: x.projection as string,
+    position: { commit: BigInt(x.commit_position as string | bigint), prepare: BigInt(x.prepare_position as string | bigint) },
+    events: Number(x.events),
+    updatedAt: x.updated_at as string | null,
+    failure: x.failure ? (JSON.parse(x.failure as string) as ProjectionFailure) : null,
+  };
+}
+
 /** An event a projection could not apply: the projector stops there (health degraded, alert, `wearon projections`). */
 export interface ProjectionFailure {
   eventId: string;

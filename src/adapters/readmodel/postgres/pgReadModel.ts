@@ -14,6 +14,7 @@ import type {
   TableSpec,
   Value,
 } from '../../../projections/readModel.ts';
+import { checkpointFromRow } from '../../../projections/readModel.ts';
 import {
   CHECKPOINT_COLUMNS,
   CHECKPOINTS_DDL,
@@ -131,7 +132,7 @@ class PgTx implements ReadModelTx {
        VALUES (${this.c.escapeLiteral(projection)}, -1, -1, 0, now()) ON CONFLICT (projection) DO UPDATE SET projection = c.projection
        RETURNING projection, commit_position, prepare_position, events, updated_at, failure`,
     );
-    return checkpointOf(r.rows[0]);
+    return checkpointFromRow(r.rows[0]);
   }
 
   async setCheckpoint(projection: string, position: { commit: bigint; prepare: bigint }, events: number): Promise<void> {
@@ -195,16 +196,6 @@ class PgTx implements ReadModelTx {
       return (err as Error).message;
     }
   }
-}
-
-function checkpointOf(x: Record<string, unknown>): Checkpoint {
-  return {
-    projection: x.projection as string,
-    position: { commit: BigInt(x.commit_position as string), prepare: BigInt(x.prepare_position as string) },
-    events: Number(x.events),
-    updatedAt: x.updated_at as string | null,
-    failure: x.failure ? (JSON.parse(x.failure as string) as ProjectionFailure) : null,
-  };
 }
 
 const NET_ERRORS = new Set(['ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'EAI_AGAIN', 'ENOTFOUND']);
@@ -360,7 +351,7 @@ export class PgReadModel implements ReadModel {
 
   async checkpoints(): Promise<Checkpoint[]> {
     const r = await this.pool.query('SELECT * FROM projection_checkpoints ORDER BY projection');
-    return r.rows.map(checkpointOf);
+    return r.rows.map(checkpointFromRow);
   }
 
   isTransient(err: unknown): boolean {

@@ -19,6 +19,7 @@ import type {
   TableSpec,
   Value,
 } from '../../../projections/readModel.ts';
+import { checkpointFromRow } from '../../../projections/readModel.ts';
 import {
   CHECKPOINT_COLUMNS,
   CHECKPOINTS_DDL,
@@ -69,7 +70,7 @@ class SqliteTx implements ReadModelTx {
       `INSERT INTO projection_checkpoints (projection, commit_position, prepare_position, events, updated_at)
        VALUES (?, -1, -1, 0, ${NOW}) ON CONFLICT (projection) DO NOTHING`,
     ).run(projection);
-    return checkpointOf(this.stmt('SELECT * FROM projection_checkpoints WHERE projection = ?').safeIntegers(true).get(projection) as Record<string, unknown>);
+    return checkpointFromRow(this.stmt('SELECT * FROM projection_checkpoints WHERE projection = ?').safeIntegers(true).get(projection) as Record<string, unknown>);
   }
 
   async setCheckpoint(projection: string, position: { commit: bigint; prepare: bigint }, events: number): Promise<void> {
@@ -129,16 +130,6 @@ class SqliteTx implements ReadModelTx {
       return (err as Error).message;
     }
   }
-}
-
-function checkpointOf(x: Record<string, unknown>): Checkpoint {
-  return {
-    projection: x.projection as string,
-    position: { commit: BigInt(x.commit_position as bigint), prepare: BigInt(x.prepare_position as bigint) },
-    events: Number(x.events),
-    updatedAt: x.updated_at as string | null,
-    failure: x.failure ? (JSON.parse(x.failure as string) as ProjectionFailure) : null,
-  };
 }
 
 export class SqliteReadModel implements ReadModel {
@@ -274,7 +265,7 @@ export class SqliteReadModel implements ReadModel {
 
   async checkpoints(): Promise<Checkpoint[]> {
     const rows = this.db.prepare('SELECT * FROM projection_checkpoints ORDER BY projection').safeIntegers(true).all() as Record<string, unknown>[];
-    return rows.map(checkpointOf);
+    return rows.map(checkpointFromRow);
   }
 
   /** Another connection holds the write lock past the wait, the disk failed or is full, or the projection lock was lost. */
