@@ -52,9 +52,10 @@ describe.skipIf(!hasRedis)('graceful shutdown', () => {
 
     // Ordering across processes: each SIGTERM is sent only after the service's ledger shows the generation started
     // (observed over HTTP), so the call is in flight; the upstream stand-in holds its answer for a scripted time that
-    // is well inside (1.5 s of a scaled 5 s grace) or well outside (10 s against 300 ms) the grace period.
-    // 1. A slow upstream call (1.5 s) and a 5 s grace: the generation completes, then the process exits 0.
-    let service = await startService(envFor(scaled(5000)), { dataDir, port });
+    // is well inside (1.5 s of a scaled 60 s grace: the process exits as soon as the run ends, and the rest of the run
+    // may take seconds on a busy machine) or well outside (10 s against 300 ms) the grace period.
+    // 1. A slow upstream call (1.5 s) and a long grace: the generation completes, then the process exits 0.
+    let service = await startService(envFor(scaled(60_000)), { dataDir, port });
     await fetch(`${base}/v1/accounts/user:${USER}/grants`, {
       method: 'POST',
       headers: { 'content-type': 'application/json' },
@@ -66,11 +67,12 @@ describe.skipIf(!hasRedis)('graceful shutdown', () => {
     await waitFor('the first generation to start', async () => (await status(first.sessionId)).ledger_status === 'started');
     service.child.kill('SIGTERM');
     const code1 = await new Promise<number | null>((r) => service.child.once('exit', (c) => r(c)));
-    expect(code1).toBe(0);
+    const firstLog = service.output();
+    expect(code1, firstLog).toBe(0);
 
     // 2. A 10 s upstream call and a 300 ms grace: the run is released, neither failed nor refunded.
     service = await startService(envFor(300), { dataDir, port });
-    expect((await status(first.sessionId)).ledger_status).toBe('completed');
+    expect((await status(first.sessionId)).ledger_status, `the first service's log:\n${firstLog}`).toBe('completed');
     fake.script({ kind: 'slow_headers', delayMs: 10_000 });
     const second = buildProducerTask({ userId: USER, imageUrls: [images.url('/m.jpg')] });
     await redis.lpush(queueKey, serializeProducerTask(second));
