@@ -52,20 +52,19 @@ export function shadowTarget(p: Projection): Target {
   };
 }
 
-/** Applies events (already known to follow the checkpoint) to the target's rows inside `tx`. Pure fold + bulk writes. */
-export async function applyEvents(tx: ReadModelTx, t: Target, events: readonly RecordedEvent[]): Promise<void> {
-  const p = t.projection;
+/** The events a projection reads, decoded, with their state row's key (events it ignores are left out). */
+export function keyedRecords(p: Projection, events: readonly RecordedEvent[]): Array<[string, LedgerRecord]> {
   const keyed: Array<[string, LedgerRecord]> = [];
   for (const e of events) {
     const r = decodeRecorded(e);
     const k = r && p.keyOf(r);
     if (r && k !== null) keyed.push([k, r]);
   }
-  if (keyed.length === 0) return;
-  const rows = new Map<string, Row>();
-  for (const r of await tx.load(t.state, [...new Set(keyed.map(([k]) => k))])) rows.set(r[t.state.key] as string, r);
-  const changed = new Set<string>();
-  const entries: Row[] = [];
+  return keyed;
+}
+
+/** Pure fold: applies `keyed` to `rows` (which hold every key's current row, if it has one), pushing entries; adds the keys whose row changed to `changed`. */
+export function foldKeyed(p: Projection, keyed: ReadonlyArray<[string, LedgerRecord]>, rows: Map<string, Row | undefined>, entries: Row[], changed: Set<string>): void {
   for (const [k, r] of keyed) {
     const prev = rows.get(k);
     const next = p.reduce(prev, r, entries);
@@ -74,6 +73,18 @@ export async function applyEvents(tx: ReadModelTx, t: Target, events: readonly R
       changed.add(k);
     }
   }
+}
+
+/** Applies events (already known to follow the checkpoint) to the target's rows inside `tx`. Pure fold + bulk writes. */
+export async function applyEvents(tx: ReadModelTx, t: Target, events: readonly RecordedEvent[]): Promise<void> {
+  const p = t.projection;
+  const keyed = keyedRecords(p, events);
+  if (keyed.length === 0) return;
+  const rows = new Map<string, Row | undefined>();
+  for (const r of await tx.load(t.state, [...new Set(keyed.map(([k]) => k))])) rows.set(r[t.state.key] as string, r);
+  const changed = new Set<string>();
+  const entries: Row[] = [];
+  foldKeyed(p, keyed, rows, entries, changed);
   if (changed.size === 0) return;
   await tx.upsert(t.state, [...changed].map((k) => rows.get(k)!));
   if (t.entries && entries.length) await tx.insertIgnore(t.entries, entries);

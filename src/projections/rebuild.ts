@@ -4,13 +4,23 @@
 // platform tables (after retracting what the projection published there, when it only inserts), and set the live
 // checkpoint. Readers see the old rows until that commit and the new ones after it;
 // the live projector then finds its checkpoint moved (compare-and-set fails) and continues from the new one.
-import { START, comparePositions, formatPosition, type EventStore, type Position } from '../app/ports/eventStore.ts';
+import { START, comparePositions, formatPosition, type EventStore, type Position, type RecordedEvent } from '../app/ports/eventStore.ts';
 import type { Logger } from '../logger.ts';
-import { consume } from '../app/consumer.ts';
+import { consume, type CheckpointedProcessor } from '../app/consumer.ts';
 import { readLog } from '../app/log.ts';
-import { applyEvents, isolatingProcessor, liveTarget, publish, shadowTarget, targetProcessor } from './projector.ts';
+import {
+  applyEvents,
+  foldKeyed,
+  isolatingProcessor,
+  keyedRecords,
+  liveTarget,
+  publish,
+  shadowTarget,
+  targetProcessor,
+  type Target,
+} from './projector.ts';
 import type { Projection } from './projections.ts';
-import type { ReadModel } from './readModel.ts';
+import { CheckpointConflictError, type ReadModel, type ReadModelTx, type Row } from './readModel.ts';
 
 export interface RebuildOptions {
   store: EventStore;
@@ -20,6 +30,8 @@ export interface RebuildOptions {
   batchSize?: number;
   /** start after this position, seeding the shadow with the state as of it (see docs/projections.md) */
   from?: Position;
+  /** events folded in memory between two writes of the shadow tables (default 50,000) */
+  flushEvents?: number;
   /** called after each batch with events applied so far and the total to apply */
   onProgress?: (done: number, total: number) => void;
   /** `replaying` into the shadow tables, then `swapping` them in (one transaction) */
@@ -62,10 +74,16 @@ export async function rebuildProjection(options: RebuildOptions): Promise<Rebuil
     logger.info({ projection: p.name, from: formatPosition(from), head: head && formatPosition(head) }, 'rebuild_started');
     options.onPhase?.('replaying');
     options.onProgress?.(0, total);
+    // an event the projection cannot apply fails the rebuild with that event named (EventNotAppliedError)
+    const processor = foldingProcessor(
+      (fn) => lease.transaction(fn),
+      t,
+      options.flushEvents ?? 50_000,
+      isolatingProcessor(targetProcessor((fn) => lease.transaction(fn), t), (err) => readModel.isTransient(err)),
+    );
     await consume({
       store,
-      // an event the projection cannot apply fails the rebuild with that event named (EventNotAppliedError)
-      processor: isolatingProcessor(targetProcessor((fn) => lease.transaction(fn), t), (err) => readModel.isTransient(err)),
+      processor,
       batchSize,
       until: head,
       signal: options.signal,
@@ -74,6 +92,7 @@ export async function rebuildProjection(options: RebuildOptions): Promise<Rebuil
         options.onProgress?.(done, total);
       },
     });
+    await processor.flush();
     options.signal?.throwIfAborted();
     options.onPhase?.('swapping');
     const final = await readModel.transaction(async (tx) => {
@@ -106,4 +125,126 @@ export async function rebuildProjection(options: RebuildOptions): Promise<Rebuil
   } finally {
     await lease.release();
   }
+}
+
+/** State rows a rebuild keeps in memory between flushes; past this many, the cache starts over after a flush. */
+const MAX_CACHED_ROWS = 200_000;
+
+/**
+ * The rebuild's processor. The rebuild is the only writer of its shadow tables (it holds their lock, and a rebuild that
+ * stops starts over from empty shadows), so it folds many pages in memory and writes them at once: each state row is
+ * loaded once and written once per flush, not once per page. A flush writes the changed rows, the entries and the
+ * checkpoint in one transaction every `flushEvents` events and at the end (`flush`); it runs while the next pages are
+ * read and folded (one flush in flight), so a database in another process works while this one reads. When a fold or
+ * a flush fails, every page after the stored checkpoint is applied again, one page at a time, by `fallback`, which
+ * names the event at fault.
+ */
+export function foldingProcessor(
+  run: <T>(fn: (tx: ReadModelTx) => Promise<T>) => Promise<T>,
+  t: Target,
+  flushEvents: number,
+  fallback: CheckpointedProcessor,
+): CheckpointedProcessor & { flush(): Promise<void> } {
+  const p = t.projection;
+  const rows = new Map<string, Row | undefined>();
+  let changed = new Set<string>();
+  let entries: Row[] = [];
+  let pages: Array<readonly RecordedEvent[]> = []; // folded, not yet handed to a flush
+  let stored: { position: Position; events: number } | null = null; // the checkpoint as last committed
+  let at: Position | null = null; // the position folded up to
+  let inflight: { done: Promise<void>; pages: Array<readonly RecordedEvent[]> } | null = null;
+
+  const count = (ps: ReadonlyArray<readonly RecordedEvent[]>) => ps.reduce((n, page) => n + page.length, 0);
+  /** Waits for the flush in flight; on its failure, replays its pages and every later one through the fallback. */
+  const settle = async (more: readonly RecordedEvent[] = []) => {
+    const f = inflight;
+    inflight = null;
+    const failed = f && (await f.done.then(() => false, (err: unknown) => err));
+    if (failed === false || failed === null) return false;
+    if (failed instanceof CheckpointConflictError) throw failed;
+    await replay([...f!.pages, ...pages, ...(more.length ? [more] : [])]);
+    return true;
+  };
+  const replay = async (todo: ReadonlyArray<readonly RecordedEvent[]>) => {
+    rows.clear();
+    changed = new Set();
+    entries = [];
+    pages = [];
+    let expected = stored!.position;
+    for (const page of todo) {
+      const r = await fallback.apply(page, expected);
+      if (!r.ok) throw new CheckpointConflictError(`${t.checkpoint}: the checkpoint moved during the rebuild`);
+      expected = page[page.length - 1]!.position;
+      stored = { position: expected, events: stored!.events + r.applied };
+    }
+    at = expected;
+  };
+  /** Hands what is folded to a flush of its own (after the one in flight settled). */
+  const startFlush = async () => {
+    if (await settle()) return;
+    if (pages.length === 0) return;
+    const todo = pages;
+    const last = todo[todo.length - 1]!;
+    const position = last[last.length - 1]!.position;
+    const n = count(todo);
+    const stateRows = [...changed].map((k) => rows.get(k)!); // reduce returns new objects: later folds leave these alone
+    const entryRows = entries;
+    changed = new Set();
+    entries = [];
+    pages = [];
+    const expected = stored!.position;
+    const done = run(async (tx) => {
+      const cp = await tx.lockCheckpoint(t.checkpoint);
+      if (comparePositions(cp.position, expected) !== 0) {
+        throw new CheckpointConflictError(`${t.checkpoint}: checkpoint is ${formatPosition(cp.position)}, expected ${formatPosition(expected)}`);
+      }
+      if (stateRows.length) await tx.upsert(t.state, stateRows);
+      if (t.entries && entryRows.length) await tx.insertIgnore(t.entries, entryRows);
+      await tx.setCheckpoint(t.checkpoint, position, cp.events + n);
+    }).then(() => {
+      stored = { position, events: stored!.events + n };
+    });
+    done.catch(() => undefined); // observed by settle
+    inflight = { done, pages: todo };
+    if (rows.size > MAX_CACHED_ROWS) rows.clear(); // reloaded as needed, after this flush (the loads wait for it)
+  };
+
+  return {
+    async checkpoint() {
+      if (!at) {
+        const cp = await run((tx) => tx.lockCheckpoint(t.checkpoint));
+        stored = { position: cp.position, events: cp.events };
+        at = cp.position;
+      }
+      return at;
+    },
+    async apply(events, expected) {
+      if (!at || comparePositions(expected, at) !== 0) return { ok: false, reason: 'mismatch' };
+      const fresh = events.filter((e) => comparePositions(e.position, at!) > 0);
+      if (fresh.length === 0) return { ok: true, applied: 0 };
+      try {
+        const keyed = keyedRecords(p, fresh);
+        const missing = [...new Set(keyed.map(([k]) => k))].filter((k) => !rows.has(k));
+        if (missing.length) {
+          // A transaction of the same lease: it starts after the flush in flight committed, so it sees its rows.
+          const loaded = await run((tx) => tx.load(t.state, missing));
+          for (const k of missing) rows.set(k, undefined);
+          for (const r of loaded) rows.set(r[t.state.key] as string, r);
+        }
+        foldKeyed(p, keyed, rows, entries, changed);
+      } catch {
+        // names the event at fault (or applies them all, if the trouble was not theirs)
+        if (!(await settle(fresh))) await replay([...pages, fresh]);
+        return { ok: true, applied: fresh.length };
+      }
+      pages.push(fresh);
+      at = fresh[fresh.length - 1]!.position;
+      if (count(pages) >= flushEvents) await startFlush();
+      return { ok: true, applied: fresh.length };
+    },
+    async flush() {
+      await startFlush();
+      await settle();
+    },
+  };
 }
