@@ -88,6 +88,8 @@ export const configSchema = z.object({
   /** How many times a 429 becomes RetryScheduled before the generation fails with a refund. */
   OPENAI_MAX_429_RETRIES: int(1, 0, 10),
   OPENAI_RATE_LIMIT_PER_MIN: int(300, 1),
+  /** The Redis key of that budget: workers that share the key share the budget (one key per OpenAI organisation). */
+  OPENAI_RATE_LIMIT_KEY: z.string().min(1).default('wearon:ratelimit:openai'),
   WORKER_CONCURRENCY: int(5, 1, 256),
   /** How long a started generation may run before another worker may recover it. */
   LEASE_MS: int(300_000, 1000),

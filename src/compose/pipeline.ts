@@ -24,9 +24,9 @@ export interface PipelineAdapters {
   localStore: LocalResultStore | null;
 }
 
-export function createRateLimiter(config: Pick<Config, 'OPENAI_RATE_LIMIT_PER_MIN'>, logger: Logger, redis?: Redis): RateLimiter {
+export function createRateLimiter(config: Pick<Config, 'OPENAI_RATE_LIMIT_PER_MIN' | 'OPENAI_RATE_LIMIT_KEY'>, logger: Logger, redis?: Redis): RateLimiter {
   return redis
-    ? new RedisRateLimiter({ redis, logger, limit: config.OPENAI_RATE_LIMIT_PER_MIN })
+    ? new RedisRateLimiter({ redis, logger, limit: config.OPENAI_RATE_LIMIT_PER_MIN, key: config.OPENAI_RATE_LIMIT_KEY })
     : new MemoryRateLimiter(config.OPENAI_RATE_LIMIT_PER_MIN);
 }
 

@@ -36,6 +36,7 @@ async function startIntake(env: Record<string, string> = {}, http = false): Prom
     DATA_DIR: tempDir('intake'),
     REDIS_URL,
     QUEUE_KEY: queueKey,
+    OPENAI_RATE_LIMIT_KEY: `${queueKey}:ratelimit`,
     POSE_ENABLED: 'false',
     RECOVERY_INTERVAL_MS: '200',
     VERIFY_INTERVAL_MS: '0',

@@ -43,7 +43,7 @@ describe.skipIf(!ok)('wearon recover with REDIS_URL set (real Redis)', () => {
 
   it('drives the due generation and leaves the queue untouched', async () => {
     const config = loadConfig({
-      DATA_DIR: dataDir, REDIS_URL, QUEUE_KEY: queueKey, POSE_ENABLED: 'false', WORKER_ID: 'recover-test', IMAGE_FETCH_ALLOW_HOSTS: '127.0.0.1',
+      DATA_DIR: dataDir, REDIS_URL, QUEUE_KEY: queueKey, OPENAI_RATE_LIMIT_KEY: `${queueKey}:ratelimit`, POSE_ENABLED: 'false', WORKER_ID: 'recover-test', IMAGE_FETCH_ALLOW_HOSTS: '127.0.0.1',
     });
     // One generation in the ledger, due: requested (never charged) on an account with a credit.
     const parsed = parseTaskPayload(serializeProducerTask(buildProducerTask({ userId: randomUUID(), imageUrls: [images.url('/slow.jpg')] })));

@@ -5,6 +5,8 @@ import type { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createRedis } from '../../src/adapters/queue/redisTaskQueue.ts';
 import { RedisRateLimiter } from '../../src/adapters/ratelimit/redisRateLimiter.ts';
+import { createRateLimiter } from '../../src/compose/pipeline.ts';
+import { loadConfig } from '../../src/config.ts';
 import { silentLogger } from '../../src/logger.ts';
 import { REDIS_URL, redisAvailable } from '../support/services.ts';
 
@@ -74,6 +76,23 @@ describe.skipIf(!ok)('RedisRateLimiter (real Redis)', () => {
     await expect(limiter.acquire(AbortSignal.abort())).rejects.toMatchObject({ name: 'AbortError' });
     expect(await admin.zcard(key)).toBe(1);
     await admin.del(key);
+  });
+
+  it('OPENAI_RATE_LIMIT_KEY names the budget: a spent budget under another key holds nobody else up', async () => {
+    // A bench or a staging worker on the same Redis spends its own budget; it once starved the suite's services, which
+    // all used the one default key (a run waited a minute for a slot).
+    const [spent, own] = [`test:${randomUUID()}:ratelimit`, `test:${randomUUID()}:ratelimit`];
+    const limiterFor = (key: string) =>
+      createRateLimiter(loadConfig({ OPENAI_RATE_LIMIT_PER_MIN: '1', OPENAI_RATE_LIMIT_KEY: key }), logger, connect());
+    expect(loadConfig({}).OPENAI_RATE_LIMIT_KEY).toBe('wearon:ratelimit:openai');
+    expect(await limiterFor(spent).acquire()).toBeGreaterThanOrEqual(0);
+    const waiting = new AbortController();
+    const blocked = limiterFor(spent).acquire(waiting.signal); // the budget under `spent` is used up for a minute
+    expect(await limiterFor(own).acquire()).toBeGreaterThanOrEqual(0); // granted without waiting for `spent`
+    expect(await admin.zcard(own)).toBe(1);
+    waiting.abort();
+    await expect(blocked).rejects.toMatchObject({ name: 'AbortError' });
+    await admin.del(spent, own);
   });
 
   it('falls back to the in-process budget when Redis is unreachable', async () => {

@@ -200,6 +200,7 @@ export async function runScaleOutDrill(o: DrillOptions): Promise<DrillReport> {
     OPENAI_MAX_429_RETRIES: '1',
     OPENAI_TIMEOUT_MS: String(o.latencyMs + 3_000),
     OPENAI_RATE_LIMIT_PER_MIN: '100000',
+    OPENAI_RATE_LIMIT_KEY: `${queueKey}:ratelimit`, // the drill's workers share one budget, as a deployment's do
     IMAGE_FETCH_ALLOW_HOSTS: '127.0.0.1',
     WORKER_CONCURRENCY: String(o.concurrency),
     LEASE_MS: '10000',

@@ -1,5 +1,6 @@
 // Helpers for the production-stack tests (tests/integration/stack-*.test.ts): find the Debian tools, render the shipped
 // nginx config for an unprivileged loopback run, start the real service, wait for things.
+import { randomUUID } from 'node:crypto';
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
@@ -162,6 +163,8 @@ export async function startService(extraEnv: Record<string, string> = {}, option
       DATA_DIR: dataDir,
       POSE_ENABLED: 'false',
       LOG_LEVEL: 'warn',
+      // Its own upstream budget: services of other tests (and a bench beside the suite) share this Redis.
+      OPENAI_RATE_LIMIT_KEY: `test:${randomUUID()}:ratelimit`,
       ...extraEnv,
     },
     stdio: ['ignore', 'pipe', 'pipe'],

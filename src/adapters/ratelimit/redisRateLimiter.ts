@@ -8,8 +8,6 @@ import type { Redis } from 'ioredis';
 import type { Logger } from '../../logger.ts';
 import { MemoryRateLimiter, SlotRateLimiter, abortableSleep, type RateLimitGrant } from './memoryRateLimiter.ts';
 
-export const DEFAULT_RATE_LIMIT_KEY = 'wearon:ratelimit:openai';
-
 // KEYS[1] = zset of grants (score = server ms); ARGV = limit, windowMs, unique member suffix.
 // Returns {1, now} when granted, {0, msUntilASlotFrees, now} otherwise.
 const ACQUIRE_LUA = `
@@ -31,7 +29,8 @@ export interface RedisRateLimiterOptions {
   logger: Logger;
   limit: number;
   windowMs?: number;
-  key?: string;
+  /** the sorted set every worker sharing the budget uses (OPENAI_RATE_LIMIT_KEY) */
+  key: string;
   /** upper bound of one sleep between attempts, so a freed slot (budget change, key deleted) is noticed */
   maxSleepMs?: number;
 }
@@ -53,7 +52,7 @@ export class RedisRateLimiter extends SlotRateLimiter {
     this.logger = o.logger;
     this.limit = o.limit;
     this.windowMs = o.windowMs ?? 60_000;
-    this.key = o.key ?? DEFAULT_RATE_LIMIT_KEY;
+    this.key = o.key;
     this.maxSleepMs = o.maxSleepMs ?? 5_000;
     this.fallback = new MemoryRateLimiter(this.limit, this.windowMs);
   }
