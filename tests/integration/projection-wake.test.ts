@@ -1,6 +1,7 @@
 // Issue 17: a caught-up projector wakes when something is appended, not on its idle timer. The poll here is an hour,
 // so an event that reaches the read model at all was brought by the store's append signal: this process's appends
-// (SQLite) and another process's appends through NOTIFY (Postgres).
+// (SQLite), another process's appends on the same SQLite file (the store watches its write-ahead log) and another
+// process's appends through NOTIFY (Postgres).
 import { randomUUID } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -69,6 +70,21 @@ describe('a caught-up projector wakes on appends', () => {
       await wakesOnAppend(store, store, rm);
     } finally {
       await rm.close();
+      await store.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, scaled(60_000));
+
+  it('SQLite store: appends of another connection to the same file (as `wearon project` beside `wearon worker`), through the file watch', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'wearon-wake-file-'));
+    const store = openSqliteEventStore({ path: join(dir, 'ledger.sqlite'), pollIntervalMs: HOUR });
+    const other = openSqliteEventStore({ path: join(dir, 'ledger.sqlite') }); // its appends never call `store`'s listeners
+    const rm = openSqliteReadModel({ path: join(dir, 'readmodels.sqlite') });
+    try {
+      await wakesOnAppend(store, other, rm);
+    } finally {
+      await rm.close();
+      await other.close();
       await store.close();
       rmSync(dir, { recursive: true, force: true });
     }

@@ -8,6 +8,8 @@
 // database cannot be shared between threads). SQLite's single writer makes the global position gap-free and
 // commit-ordered, so a catch-up reader using `position > last` never skips.
 import type Database from 'better-sqlite3';
+import { watch, type FSWatcher } from 'node:fs';
+import { basename, dirname } from 'node:path';
 import type { Worker } from 'node:worker_threads';
 import {
   type AppendResult,
@@ -341,11 +343,39 @@ export class SqliteEventStore implements EventStore {
   }
 
   private readonly appendListeners = new Set<() => void>();
+  private fileWatcher: FSWatcher | null = null;
 
-  /** Appends committed by this process (either writer); appends by other processes on the same file are found by polling. */
+  /**
+   * Appends committed by this process (either writer), and by other processes on the same file: every commit writes
+   * the write-ahead log, which the folder's watch (inotify) reports within a millisecond or so, so a projector in
+   * another process (`wearon project`) wakes as soon as the worker commits. Where the watch is unavailable, those are
+   * found by the caller's poll. A wake for this process's own commit may come twice; listeners only re-read.
+   */
   onAppended(listener: () => void): () => void {
     this.appendListeners.add(listener);
-    return () => void this.appendListeners.delete(listener);
+    this.watchFile();
+    return () => {
+      this.appendListeners.delete(listener);
+      if (this.appendListeners.size === 0) this.unwatchFile();
+    };
+  }
+
+  private watchFile(): void {
+    if (this.fileWatcher || this.path === ':memory:' || this.closed) return;
+    const wal = `${basename(this.path)}-wal`;
+    try {
+      this.fileWatcher = watch(dirname(this.path), { persistent: false }, (_event, file) => {
+        if (file === wal) this.notify();
+      });
+      this.fileWatcher.on('error', () => this.unwatchFile()); // e.g. the folder went away: the poll remains
+    } catch {
+      this.fileWatcher = null; // no inotify watch left (ENOSPC) or none on this file system: the poll remains
+    }
+  }
+
+  private unwatchFile(): void {
+    this.fileWatcher?.close();
+    this.fileWatcher = null;
   }
 
   private notify(): void {
@@ -363,6 +393,7 @@ export class SqliteEventStore implements EventStore {
       await this.workerClosed;
     } else this.flushInline();
     this.notify();
+    this.unwatchFile();
     this.db.close();
   }
 }
