@@ -32,8 +32,9 @@ export async function twoMegapixel(file: string, seed: number): Promise<Buffer> 
 }
 
 /** The service as the pipeline-driven suites run it: Redis intake, the OpenAI stand-in, no rate limit, no pose. */
-export function pipelineBenchConfig(o: { dataDir: string; port: number; queueKey: string; openaiBaseUrl: string }) {
-  return loadConfig({
+/** The pipeline suites' service settings, as environment variables (for a `wearon` child process)... */
+export function pipelineBenchEnv(o: { dataDir: string; port: number; queueKey: string; openaiBaseUrl: string }): Record<string, string> {
+  return {
     DATA_DIR: o.dataDir,
     HOST: '127.0.0.1',
     PORT: String(o.port),
@@ -42,12 +43,16 @@ export function pipelineBenchConfig(o: { dataDir: string; port: number; queueKey
     OPENAI_API_KEY: 'sk-bench',
     OPENAI_BASE_URL: o.openaiBaseUrl,
     OPENAI_RATE_LIMIT_PER_MIN: '100000',
+    OPENAI_RATE_LIMIT_KEY: `${o.queueKey}:ratelimit`, // not the default budget, which services on this Redis may be using
     IMAGE_FETCH_ALLOW_HOSTS: '127.0.0.1',
     WORKER_CONCURRENCY: process.env.BENCH_CONCURRENCY ?? '12',
     LEDGER_WRITER: process.env.LEDGER_WRITER ?? 'auto',
     POSE_ENABLED: 'false',
-  });
+  };
 }
+
+/** ...and as the service's config (in this process). */
+export const pipelineBenchConfig = (o: Parameters<typeof pipelineBenchEnv>[0]) => loadConfig(pipelineBenchEnv(o));
 
 export const pct = (xs: number[], p: number) => {
   const s = [...xs].sort((a, b) => a - b);
