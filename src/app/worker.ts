@@ -32,11 +32,22 @@ export interface WorkerDeps extends IntakeDeps {
   options: WorkerOptions;
 }
 
-const sleep = (ms: number, signal?: AbortSignal) =>
-  new Promise<void>((resolve) => {
-    const t = setTimeout(resolve, ms);
-    signal?.addEventListener('abort', () => (clearTimeout(t), resolve()), { once: true });
+/** Resolves when `wake` is called (if the caller hands it out), after `ms` (if set) or when `signal` aborts; either way
+ * its abort listener goes, so loops that wait thousands of times leave nothing on the long-lived signal. */
+function until(signal: AbortSignal | undefined, ms: number | null, handOut?: (wake: () => void) => void): Promise<void> {
+  return new Promise<void>((resolve) => {
+    const done = () => {
+      if (timer) clearTimeout(timer);
+      signal?.removeEventListener('abort', done);
+      resolve();
+    };
+    const timer = ms === null ? null : setTimeout(done, ms);
+    signal?.addEventListener('abort', done, { once: true });
+    handOut?.(done);
   });
+}
+
+const sleep = (ms: number, signal?: AbortSignal) => until(signal, ms);
 
 export class GenerationWorker {
   index = new PendingIndex();
@@ -128,10 +139,7 @@ export class GenerationWorker {
 
   private async waitForSlot(signal: AbortSignal): Promise<void> {
     while (this.driving.size >= this.deps.options.concurrency && !signal.aborted) {
-      await new Promise<void>((resolve) => {
-        this.slotWaiters.push(resolve);
-        signal.addEventListener('abort', () => resolve(), { once: true });
-      });
+      await until(signal, null, (wake) => this.slotWaiters.push(wake));
     }
   }
 

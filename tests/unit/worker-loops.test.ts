@@ -1,6 +1,6 @@
 // The worker's background loops (intake, log follower, recovery) outlive the failures of what they call: a Redis
 // command that times out at start-up (seen at load 20: "Command timed out" crashed a worker of the scale-out drill)
-// is retried by the loop, never left as an unhandled rejection.
+// is retried by the loop, never left as an unhandled rejection; and their waits leave no listener behind.
 import { afterEach, describe, expect, it } from 'vitest';
 import { openSqliteEventStore } from '../../src/adapters/eventstore/sqlite/sqliteEventStore.ts';
 import type { GenerationSaga } from '../../src/app/saga.ts';
@@ -55,6 +55,37 @@ describe('worker loops', () => {
     } finally {
       await worker.stop();
       await store.close();
+    }
+  });
+
+  it('the recovery loop leaves no abort listener behind per pass (Node warns past 10 on one signal)', async () => {
+    // Each pass slept with a listener on the worker's stop signal that was never removed: one more per pass, for the
+    // life of the process (the bench saw MaxListenersExceededWarning).
+    const warnings: Error[] = [];
+    const onWarning = (w: Error) => void (w.name === 'MaxListenersExceededWarning' && warnings.push(w));
+    process.on('warning', onWarning);
+    const store = openSqliteEventStore({ path: ':memory:' });
+    const { queue } = stalledQueue(0);
+    let passes = 0;
+    queue.redriveOrphans = async () => (passes++, 0); // called once per recovery pass
+    const worker = new GenerationWorker({
+      saga: {} as GenerationSaga,
+      store,
+      queue,
+      cost: 1,
+      clock: Date.now,
+      logger: silentLogger(),
+      options: { concurrency: 1, recoveryIntervalMs: 1, shutdownGraceMs: 100, takeTimeoutMs: 10 },
+    });
+    try {
+      worker.start();
+      await waitFor('30 recovery passes', () => passes >= 30, 10_000);
+      await new Promise((r) => setImmediate(r)); // warnings are emitted on the next tick
+      expect(warnings.map((w) => w.message)).toEqual([]);
+    } finally {
+      await worker.stop();
+      await store.close();
+      process.off('warning', onWarning);
       process.off('unhandledRejection', onUnhandled);
     }
   });
