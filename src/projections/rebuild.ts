@@ -80,6 +80,7 @@ export async function rebuildProjection(options: RebuildOptions): Promise<Rebuil
       t,
       options.flushEvents ?? 50_000,
       isolatingProcessor(targetProcessor((fn) => lease.transaction(fn), t), (err) => readModel.isTransient(err)),
+      (after, until) => readLog(store, { after, until, pageSize: batchSize }),
     );
     await consume({
       store,
@@ -136,64 +137,62 @@ const MAX_CACHED_ROWS = 200_000;
  * loaded once and written once per flush, not once per page. A flush writes the changed rows, the entries and the
  * checkpoint in one transaction every `flushEvents` events and at the end (`flush`); it runs while the next pages are
  * read and folded (one flush in flight), so a database in another process works while this one reads. When a fold or
- * a flush fails, every page after the stored checkpoint is applied again, one page at a time, by `fallback`, which
- * names the event at fault.
+ * a flush fails, the events after the stored checkpoint are read again (`reread`) and applied page by page by
+ * `fallback`, which names the event at fault; no page is kept for that.
  */
 export function foldingProcessor(
   run: <T>(fn: (tx: ReadModelTx) => Promise<T>) => Promise<T>,
   t: Target,
   flushEvents: number,
   fallback: CheckpointedProcessor,
+  reread: (after: Position, until: Position) => AsyncIterable<RecordedEvent[]>,
 ): CheckpointedProcessor & { flush(): Promise<void> } {
   const p = t.projection;
   const rows = new Map<string, Row | undefined>();
   let changed = new Set<string>();
   let entries: Row[] = [];
-  let pages: Array<readonly RecordedEvent[]> = []; // folded, not yet handed to a flush
+  let folded = 0; // events folded since the last flush started
   let stored: { position: Position; events: number } | null = null; // the checkpoint as last committed
   let at: Position | null = null; // the position folded up to
-  let inflight: { done: Promise<void>; pages: Array<readonly RecordedEvent[]> } | null = null;
+  let inflight: Promise<void> | null = null;
 
-  const count = (ps: ReadonlyArray<readonly RecordedEvent[]>) => ps.reduce((n, page) => n + page.length, 0);
-  /** Waits for the flush in flight; on its failure, replays its pages and every later one through the fallback. */
-  const settle = async (more: readonly RecordedEvent[] = []) => {
-    const f = inflight;
-    inflight = null;
-    const failed = f && (await f.done.then(() => false, (err: unknown) => err));
-    if (failed === false || failed === null) return false;
-    if (failed instanceof CheckpointConflictError) throw failed;
-    await replay([...f!.pages, ...pages, ...(more.length ? [more] : [])]);
-    return true;
-  };
-  const replay = async (todo: ReadonlyArray<readonly RecordedEvent[]>) => {
+  /** Applies everything after the stored checkpoint up to `until` again, page by page, through the fallback. */
+  const replay = async (until: Position) => {
     rows.clear();
     changed = new Set();
     entries = [];
-    pages = [];
+    folded = 0;
     let expected = stored!.position;
-    for (const page of todo) {
+    for await (const page of reread(expected, until)) {
       const r = await fallback.apply(page, expected);
       if (!r.ok) throw new CheckpointConflictError(`${t.checkpoint}: the checkpoint moved during the rebuild`);
       expected = page[page.length - 1]!.position;
       stored = { position: expected, events: stored!.events + r.applied };
     }
-    at = expected;
+    at = until;
+  };
+  /** Waits for the flush in flight; true when it failed and everything up to `until` was applied again instead. */
+  const settle = async (until: Position) => {
+    const f = inflight;
+    inflight = null;
+    const failed = f && (await f.then(() => false, (err: unknown) => err));
+    if (failed === false || failed === null) return false;
+    if (failed instanceof CheckpointConflictError) throw failed;
+    await replay(until);
+    return true;
   };
   /** Hands what is folded to a flush of its own (after the one in flight settled). */
   const startFlush = async () => {
-    if (await settle()) return;
-    if (pages.length === 0) return;
-    const todo = pages;
-    const last = todo[todo.length - 1]!;
-    const position = last[last.length - 1]!.position;
-    const n = count(todo);
+    if ((await settle(at!)) || folded === 0) return;
+    const position = at!;
+    const n = folded;
     const stateRows = [...changed].map((k) => rows.get(k)!); // reduce returns new objects: later folds leave these alone
     const entryRows = entries;
     changed = new Set();
     entries = [];
-    pages = [];
+    folded = 0;
     const expected = stored!.position;
-    const done = run(async (tx) => {
+    inflight = run(async (tx) => {
       const cp = await tx.lockCheckpoint(t.checkpoint);
       if (comparePositions(cp.position, expected) !== 0) {
         throw new CheckpointConflictError(`${t.checkpoint}: checkpoint is ${formatPosition(cp.position)}, expected ${formatPosition(expected)}`);
@@ -204,8 +203,7 @@ export function foldingProcessor(
     }).then(() => {
       stored = { position, events: stored!.events + n };
     });
-    done.catch(() => undefined); // observed by settle
-    inflight = { done, pages: todo };
+    inflight.catch(() => undefined); // observed by settle
     if (rows.size > MAX_CACHED_ROWS) rows.clear(); // reloaded as needed, after this flush (the loads wait for it)
   };
 
@@ -222,6 +220,7 @@ export function foldingProcessor(
       if (!at || comparePositions(expected, at) !== 0) return { ok: false, reason: 'mismatch' };
       const fresh = events.filter((e) => comparePositions(e.position, at!) > 0);
       if (fresh.length === 0) return { ok: true, applied: 0 };
+      const last = fresh[fresh.length - 1]!.position;
       try {
         const keyed = keyedRecords(p, fresh);
         const missing = [...new Set(keyed.map(([k]) => k))].filter((k) => !rows.has(k));
@@ -234,17 +233,17 @@ export function foldingProcessor(
         foldKeyed(p, keyed, rows, entries, changed);
       } catch {
         // names the event at fault (or applies them all, if the trouble was not theirs)
-        if (!(await settle(fresh))) await replay([...pages, fresh]);
+        if (!(await settle(last))) await replay(last);
         return { ok: true, applied: fresh.length };
       }
-      pages.push(fresh);
-      at = fresh[fresh.length - 1]!.position;
-      if (count(pages) >= flushEvents) await startFlush();
+      folded += fresh.length;
+      at = last;
+      if (folded >= flushEvents) await startFlush();
       return { ok: true, applied: fresh.length };
     },
     async flush() {
       await startFlush();
-      await settle();
+      await settle(at!);
     },
   };
 }

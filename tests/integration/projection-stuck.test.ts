@@ -80,6 +80,10 @@ describe.skipIf(!pgOk)('a projector that cannot apply an event (Postgres read mo
       await expect(rebuildProjection({ store, readModel: t.rm, projection: PROJECTIONS['credit-balances'], logger: silentLogger() })).rejects.toThrow(
         new RegExp(`cannot apply event ${poison} \\(CreditsGranted, ${accountStream(a)}@1, position 1/1\\): value "4294967294" is out of range`),
       );
+      // ...also when a later flush of the rebuild fails, one in flight while the next page is folded (a page and a flush per event)
+      await expect(
+        rebuildProjection({ store, readModel: t.rm, projection: PROJECTIONS['credit-balances'], logger: silentLogger(), batchSize: 1, flushEvents: 1 }),
+      ).rejects.toThrow(new RegExp(`cannot apply event ${poison} \\(CreditsGranted`));
       expect((await metrics.projectionStuck.get()).values).toEqual([expect.objectContaining({ labels: { projection: 'credit-balances' }, value: 1 })]);
       expect(lines.find((l) => l.msg === 'projection_stuck')).toMatchObject({ level: 50, projection: 'credit-balances', event: { eventId: poison } });
       // it keeps trying (backing off), without ever getting past the event
