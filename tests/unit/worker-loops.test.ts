@@ -3,6 +3,7 @@
 // is retried by the loop, never left as an unhandled rejection; and their waits leave no listener behind.
 import { afterEach, describe, expect, it } from 'vitest';
 import { openSqliteEventStore } from '../../src/adapters/eventstore/sqlite/sqliteEventStore.ts';
+import type { EventStore } from '../../src/app/ports/eventStore.ts';
 import type { GenerationSaga } from '../../src/app/saga.ts';
 import type { QueuedTask, TaskQueue } from '../../src/app/ports/queue.ts';
 import { GenerationWorker } from '../../src/app/worker.ts';
@@ -29,6 +30,18 @@ function stalledQueue(failures: number) {
   return { queue, calls };
 }
 
+/** A worker over `queue` that is never handed a task, so nothing is driven: only its loops run. */
+const idleWorker = (store: EventStore, queue: TaskQueue, recoveryIntervalMs: number) =>
+  new GenerationWorker({
+    saga: {} as GenerationSaga,
+    store,
+    queue,
+    cost: 1,
+    clock: Date.now,
+    logger: silentLogger(),
+    options: { concurrency: 1, recoveryIntervalMs, shutdownGraceMs: 100, takeTimeoutMs: 10 },
+  });
+
 describe('worker loops', () => {
   const unhandled: unknown[] = [];
   const onUnhandled = (reason: unknown) => void unhandled.push(reason);
@@ -38,15 +51,7 @@ describe('worker loops', () => {
   it('keeps taking after Redis timed out at start-up, with nothing unhandled and no loop lost', async () => {
     const store = openSqliteEventStore({ path: ':memory:' });
     const { queue, calls } = stalledQueue(2);
-    const worker = new GenerationWorker({
-      saga: {} as GenerationSaga, // no task arrives, so nothing is driven
-      store,
-      queue,
-      cost: 1,
-      clock: Date.now,
-      logger: silentLogger(),
-      options: { concurrency: 1, recoveryIntervalMs: 60_000, shutdownGraceMs: 100, takeTimeoutMs: 10 },
-    });
+    const worker = idleWorker(store, queue, 60_000);
     try {
       worker.start();
       await waitFor('the intake loop to take again after the failures', () => calls.take > 2, 10_000);
@@ -68,15 +73,7 @@ describe('worker loops', () => {
     const { queue } = stalledQueue(0);
     let passes = 0;
     queue.redriveOrphans = async () => (passes++, 0); // called once per recovery pass
-    const worker = new GenerationWorker({
-      saga: {} as GenerationSaga,
-      store,
-      queue,
-      cost: 1,
-      clock: Date.now,
-      logger: silentLogger(),
-      options: { concurrency: 1, recoveryIntervalMs: 1, shutdownGraceMs: 100, takeTimeoutMs: 10 },
-    });
+    const worker = idleWorker(store, queue, 1);
     try {
       worker.start();
       await waitFor('30 recovery passes', () => passes >= 30, 10_000);
