@@ -4,6 +4,7 @@ import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { openSqliteEventStore } from '../../src/adapters/eventstore/sqlite/sqliteEventStore.ts';
 import { describeEventStoreContract, ev } from '../support/eventStoreContract.ts';
+import { waitFor } from '../support/deadlines.ts';
 
 describeEventStoreContract('sqlite', async () => {
   const dir = mkdtempSync(path.join(tmpdir(), 'wearon-es-'));
@@ -76,5 +77,26 @@ describe('sqlite event store specifics', () => {
     expect(results.map((r) => r.status)).toEqual(['fulfilled', 'rejected', 'fulfilled']);
     expect((await store.readAll()).map((e) => e.type)).toEqual(['A', 'C']);
     await store.close();
+  });
+
+  it("signals each of its own appends once, though the log's watch reports them too", async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'wearon-es-'));
+    const file = path.join(dir, 'ledger.sqlite');
+    const store = openSqliteEventStore({ path: file, writer: 'inline' }); // signals in the commit's own turn
+    const other = openSqliteEventStore({ path: file });
+    let wakes = 0;
+    const off = store.onAppended(() => wakes++);
+    try {
+      for (let i = 0; i < 20; i++) await store.append(`generation-own-${i}`, [ev('A')], 'no_stream');
+      // the watch reports another connection's append: the wake that shows its events have been seen
+      await other.append('generation-other', [ev('B')], 'no_stream');
+      await waitFor("the other connection's append to be signalled", () => wakes >= 21);
+      expect(wakes).toBe(21);
+    } finally {
+      off();
+      await other.close();
+      await store.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

@@ -344,12 +344,16 @@ export class SqliteEventStore implements EventStore {
 
   private readonly appendListeners = new Set<() => void>();
   private fileWatcher: FSWatcher | null = null;
+  /** the newest position listeners were told about: a watch event for a commit already signalled wakes nobody */
+  private signalledUpTo = -1;
+  private headCheckScheduled = false;
 
   /**
    * Appends committed by this process (either writer), and by other processes on the same file: every commit writes
    * the write-ahead log, which the folder's watch (inotify) reports within a millisecond or so, so a projector in
    * another process (`wearon project`) wakes as soon as the worker commits. Where the watch is unavailable, those are
-   * found by the caller's poll. A wake for this process's own commit may come twice; listeners only re-read.
+   * found by the caller's poll. The watch reports every write to the log, this process's own commits too: it wakes the
+   * listeners only when the log's head moved past what they were already told.
    */
   onAppended(listener: () => void): () => void {
     this.appendListeners.add(listener);
@@ -365,7 +369,7 @@ export class SqliteEventStore implements EventStore {
     const wal = `${basename(this.path)}-wal`;
     try {
       this.fileWatcher = watch(dirname(this.path), { persistent: false }, (_event, file) => {
-        if (file === wal) this.notify();
+        if (file === wal) this.scheduleHeadCheck();
       });
       this.fileWatcher.on('error', () => this.unwatchFile()); // e.g. the folder went away: the poll remains
     } catch {
@@ -378,7 +382,19 @@ export class SqliteEventStore implements EventStore {
     this.fileWatcher = null;
   }
 
+  /** One head query per burst of watch events (a commit writes the log several times). */
+  private scheduleHeadCheck(): void {
+    if (this.headCheckScheduled) return;
+    this.headCheckScheduled = true;
+    setImmediate(() => {
+      this.headCheckScheduled = false;
+      if (this.closed) return;
+      if ((this.stmt.maxPosition.get()?.p ?? -1) > this.signalledUpTo) this.notify();
+    });
+  }
+
   private notify(): void {
+    if (!this.closed) this.signalledUpTo = Math.max(this.signalledUpTo, this.stmt.maxPosition.get()?.p ?? -1);
     for (const w of [...this.waiters]) w();
     for (const l of [...this.appendListeners]) l();
   }
