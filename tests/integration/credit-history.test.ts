@@ -32,6 +32,9 @@ import { MemoryResultStore, ScriptedGenerator, StaticInputImages } from '../supp
 import { createPlatformDatabase, type PlatformDatabase } from '../support/platform/database.ts';
 import { PlatformDriver } from '../support/platform/driver.ts';
 import { seedStore, storeCredits, storeHistory, userCredits, userHistory } from '../support/platform/seed.ts';
+
+/** Rows appended in the same millisecond list in ledger order (the platform's own order for them is random). */
+const inLedgerOrder = { ledgerOrder: true };
 import { postgresAvailable } from '../support/services.ts';
 import { tempDir } from '../support/stack.ts';
 
@@ -140,7 +143,7 @@ describe.skipIf(!pgOk)('credit history in the platform tables (platform-schema f
     await catchUp(w);
 
     // The platform's own pre-import row stays; the ledger's rows follow it, in the platform's types and signs.
-    expect(await userHistory(w.db.pool, userId)).toEqual([
+    expect(await userHistory(w.db.pool, userId, inLedgerOrder)).toEqual([
       { amount: 10, type: 'signup_bonus', description: 'Welcome bonus: 10 free credits' },
       { amount: -1, type: 'generation', description: 'Virtual try-on generation' },
       { amount: -1, type: 'generation', description: 'Virtual try-on generation' },
@@ -172,7 +175,7 @@ describe.skipIf(!pgOk)('credit history in the platform tables (platform-schema f
     for (const id of sessions) expect(await w.saga.drive(id)).toMatchObject({ kind: 'settled' });
     await catchUp(w);
 
-    expect(await userHistory(w.db.pool, userId)).toEqual([
+    expect(await userHistory(w.db.pool, userId, inLedgerOrder)).toEqual([
       { amount: 10, type: 'signup_bonus', description: 'Welcome bonus: 10 free credits' },
       { amount: -1, type: 'generation', description: 'Virtual try-on generation' },
       { amount: -1, type: 'generation', description: 'Virtual try-on generation' },
@@ -212,12 +215,12 @@ describe.skipIf(!pgOk)('credit history in the platform tables (platform-schema f
     }
     await catchUp(w);
 
-    expect((await userHistory(w.db.pool, userId)).slice(1)).toEqual([
+    expect((await userHistory(w.db.pool, userId, inLedgerOrder)).slice(1)).toEqual([
       { amount: 3, type: 'adjustment', description: 'Credit adjustment (support:ticket-7)' },
       { amount: 20, type: 'purchase', description: 'Credit purchase (order:b2c-1)' },
       { amount: -2, type: 'adjustment', description: 'Credit adjustment (support:ticket-8: chargeback)' },
     ]);
-    expect(await storeHistory(w.db.pool, storeId)).toEqual([
+    expect(await storeHistory(w.db.pool, storeId, inLedgerOrder)).toEqual([
       { amount: 5, type: 'purchase', request_id: expect.stringMatching(/^seed:/), description: 'Seed credits' }, // the platform's, before the import
       { amount: 350, type: 'subscription', request_id: 'paddle:subscription:req_sub_1', description: 'Subscription credits (paddle:subscription:req_sub_1)' },
       { amount: 10, type: 'purchase', request_id: 'paddle:purchase:req_buy_1', description: 'Credit purchase (paddle:purchase:req_buy_1)' },
@@ -246,7 +249,7 @@ describe.skipIf(!pgOk)('credit history in the platform tables (platform-schema f
     }
     await grantCredits(w.repo, `user:${userId}`, { amount: 5, reason: 'signup_bonus', reference: `signup:${userId}` }, { requestId: 't', workerId: 't' });
     await catchUp(w);
-    const before = await userHistory(w.db.pool, userId);
+    const before = await userHistory(w.db.pool, userId, inLedgerOrder);
     expect(before).toHaveLength(5);
     const owned = await ledgerRows(w, 'credit_transactions');
     // An altered row of the projection's (its description) and one the platform wrote before the import.
@@ -254,16 +257,16 @@ describe.skipIf(!pgOk)('credit history in the platform tables (platform-schema f
     await w.db.pool.query("UPDATE public.credit_transactions SET description = 'platform note' WHERE ledger_event_id IS NULL");
 
     for (let i = 0; i < 2; i++) expect((await cli(w, replayCommand, ['credit-history'])).code).toBe(0);
-    const after = await userHistory(w.db.pool, userId);
+    const after = await userHistory(w.db.pool, userId, inLedgerOrder);
     expect(after).toEqual([{ ...before[0], description: 'platform note' }, ...before.slice(1)]);
     expect((await ledgerRows(w, 'credit_transactions')).map((r) => r.ledger_event_id)).toEqual(owned.map((r) => r.ledger_event_id));
     // The live projector goes on from the swapped-in checkpoint without writing anything twice.
     await catchUp(w);
-    expect(await userHistory(w.db.pool, userId)).toEqual(after);
+    expect(await userHistory(w.db.pool, userId, inLedgerOrder)).toEqual(after);
     expect((await verify(w)).drifts).toEqual([]);
     // `replay all` too.
     expect((await cli(w, replayCommand, ['all'])).code).toBe(0);
-    expect(await userHistory(w.db.pool, userId)).toEqual(after);
+    expect(await userHistory(w.db.pool, userId, inLedgerOrder)).toEqual(after);
   });
 
   it('verify names a missing, an altered and a foreign history row, and platform writes behind the ledger after the import', async () => {

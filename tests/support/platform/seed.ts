@@ -101,17 +101,27 @@ export interface HistoryRow {
   request_id?: string | null;
 }
 
-export async function userHistory(pool: pg.Pool, userId: string): Promise<HistoryRow[]> {
+/**
+ * How history rows are listed: by time, as the web app lists them. Rows of the same millisecond have no order of their
+ * own (the platform's ids are UUIDv7, random within a millisecond); with `ledgerOrder` (the worker's read model beside
+ * the platform's tables) they follow the ledger, and the platform's own rows come first.
+ */
+const historyOrder = (ledgerOrder: boolean) =>
+  ledgerOrder
+    ? 'ORDER BY created_at, (SELECT h.global_commit FROM credit_history h WHERE h.event_id = ledger_event_id::text) NULLS FIRST, id'
+    : 'ORDER BY created_at, id';
+
+export async function userHistory(pool: pg.Pool, userId: string, o: { ledgerOrder?: boolean } = {}): Promise<HistoryRow[]> {
   const { rows } = await pool.query<HistoryRow>(
-    'SELECT amount, type, description FROM public.credit_transactions WHERE user_id = $1 ORDER BY created_at, id',
+    `SELECT amount, type, description FROM public.credit_transactions WHERE user_id = $1 ${historyOrder(o.ledgerOrder ?? false)}`,
     [userId],
   );
   return rows;
 }
 
-export async function storeHistory(pool: pg.Pool, storeId: string): Promise<HistoryRow[]> {
+export async function storeHistory(pool: pg.Pool, storeId: string, o: { ledgerOrder?: boolean } = {}): Promise<HistoryRow[]> {
   const { rows } = await pool.query<HistoryRow>(
-    'SELECT amount, type, request_id, description FROM public.store_credit_transactions WHERE store_id = $1 ORDER BY created_at, id',
+    `SELECT amount, type, request_id, description FROM public.store_credit_transactions WHERE store_id = $1 ${historyOrder(o.ledgerOrder ?? false)}`,
     [storeId],
   );
   return rows;
