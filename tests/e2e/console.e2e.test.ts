@@ -200,6 +200,8 @@ describe.skipIf(!ready)('console in Chromium, with API_TOKEN', () => {
 
     await page.getByLabel('Refunded').check();
     await page.locator('#statement-form button[type="submit"]').click();
+    // The unfiltered page already reads "revisions n–m": wait for the filtered rows themselves.
+    await waitFor('the filtered statement (one refund)', async () => (await rows.count()) === 1);
     await text('#st-page', /revisions \d+–\d+/);
     expect(await rows.count()).toBe(1);
     expect(await rows.first().locator('td').nth(2).textContent()).toBe('Refunded');
