@@ -75,20 +75,25 @@ export function foldKeyed(p: Projection, keyed: ReadonlyArray<[string, LedgerRec
   }
 }
 
-/** Applies events (already known to follow the checkpoint) to the target's rows inside `tx`. Pure fold + bulk writes. */
-export async function applyEvents(tx: ReadModelTx, t: Target, events: readonly RecordedEvent[]): Promise<void> {
+const keysOf = (keyed: ReadonlyArray<[string, LedgerRecord]>) => [...new Set(keyed.map(([k]) => k))];
+
+/** Folds `keyed` over `loaded` (the current rows of their keys) and writes what changed: rows and entries, then publishes. */
+async function writeFold(tx: ReadModelTx, t: Target, keyed: ReadonlyArray<[string, LedgerRecord]>, loaded: readonly Row[]): Promise<void> {
   const p = t.projection;
-  const keyed = keyedRecords(p, events);
-  if (keyed.length === 0) return;
   const rows = new Map<string, Row | undefined>();
-  for (const r of await tx.load(t.state, [...new Set(keyed.map(([k]) => k))])) rows.set(r[t.state.key] as string, r);
+  for (const r of loaded) rows.set(r[t.state.key] as string, r);
   const changed = new Set<string>();
   const entries: Row[] = [];
   foldKeyed(p, keyed, rows, entries, changed);
   if (changed.size === 0) return;
-  await tx.upsert(t.state, [...changed].map((k) => rows.get(k)!));
-  if (t.entries && entries.length) await tx.insertIgnore(t.entries, entries);
+  await tx.write(t.state, [...changed].map((k) => rows.get(k)!), t.entries && entries.length ? { table: t.entries, rows: entries } : undefined);
   if (t.publish && p.publish.length) await publish(tx, t, p.publish, [...changed]);
+}
+
+/** Applies events (already known to follow the checkpoint) to the target's rows inside `tx`. Pure fold + bulk writes. */
+export async function applyEvents(tx: ReadModelTx, t: Target, events: readonly RecordedEvent[]): Promise<void> {
+  const keyed = keyedRecords(t.projection, events);
+  if (keyed.length) await writeFold(tx, t, keyed, await tx.load(t.state, keysOf(keyed)));
 }
 
 /**
@@ -114,13 +119,16 @@ export async function commitBatch(
   expected: Position,
   events: readonly RecordedEvent[],
 ): Promise<number> {
-  const cp = await tx.lockCheckpoint(t.checkpoint);
+  // The state rows load with the lock, in one round trip: those of every event given, a superset of the fresh ones'.
+  const keyed = keyedRecords(t.projection, events);
+  const { checkpoint: cp, rows } = await tx.lockAndLoad(t.checkpoint, t.state, keysOf(keyed));
   if (comparePositions(cp.position, expected) !== 0) {
     throw new CheckpointConflictError(`${t.checkpoint}: checkpoint is ${formatPosition(cp.position)}, expected ${formatPosition(expected)}`);
   }
   const fresh = events.filter((e) => comparePositions(e.position, cp.position) > 0);
   if (fresh.length === 0) return 0;
-  await applyEvents(tx, t, fresh);
+  const freshKeyed = fresh.length === events.length ? keyed : keyedRecords(t.projection, fresh);
+  if (freshKeyed.length) await writeFold(tx, t, freshKeyed, rows);
   await tx.setCheckpoint(t.checkpoint, fresh[fresh.length - 1]!.position, cp.events + fresh.length);
   return fresh.length;
 }

@@ -58,6 +58,8 @@ export interface ProjectionFailure {
 export interface ReadModelTx {
   /** Locks the checkpoint row (creating it at START when missing) until the transaction ends. */
   lockCheckpoint(projection: string): Promise<Checkpoint>;
+  /** `lockCheckpoint`, then `load(table, keys)` under that lock, as one step (Postgres: one round trip). */
+  lockAndLoad(projection: string, table: TableSpec, keys: readonly string[]): Promise<{ checkpoint: Checkpoint; rows: Row[] }>;
   /** Moves the checkpoint (and clears a recorded failure: the projection got past it). */
   setCheckpoint(projection: string, position: Position, events: number): Promise<void>;
   /** Records (or clears) the event the projection is stuck at, on its checkpoint row. */
@@ -65,18 +67,19 @@ export interface ReadModelTx {
   load(table: TableSpec, keys: readonly string[]): Promise<Row[]>;
   /** every key of the table */
   keys(table: TableSpec): Promise<string[]>;
-  /** Insert, or replace every non-key column on key conflict. */
-  upsert(table: TableSpec, rows: readonly Row[]): Promise<void>;
-  /** Insert; rows whose key exists are left alone (re-applying is a no-op). */
-  insertIgnore(table: TableSpec, rows: readonly Row[]): Promise<void>;
+  /**
+   * Upserts `rows` into `table` (every non-key column replaced on key conflict) and inserts `entries` (a row whose key
+   * exists is left alone: re-applying is a no-op), as one step (Postgres: one statement).
+   */
+  write(table: TableSpec, rows: readonly Row[], entries?: { table: TableSpec; rows: readonly Row[] }): Promise<void>;
   /**
    * Runs shared SQL with dialect tokens (see schema.ts `renderSql`): `{keys:col}` is bound to `keys`
    * (null = every row), `{uuid:x}`, `{ts:x}`, `{now}`.
    */
   exec(sql: string, keys: readonly string[] | null, tables?: Record<string, string>): Promise<number>;
   /**
-   * `exec` of one statement, or of several as one step (Postgres: one statement, one round trip), inside a savepoint: a
-   * constraint violation is rolled back and returned as its message (else null).
+   * `exec` of one statement, or of several as one step (Postgres: one statement, sent with its savepoint in one round
+   * trip), inside a savepoint: a constraint violation is rolled back and returned as its message (else null).
    */
   execGuarded(sql: string | readonly string[], keys: readonly string[] | null): Promise<string | null>;
 }

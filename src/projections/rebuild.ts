@@ -197,8 +197,7 @@ export function foldingProcessor(
       if (comparePositions(cp.position, expected) !== 0) {
         throw new CheckpointConflictError(`${t.checkpoint}: checkpoint is ${formatPosition(cp.position)}, expected ${formatPosition(expected)}`);
       }
-      if (stateRows.length) await tx.upsert(t.state, stateRows);
-      if (t.entries && entryRows.length) await tx.insertIgnore(t.entries, entryRows);
+      await tx.write(t.state, stateRows, t.entries && { table: t.entries, rows: entryRows });
       await tx.setCheckpoint(t.checkpoint, position, cp.events + n);
     }).then(() => {
       stored = { position, events: stored!.events + n };

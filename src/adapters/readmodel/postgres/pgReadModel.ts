@@ -80,9 +80,10 @@ function normalize(t: TableSpec, r: Record<string, unknown>): Row {
 
 /**
  * One transaction on one connection, in as few round trips as the batch allows (each one waits for the database and
- * for this process's event loop, which a busy worker keeps occupied): BEGIN travels with the first statement, the
- * checkpoint update with COMMIT, and a publish savepoint is released with the next one (or the transaction). Statements that
- * share a round trip use the simple query protocol, their few values written as literals (names, positions, counts).
+ * for this process's event loop, which a busy worker keeps occupied). A projector's batch takes four: BEGIN + checkpoint
+ * lock + load of the state rows; state rows + entries (one statement); savepoint + publish; checkpoint update + COMMIT.
+ * Statements that share a round trip use the simple query protocol, their few values written as literals (names,
+ * positions, counts, keys); the rows themselves travel as bound arrays.
  */
 class PgTx implements ReadModelTx {
   private begun = false;
@@ -108,11 +109,16 @@ class PgTx implements ReadModelTx {
     return this.c.query(text, values);
   }
 
-  /** Statements without values: one round trip with the prefix; the last statement's result. */
-  private async simple(text: string): Promise<pg.QueryResult> {
+  /** Statements without values: one round trip with the prefix; every statement's result (the prefix's first). */
+  private async simple(text: string): Promise<pg.QueryResult[]> {
     const pre = this.prefix();
     const r = (await this.c.query(pre ? `${pre}; ${text}` : text)) as pg.QueryResult | pg.QueryResult[];
-    return Array.isArray(r) ? r[r.length - 1]! : r;
+    return Array.isArray(r) ? r : [r];
+  }
+
+  /** `keys` as a text[] literal, for statements sent without values. */
+  private keysLiteral(keys: readonly string[]): string {
+    return `ARRAY[${keys.map((k) => this.c.escapeLiteral(k)).join(', ')}]::text[]`;
   }
 
   async commit(): Promise<void> {
@@ -125,14 +131,22 @@ class PgTx implements ReadModelTx {
     if (this.begun) await this.c.query('ROLLBACK');
   }
 
-  async lockCheckpoint(projection: string): Promise<Checkpoint> {
-    // One statement: the no-op DO UPDATE locks an existing row as FOR UPDATE would, and returns it.
-    const r = await this.simple(
-      `INSERT INTO projection_checkpoints AS c (projection, commit_position, prepare_position, events, updated_at)
+  /** One statement: the no-op DO UPDATE locks an existing row as FOR UPDATE would, and returns it. */
+  private lockSql(projection: string): string {
+    return `INSERT INTO projection_checkpoints AS c (projection, commit_position, prepare_position, events, updated_at)
        VALUES (${this.c.escapeLiteral(projection)}, -1, -1, 0, now()) ON CONFLICT (projection) DO UPDATE SET projection = c.projection
-       RETURNING projection, commit_position, prepare_position, events, updated_at, failure`,
-    );
-    return checkpointFromRow(r.rows[0]);
+       RETURNING projection, commit_position, prepare_position, events, updated_at, failure`;
+  }
+
+  async lockCheckpoint(projection: string): Promise<Checkpoint> {
+    return checkpointFromRow((await this.simple(this.lockSql(projection))).at(-1)!.rows[0]);
+  }
+
+  async lockAndLoad(projection: string, t: TableSpec, keys: readonly string[]): Promise<{ checkpoint: Checkpoint; rows: Row[] }> {
+    if (keys.length === 0) return { checkpoint: await this.lockCheckpoint(projection), rows: [] };
+    // The statements of one simple query run in order: the load sees the table under the checkpoint lock.
+    const r = await this.simple(`${this.lockSql(projection)}; SELECT * FROM ${t.name} WHERE ${t.key} = ANY(${this.keysLiteral(keys)})`);
+    return { checkpoint: checkpointFromRow(r.at(-2)!.rows[0]), rows: r.at(-1)!.rows.map((x) => normalize(t, x)) };
   }
 
   async setCheckpoint(projection: string, position: { commit: bigint; prepare: bigint }, events: number): Promise<void> {
@@ -156,21 +170,22 @@ class PgTx implements ReadModelTx {
     return r.rows.map((x) => x.k as string);
   }
 
-  private async bulk(t: TableSpec, rows: readonly Row[], conflict: string): Promise<void> {
-    if (rows.length === 0) return;
-    const cols = t.columns.map((c) => c.name);
-    const arrays = t.columns.map((c) => rows.map((r) => r[c.name] ?? null));
-    const unnest = t.columns.map((c, i) => `$${i + 1}::${pgArrayType(c.type)}`).join(', ');
-    await this.q(`INSERT INTO ${t.name} (${cols.join(', ')}) SELECT * FROM unnest(${unnest}) ON CONFLICT (${t.key}) ${conflict}`, arrays);
-  }
-
-  upsert(t: TableSpec, rows: readonly Row[]): Promise<void> {
-    const set = t.columns.filter((c) => c.name !== t.key).map((c) => `${c.name} = excluded.${c.name}`);
-    return this.bulk(t, rows, `DO UPDATE SET ${set.join(', ')}`);
-  }
-
-  insertIgnore(t: TableSpec, rows: readonly Row[]): Promise<void> {
-    return this.bulk(t, rows, 'DO NOTHING');
+  async write(t: TableSpec, rows: readonly Row[], entries?: { table: TableSpec; rows: readonly Row[] }): Promise<void> {
+    const values: unknown[][] = [];
+    // INSERT ... SELECT FROM unnest(one array per column): any number of rows as one statement with fixed parameters.
+    const insert = (spec: TableSpec, rs: readonly Row[], conflict: string) => {
+      const arrays = spec.columns.map((c) => `$${values.push(rs.map((r) => r[c.name] ?? null))}::${pgArrayType(c.type)}`);
+      return `INSERT INTO ${spec.name} (${spec.columns.map((c) => c.name).join(', ')}) SELECT * FROM unnest(${arrays.join(', ')}) ON CONFLICT (${spec.key}) ${conflict}`;
+    };
+    const statements: string[] = [];
+    if (rows.length) {
+      const set = t.columns.filter((c) => c.name !== t.key).map((c) => `${c.name} = excluded.${c.name}`);
+      statements.push(insert(t, rows, `DO UPDATE SET ${set.join(', ')}`));
+    }
+    if (entries?.rows.length) statements.push(insert(entries.table, entries.rows, 'DO NOTHING'));
+    if (statements.length === 0) return;
+    // Two tables as one statement: data-modifying CTEs, each run once and to completion (neither reads the other).
+    await this.q(statements.length === 1 ? statements[0]! : `WITH ${statements.map((x, i) => `w${i} AS (${x})`).join(', ')} SELECT 1`, values);
   }
 
   async exec(sql: string, keys: readonly string[] | null, tables?: Record<string, string>): Promise<number> {
@@ -180,12 +195,14 @@ class PgTx implements ReadModelTx {
   }
 
   async execGuarded(sql: string | readonly string[], keys: readonly string[] | null): Promise<string | null> {
-    // Released only when the next one opens (same round trip): never nested, and no round trip of its own.
-    await this.simple(this.savepoint ? 'RELEASE SAVEPOINT publish; SAVEPOINT publish' : 'SAVEPOINT publish');
-    this.savepoint = true;
+    // Several statements as one: data-modifying CTEs, each run once and to completion. Sent with its savepoint in one
+    // round trip (keys as a literal); a savepoint is released only when the next one opens: never nested.
+    const text = typeof sql === 'string' ? sql : sql.length === 1 ? sql[0]! : `WITH ${sql.map((s, i) => `s${i} AS (${s})`).join(', ')} SELECT 1`;
+    const render = keys === null ? RENDER : { ...RENDER, keys: (c: string) => `${c} = ANY(${this.keysLiteral(keys)})` };
+    const savepoint = this.savepoint ? 'RELEASE SAVEPOINT publish; SAVEPOINT publish' : 'SAVEPOINT publish';
+    this.savepoint = true; // it runs before the statement in the same round trip, so it exists if the statement fails
     try {
-      // Several statements as one: data-modifying CTEs, each run once and to completion (one round trip).
-      await this.exec(typeof sql === 'string' ? sql : sql.length === 1 ? sql[0]! : `WITH ${sql.map((s, i) => `s${i} AS (${s})`).join(', ')} SELECT 1`, keys);
+      await this.simple(`${savepoint}; ${renderSql(text, render, keys !== null)}`);
       return null;
     } catch (err) {
       // class 23: integrity constraint violation (FK, check, not null, unique); class 22: data exception (an id that is

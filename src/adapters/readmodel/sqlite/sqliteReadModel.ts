@@ -83,6 +83,10 @@ class SqliteTx implements ReadModelTx {
     this.stmt('UPDATE projection_checkpoints SET failure = ? WHERE projection = ?').run(failure && JSON.stringify(failure), projection);
   }
 
+  async lockAndLoad(projection: string, t: TableSpec, keys: readonly string[]): Promise<{ checkpoint: Checkpoint; rows: Row[] }> {
+    return { checkpoint: await this.lockCheckpoint(projection), rows: await this.load(t, keys) };
+  }
+
   async load(t: TableSpec, keys: readonly string[]): Promise<Row[]> {
     if (keys.length === 0) return [];
     return this.stmt(`SELECT * FROM ${t.name} WHERE ${t.key} IN (SELECT value FROM json_each(?))`).all(JSON.stringify(keys)) as Row[];
@@ -92,7 +96,7 @@ class SqliteTx implements ReadModelTx {
     return (this.stmt(`SELECT ${t.key} AS k FROM ${t.name}`).all() as { k: string }[]).map((x) => x.k);
   }
 
-  private write(t: TableSpec, rows: readonly Row[], conflict: string): void {
+  private insert(t: TableSpec, rows: readonly Row[], conflict: string): void {
     if (rows.length === 0) return;
     const cols = t.columns.map((c) => c.name);
     const s = this.stmt(`INSERT INTO ${t.name} (${cols.join(', ')}) VALUES (${cols.map(() => '?').join(', ')}) ON CONFLICT (${t.key}) ${conflict}`);
@@ -103,13 +107,9 @@ class SqliteTx implements ReadModelTx {
     }
   }
 
-  async upsert(t: TableSpec, rows: readonly Row[]): Promise<void> {
-    const set = t.columns.filter((c) => c.name !== t.key).map((c) => `${c.name} = excluded.${c.name}`);
-    this.write(t, rows, `DO UPDATE SET ${set.join(', ')}`);
-  }
-
-  async insertIgnore(t: TableSpec, rows: readonly Row[]): Promise<void> {
-    this.write(t, rows, 'DO NOTHING');
+  async write(t: TableSpec, rows: readonly Row[], entries?: { table: TableSpec; rows: readonly Row[] }): Promise<void> {
+    this.insert(t, rows, `DO UPDATE SET ${t.columns.filter((c) => c.name !== t.key).map((c) => `${c.name} = excluded.${c.name}`).join(', ')}`);
+    if (entries) this.insert(entries.table, entries.rows, 'DO NOTHING');
   }
 
   async exec(sql: string, keys: readonly string[] | null, tables?: Record<string, string>): Promise<number> {
