@@ -247,11 +247,11 @@ export class PgReadModel implements ReadModel {
   readonly pool: pg.Pool;
 
   constructor(private readonly options: PgReadModelOptions) {
-    this.pool = new pg.Pool(this.clientConfig(options.poolSize ?? 4));
+    // A new pooled client is handed out once its session is set up (pg-pool awaits onConnect; if it fails, the client
+    // is closed and the checkout fails with that error), so no query ever overlaps the SET on one connection.
+    this.pool = new pg.Pool({ ...this.clientConfig(options.poolSize ?? 4), onConnect: async (c) => void (await c.query(this.sessionSql)) });
     // An idle client that dies is replaced by the pool; log instead of crashing the process.
     this.pool.on('error', (err) => options.logger?.warn({ err }, 'readmodel_pg_idle_error'));
-    // Runs before any query of a new pooled client (node-postgres queues queries in order).
-    this.pool.on('connect', (c) => void c.query(this.sessionSql).catch((err) => options.logger?.warn({ err }, 'readmodel_pg_session_setup_failed')));
   }
 
   /** Session settings, sent with SET after connecting (poolers may refuse startup `options`). */
