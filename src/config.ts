@@ -70,6 +70,8 @@ export const configSchema = z.object({
   /** Supabase Postgres for projections and checkpoints; without it, read models live in the SQLite file. */
   DATABASE_URL: optionalUrl,
   PROJECTIONS_ENABLED: bool.default('true'),
+  /** `serve` runs its projectors in a worker thread of their own, out of the pipeline's event loop (fresher status). */
+  PROJECTIONS_THREAD: bool.default('true'),
   PROJECTION_BATCH_SIZE: int(500, 1, 100_000),
   /** The worker applies the platform bridge's inbox (wearon.credit_inbox in DATABASE_URL; docs/platform-adoption.md). */
   BRIDGE_INBOX: bool.default('true'),

@@ -1,6 +1,6 @@
 // Every metric the service exports, in one place: dashboards and alert rules in monitoring/ are checked against
 // this registry's output by tests/integration/monitoring-metrics.test.ts.
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { AggregatorRegistry, Counter, Gauge, Histogram, Registry, collectDefaultMetrics, type MetricObjectWithValues, type MetricValue } from 'prom-client';
 
 const STAGE_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 45, 60, 120, 300];
 const FAST_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5];
@@ -167,3 +167,12 @@ export function createMetrics(options: { defaults?: boolean } = {}) {
 }
 
 export type Metrics = ReturnType<typeof createMetrics>;
+
+/** Metrics collected by another thread of this process (its registry's getMetricsAsJSON()). */
+export type ForeignMetrics = MetricObjectWithValues<MetricValue<string>>[];
+
+/** The registry's exposition text, with metrics from other threads merged in (a metric both have: values summed). */
+export async function renderMetrics(registry: Registry, foreign: readonly ForeignMetrics[] = []): Promise<string> {
+  if (foreign.length === 0) return registry.metrics();
+  return AggregatorRegistry.aggregate([await registry.getMetricsAsJSON(), ...foreign]).metrics();
+}

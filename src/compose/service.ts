@@ -19,16 +19,18 @@ import { projectionsRoutes } from '../http/routes/projections.ts';
 import { v1Routes } from '../http/routes/v1.ts';
 import { createHttpServer } from '../http/server.ts';
 import type { Logger } from '../logger.ts';
-import { createMetrics, type Metrics } from '../metrics.ts';
+import { createMetrics, type ForeignMetrics, type Metrics } from '../metrics.ts';
 import { LagHistory } from '../projections/lagHistory.ts';
 import { projectorsProbe } from '../projections/projector.ts';
+import type { ReadModel } from '../projections/readModel.ts';
 import { Replays } from '../projections/replayJob.ts';
 import { verifyReadModels } from '../projections/verifyReadModels.ts';
 import { startInbox } from './bridge.ts';
 import type { InboxConsumer } from '../bridge/consumer.ts';
 import { createGeneration } from './generation.ts';
 import { openEventStore, workerIdOf } from './ledger.ts';
-import { openReadModel, startProjections, type RunningProjections } from './readModel.ts';
+import { startProjectionThread } from './projectionThread.ts';
+import { openReadModel, startProjections } from './readModel.ts';
 import { openRedis, openTaskQueue } from './redis.ts';
 import { Scope } from './scope.ts';
 
@@ -69,11 +71,11 @@ export async function startService(config: Config, parts: Parts, logger: Logger)
   try {
     const store = scope.add(await openEventStore(config, log, metrics));
     const jobs = new Jobs((kind, err) => log.error({ err, job: kind }, 'job_failed'));
-    let projections: RunningProjections | undefined;
+    let readModel: ReadModel | undefined; // the projections' read model, when this process runs them
     const ledgerHealth = new LedgerHealth({
       store,
       jobs,
-      readModelDrifts: async () => (projections ? verifyReadModels(store, projections.readModel, log) : []),
+      readModelDrifts: async () => (readModel ? verifyReadModels(store, readModel, log) : []),
       onResult: reportVerify(metrics, log),
     });
     const health = new HealthMonitor({ metrics });
@@ -130,12 +132,24 @@ export async function startService(config: Config, parts: Parts, logger: Logger)
       log.info({ concurrency: config.WORKER_CONCURRENCY, generator: pipeline.generator.provider, intake: queue ? 'redis+http' : 'http' }, 'worker_started');
     }
 
+    let threadMetrics: (() => Promise<ForeignMetrics>) | undefined;
     if (parts.projections) {
-      const running = scope.add(await startProjections(config, store, log, metrics));
-      projections = running;
-      health.add({ name: 'read_model', check: async () => void (await running.readModel.query('SELECT 1 AS ok')) });
-      health.add({ name: 'projections', check: projectorsProbe(running.projectors) });
-      log.info({ read_model: running.readModel.dialect, projectors: running.projectors.length }, 'projections_started');
+      let probe: () => Promise<Record<string, unknown>>;
+      if (parts.worker && config.PROJECTIONS_THREAD) {
+        // Beside the pipeline: the projectors in a thread of their own; this thread's read model serves the routes.
+        readModel = scope.add(await openReadModel(config, log));
+        const thread = scope.add(await startProjectionThread(config, store, log));
+        probe = thread.probe;
+        threadMetrics = thread.metrics;
+      } else {
+        const running = scope.add(await startProjections(config, store, log, metrics));
+        readModel = running.readModel;
+        probe = projectorsProbe(running.projectors);
+      }
+      const rm = readModel;
+      health.add({ name: 'read_model', check: async () => void (await rm.query('SELECT 1 AS ok')) });
+      health.add({ name: 'projections', check: probe });
+      log.info({ read_model: rm.dialect, thread: Boolean(threadMetrics) }, 'projections_started');
     }
 
     scope.defer(() => jobs.stop()); // before the store and read models close under a running verify or replay
@@ -154,7 +168,7 @@ export async function startService(config: Config, parts: Parts, logger: Logger)
         },
       });
       app.addHook('onRequest', browserGuard(apiToken));
-      await app.register(healthRoutes({ health, metrics, startedAt: Date.now() }));
+      await app.register(healthRoutes({ health, metrics, startedAt: Date.now(), ...(threadMetrics ? { threadMetrics } : {}) }));
       await app.register(
         v1Routes({
           store,
@@ -173,15 +187,15 @@ export async function startService(config: Config, parts: Parts, logger: Logger)
       );
       if (pipeline.localStore) await app.register(filesRoutes({ store: pipeline.localStore }));
       let consoleProjections;
-      if (projections) {
-        await app.register(projectionsRoutes({ store, readModel: projections.readModel, ...apiToken }));
-        const lag = new LagHistory(store, projections.readModel, log);
+      if (readModel) {
+        await app.register(projectionsRoutes({ store, readModel, ...apiToken }));
+        const lag = new LagHistory(store, readModel, log);
         lag.start();
         scope.defer(() => lag.stop());
         // A replay writes through a read-model connection of its own, as `wearon replay` does.
         const openReplayReadModel = async () => (await openReadModel(config, log)).value;
         const replays = new Replays({ store, jobs, logger: log, openReadModel: openReplayReadModel });
-        consoleProjections = { readModel: projections.readModel, replays, lag };
+        consoleProjections = { readModel, replays, lag };
       }
       await app.register(
         adminRoutes({

@@ -83,6 +83,8 @@ describe.skipIf(!ready)('console in Chromium, with API_TOKEN', () => {
       return (g.status === 'completed' || g.status === 'failed') && g;
     }, 60_000);
 
+  // The hook's budget covers the deadlines inside it (three generations of up to 60 s each, the settling, Chromium's
+  // start), so a slow step fails with its own message instead of the hook's blanket timeout.
   beforeAll(async () => {
     images = await startImageServer();
     images.serve('/model.jpg', await noisyJpeg(600, 800, 3), 'image/jpeg');
@@ -127,7 +129,7 @@ describe.skipIf(!ready)('console in Chromium, with API_TOKEN', () => {
     page = await context.newPage();
     page.setDefaultTimeout(scaled(30_000)); // Playwright's own default, stretched by TEST_TIME_SCALE
     page.on('pageerror', (err) => pageErrors.push(err));
-  });
+  }, scaled(240_000));
 
   afterEach(() => {
     expect(pageErrors, 'uncaught errors in the page').toEqual([]);
