@@ -1,5 +1,5 @@
-// Generation pipeline throughput: one service process (Redis intake, SQLite ledger, local storage, the real OpenAI
-// adapter against an instant stand-in), two 2-megapixel inputs per task. Baseline in the same run: the image work
+// Generation pipeline throughput: one service (Redis intake, SQLite ledger, local storage, the real OpenAI adapter
+// against an instant stand-in, the stand-ins in a process of their own: bench/standins.ts), two 2-megapixel inputs per task. Baseline in the same run: the image work
 // alone (download + prepare of the same inputs, no ledger, no queue), and /health latency while idle.
 // Inputs: two fixture photographs scaled to 2 megapixels (noise images when the fixtures are absent: slower to code).
 import { randomUUID } from 'node:crypto';
@@ -12,11 +12,10 @@ import { readLog } from '../src/app/log.ts';
 import { createInputImages } from '../src/adapters/images/prepare.ts';
 import { buildProducerTask, serializeProducerTask } from '../src/contract.ts';
 import type { GenerationCompleted } from '../src/domain/events.ts';
-import { startFakeOpenAI } from '../tests/support/fakeOpenAI.ts';
-import { startImageServer } from '../tests/support/imageServer.ts';
 import { noisyJpeg } from '../tests/support/images.ts';
 import { deleteKeys, peoplePhoto, REDIS_URL, redisAvailable } from '../tests/support/services.ts';
 import { freePort } from '../tests/support/stack.ts';
+import { startStandinsProcess } from './standins.ts';
 import type { BenchSuite, Figure } from './types.ts';
 
 /** The bench's paying user (the contract takes the platform's UUIDs only). */
@@ -77,14 +76,11 @@ export const pipelineBench: BenchSuite = async (ctx) => {
     return [];
   }
   const tasks = ctx.quick ? 120 : 400;
-  const fake = await startFakeOpenAI();
-  const images = await startImageServer();
-  images.serve('/model.jpg', await twoMegapixel('yogait-man-armsdown-office.jpg', 11), 'image/jpeg');
-  images.serve('/outfit.jpg', await twoMegapixel('tfjs-yoga-warrior-beach.jpg', 12), 'image/jpeg');
-  const urls = [images.url('/model.jpg'), images.url('/outfit.jpg')];
+  const standins = await startStandinsProcess('2mp');
+  const urls = standins.urls;
   const queueKey = `bench:${randomUUID().slice(0, 8)}:tasks`;
   const port = await freePort();
-  const config = pipelineBenchConfig({ dataDir: `${ctx.tmpDir}/pipeline`, port, queueKey, openaiBaseUrl: fake.baseURL });
+  const config = pipelineBenchConfig({ dataDir: `${ctx.tmpDir}/pipeline`, port, queueKey, openaiBaseUrl: standins.openaiBaseUrl });
   const redis = new Redis(REDIS_URL);
   const service = await startService(config, { http: true, worker: true, projections: false }, silentLogger());
   const base = `http://127.0.0.1:${port}`;
@@ -197,7 +193,6 @@ export const pipelineBench: BenchSuite = async (ctx) => {
     await service.stop();
     await deleteKeys(redis, queueKey);
     redis.disconnect();
-    await fake.close();
-    await images.close();
+    await standins.stop();
   }
 };
