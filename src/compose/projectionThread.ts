@@ -99,9 +99,11 @@ export async function startProjectionThread(config: Config, store: EventStore, l
         }
       });
     });
+  let restarting: Promise<void> | null = null;
   const restart = () => {
     if (stopping) return;
-    spawn().catch((err: unknown) => {
+    restarting = spawn().catch((err: unknown) => {
+      if (stopping) return;
       log.error({ err, restart_in_ms: restartDelayMs }, 'projection_thread_restart_failed');
       restartTimer = setTimeout(restart, restartDelayMs);
       restartDelayMs = Math.min(restartDelayMs * 2, 30_000);
@@ -134,6 +136,7 @@ export async function startProjectionThread(config: Config, store: EventStore, l
       stopping = true;
       clearTimeout(restartTimer);
       off?.();
+      await restarting; // a thread starting now is stopped like a running one
       const w = worker;
       if (!w) return;
       const exited = once(w, 'exit');

@@ -120,15 +120,23 @@ export async function commitBatch(
   events: readonly RecordedEvent[],
 ): Promise<number> {
   // The state rows load with the lock, in one round trip: those of every event given, a superset of the fresh ones'.
-  const keyed = keyedRecords(t.projection, events);
-  const { checkpoint: cp, rows } = await tx.lockAndLoad(t.checkpoint, t.state, keysOf(keyed));
+  let keyed: Array<[string, LedgerRecord]> | null;
+  try {
+    keyed = keyedRecords(t.projection, events);
+  } catch {
+    keyed = null; // an undecodable event: it fails the batch only if the checkpoint says it is still to be applied
+  }
+  const { checkpoint: cp, rows } = await tx.lockAndLoad(t.checkpoint, t.state, keyed ? keysOf(keyed) : []);
   if (comparePositions(cp.position, expected) !== 0) {
     throw new CheckpointConflictError(`${t.checkpoint}: checkpoint is ${formatPosition(cp.position)}, expected ${formatPosition(expected)}`);
   }
   const fresh = events.filter((e) => comparePositions(e.position, cp.position) > 0);
   if (fresh.length === 0) return 0;
-  const freshKeyed = fresh.length === events.length ? keyed : keyedRecords(t.projection, fresh);
-  if (freshKeyed.length) await writeFold(tx, t, freshKeyed, rows);
+  if (!keyed) await applyEvents(tx, t, fresh);
+  else {
+    const freshKeyed = fresh.length === events.length ? keyed : keyedRecords(t.projection, fresh);
+    if (freshKeyed.length) await writeFold(tx, t, freshKeyed, rows);
+  }
   await tx.setCheckpoint(t.checkpoint, fresh[fresh.length - 1]!.position, cp.events + fresh.length);
   return fresh.length;
 }

@@ -9,14 +9,15 @@ import { join } from 'node:path';
 import pino from 'pino';
 import { describe, expect, it } from 'vitest';
 import { openSqliteEventStore, type SqliteEventStore } from '../../src/adapters/eventstore/sqlite/sqliteEventStore.ts';
-import { formatPosition, type NewEvent } from '../../src/app/ports/eventStore.ts';
+import { START, formatPosition, type NewEvent } from '../../src/app/ports/eventStore.ts';
+import { readAfter } from '../../src/app/log.ts';
 import { projectionsCommand } from '../../src/cli/commands/projections.ts';
 import { verifyCommand } from '../../src/cli/commands/ledger.ts';
 import { loadConfig } from '../../src/config.ts';
 import { MAX_CREDITS } from '../../src/domain/account.ts';
 import { accountStream } from '../../src/domain/streams.ts';
 import { createMetrics } from '../../src/metrics.ts';
-import { Projector, projectionStatus, projectorsProbe } from '../../src/projections/projector.ts';
+import { Projector, commitBatch, liveTarget, projectionStatus, projectorsProbe } from '../../src/projections/projector.ts';
 import { PROJECTIONS } from '../../src/projections/projections.ts';
 import { openSqliteReadModel } from '../../src/adapters/readmodel/sqlite/sqliteReadModel.ts';
 import { verifyReadModels } from '../../src/projections/verifyReadModels.ts';
@@ -203,4 +204,30 @@ describe('a projector that cannot apply an event (SQLite read model, the CLI)', 
       rmSync(dir, { recursive: true, force: true });
     }
   }, scaled(60_000));
+});
+
+describe('a batch that reaches back before the checkpoint', () => {
+  it('applies only its fresh events, even when one it is already past cannot be decoded', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'wearon-stuck-behind-'));
+    const store = openSqliteEventStore({ path: join(dir, 'ledger.sqlite') });
+    const rm = openSqliteReadModel({ path: join(dir, 'readmodels.sqlite') });
+    const target = liveTarget(PROJECTIONS['credit-balances']);
+    try {
+      await rm.migrate();
+      const a = `user:${randomUUID()}`;
+      await appendRaw(store, a, 'CreditsGranted', { amount: 3, reason: 'purchase', reference: 'r1' });
+      const poison = await appendRaw(store, a, 'CreditsGranted', { amount: 'three', reason: 'purchase', reference: 'r2' });
+      await appendRaw(store, a, 'CreditsGranted', { amount: 4, reason: 'purchase', reference: 'r3' });
+      const batch = await readAfter(store, START, 10);
+      const past = batch.find((e) => e.id === poison)!.position;
+      // The projection is past the poison (e.g. another instance moved on), and this instance's batch still holds it.
+      await rm.transaction(async (tx) => (await tx.lockCheckpoint(target.checkpoint), tx.setCheckpoint(target.checkpoint, past, 2)));
+      expect(await rm.transaction((tx) => commitBatch(tx, target, past, batch))).toBe(1);
+      expect(await rm.query('SELECT balance FROM credit_accounts WHERE account = ?', [a])).toEqual([{ balance: 4 }]);
+    } finally {
+      await rm.close();
+      await store.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
 });
