@@ -128,6 +128,11 @@ interface BenchReadModel {
   close(): Promise<void>;
 }
 
+const movesIn = (rm: ReadModel) => async (projection: string): Promise<Move[]> =>
+  (await rm.query('SELECT commit_position, at_ms FROM bench_checkpoint_moves WHERE projection = ? ORDER BY commit_position', [projection])).map(
+    (r) => ({ commit: BigInt(r.commit_position!), at: Number(r.at_ms) }),
+  );
+
 async function sqliteReadModel(dataDir: string): Promise<BenchReadModel> {
   const rm = openSqliteReadModel({ path: path.join(dataDir, 'readmodels.sqlite') }); // where the service looks for it
   await rm.migrate();
@@ -135,10 +140,7 @@ async function sqliteReadModel(dataDir: string): Promise<BenchReadModel> {
   return {
     rm,
     env: {},
-    moves: async (projection) =>
-      (await rm.query('SELECT commit_position, at_ms FROM bench_checkpoint_moves WHERE projection = ? ORDER BY commit_position', [projection])).map(
-        (r) => ({ commit: BigInt(r.commit_position!), at: Number(r.at_ms) }),
-      ),
+    moves: movesIn(rm),
     close: () => rm.close(),
   };
 }
@@ -157,10 +159,7 @@ async function postgresReadModel(): Promise<BenchReadModel> {
     rm,
     // The platform bridge's inbox is left off: this database has no bridge installed.
     env: { DATABASE_URL: url.href, BRIDGE_INBOX: 'false' },
-    moves: async (projection) =>
-      (await rm.query('SELECT commit_position, at_ms FROM bench_checkpoint_moves WHERE projection = ? ORDER BY commit_position', [projection])).map(
-        (r) => ({ commit: BigInt(r.commit_position!), at: Number(r.at_ms) }),
-      ),
+    moves: movesIn(rm),
     close: async () => {
       await rm.close();
       await admin.query(`DROP DATABASE IF EXISTS ${database} WITH (FORCE)`);
