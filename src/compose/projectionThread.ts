@@ -16,7 +16,7 @@ import type { Resource } from './scope.ts';
 export type ThreadRequest = { kind: 'probe' } | { kind: 'metrics' };
 export type ToThread = { type: 'appended' } | { type: 'request'; id: number; request: ThreadRequest } | { type: 'stop' };
 type FromThread =
-  | { type: 'started'; projectors: number }
+  | { type: 'started' }
   | { type: 'failed'; error: string }
   | { type: 'log'; line: string }
   | { type: 'response'; id: number; ok: true; value: unknown }
@@ -94,8 +94,7 @@ export async function startProjectionThread(config: Config, store: EventStore, l
         if (!started) reject(new Error(`projection thread exited with ${code} before its projectors started`));
         else if (!stopping) {
           log.error({ code, restart_in_ms: restartDelayMs }, 'projection_thread_exited');
-          restartTimer = setTimeout(restart, restartDelayMs);
-          restartDelayMs = Math.min(restartDelayMs * 2, 30_000);
+          scheduleRestart();
         }
       });
     });
@@ -105,10 +104,14 @@ export async function startProjectionThread(config: Config, store: EventStore, l
     restarting = spawn().catch((err: unknown) => {
       if (stopping) return;
       log.error({ err, restart_in_ms: restartDelayMs }, 'projection_thread_restart_failed');
-      restartTimer = setTimeout(restart, restartDelayMs);
-      restartDelayMs = Math.min(restartDelayMs * 2, 30_000);
+      scheduleRestart();
     });
   };
+  /** The next attempt after the current delay, which doubles up to 30 s (a successful start resets it). */
+  function scheduleRestart(): void {
+    restartTimer = setTimeout(restart, restartDelayMs);
+    restartDelayMs = Math.min(restartDelayMs * 2, 30_000);
+  }
 
   const request = <T>(r: ThreadRequest): Promise<T> => {
     const w = worker;

@@ -53,7 +53,7 @@ let projections: Awaited<ReturnType<typeof startProjections>> | undefined;
 try {
   store = await openEventStore(config, logger, metrics);
   projections = await startProjections(config, wokenByMain(store.value, wakes), logger, metrics);
-  port.postMessage({ type: 'started', projectors: projections.value.projectors.length });
+  port.postMessage({ type: 'started' });
 } catch (err) {
   await store?.close().catch(() => undefined);
   port.postMessage({ type: 'failed', error: err instanceof Error ? err.message : String(err) });
