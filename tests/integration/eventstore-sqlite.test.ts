@@ -99,4 +99,24 @@ describe('sqlite event store specifics', () => {
       rmSync(dir, { recursive: true, force: true });
     }
   });
+
+  it('reads a filtered log in position order: no per-page sort on the stream index', async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'wearon-es-'));
+    const store = openSqliteEventStore({ path: path.join(dir, 'ledger.sqlite') });
+    const prepared: string[] = [];
+    const prepare = store.db.prepare.bind(store.db);
+    store.db.prepare = ((sql: string) => (prepared.push(sql), prepare(sql))) as typeof store.db.prepare;
+    try {
+      for (let i = 0; i < 40; i++) await store.append(i % 2 ? `generation-${i}` : `credit-account-user:${i}`, [ev('A'), ev('B')], 'no_stream');
+      const page = await store.readAll({ fromPosition: 'start', maxCount: 10, filter: { streamPrefixes: ['generation-'] } });
+      expect(page.map((e) => `${e.streamId} ${e.type}`)).toEqual([1, 3, 5, 7, 9].flatMap((i) => [`generation-${i} A`, `generation-${i} B`]));
+      const sql = prepared.find((q) => q.startsWith('SELECT * FROM events WHERE global_position'))!;
+      const plan = (store.db.prepare(`EXPLAIN QUERY PLAN ${sql}`).all(0, 'generation-', 'generation-\uffff', 10) as { detail: string }[]).map((r) => r.detail);
+      // the (stream_id, revision) index plus a sort of every match after the position, per page, made whole-log reads quadratic
+      expect(plan).toEqual([expect.stringContaining('USING INTEGER PRIMARY KEY')]);
+    } finally {
+      await store.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
 });

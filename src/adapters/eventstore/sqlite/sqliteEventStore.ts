@@ -52,16 +52,20 @@ function toRecorded(r: Row): RecordedEvent {
   };
 }
 
-/** SQL for a filter; prefixes use a range on the primary text order (`>= p AND < p || U+FFFF`), not LIKE. */
+/**
+ * SQL for a filter; prefixes use a range on the primary text order (`>= p AND < p || U+FFFF`), not LIKE. The unary `+`
+ * keeps SQLite walking the log in global_position order: on the (stream_id, revision) index it would sort every
+ * matching event after the position for each page (a temp B-tree per page, quadratic over a whole-log read).
+ */
 function filterSql(filter: EventFilter | undefined): { sql: string; params: unknown[] } {
   const parts: string[] = [];
   const params: unknown[] = [];
   if (filter?.streamPrefixes?.length) {
-    parts.push(`(${filter.streamPrefixes.map(() => '(stream_id >= ? AND stream_id < ?)').join(' OR ')})`);
+    parts.push(`(${filter.streamPrefixes.map(() => '(+stream_id >= ? AND +stream_id < ?)').join(' OR ')})`);
     for (const p of filter.streamPrefixes) params.push(p, `${p}\uffff`);
   }
   if (filter?.eventTypes?.length) {
-    parts.push(`type IN (${filter.eventTypes.map(() => '?').join(',')})`);
+    parts.push(`+type IN (${filter.eventTypes.map(() => '?').join(',')})`);
     params.push(...filter.eventTypes);
   }
   return { sql: parts.length ? ` AND ${parts.join(' AND ')}` : '', params };
