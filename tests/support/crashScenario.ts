@@ -8,7 +8,7 @@ import { promisify } from 'node:util';
 import { Redis } from 'ioredis';
 import { buildProducerTask, serializeProducerTask } from '../../src/contract.ts';
 import { startFakeOpenAI, type FakeStep } from './fakeOpenAI.ts';
-import { deleteKeys } from './services.ts';
+import { deleteKeys, queueBacklog } from './services.ts';
 import { startImageServer } from './imageServer.ts';
 import { noisyJpeg } from './images.ts';
 import { freePort, projectionsCaughtUp, ROOT, startService, tempDir, waitFor } from './stack.ts';
@@ -141,11 +141,12 @@ export async function runCrashScenario(o: CrashOptions): Promise<CrashReport> {
       async () => {
         const statuses = await Promise.all(sessions.map(statusOf));
         const open = statuses.filter((s) => !['completed', 'failed', 'rejected'].includes(s)).length;
-        const waiting = await redis.llen(queueKey);
-        const progress = `crash: ${sessions.length - open}/${sessions.length} terminal, ${waiting} waiting in Redis`;
+        // taken: an invalid payload is dead-lettered after the queue looks empty, from the worker's processing list
+        const { waiting, taken } = await queueBacklog(redis, queueKey);
+        const progress = `crash: ${sessions.length - open}/${sessions.length} terminal, ${waiting} waiting in Redis, ${taken} taken`;
         if (progress !== lastProgress) log(progress);
         lastProgress = progress;
-        if (open > 0 || waiting > 0) return false;
+        if (open > 0 || waiting > 0 || taken > 0) return false;
         for (const u of users) {
           const a = (await (await fetch(`${base}/v1/accounts/user:${u}`)).json()) as { open_holds: unknown[] };
           if (a.open_holds.length) return false;

@@ -24,7 +24,7 @@ import { prng } from './crashScenario.ts';
 import { startFakeOpenAI, type FakeStep } from './fakeOpenAI.ts';
 import { startImageServer } from './imageServer.ts';
 import { noisyJpeg } from './images.ts';
-import { deleteKeys } from './services.ts';
+import { deleteKeys, queueBacklog } from './services.ts';
 import { freePort, ROOT, run, tempDir, waitFor } from './stack.ts';
 
 export interface DrillOptions {
@@ -280,12 +280,14 @@ export async function runScaleOutDrill(o: DrillOptions): Promise<DrillReport> {
       let last = '';
       await waitFor(label, async () => {
         const done = await refresh(sessions);
-        const waiting = await redis.llen(queueKey);
-        const line = `drill: ${label}: ${done}/${sessions.length} terminal, ${waiting} waiting in Redis`;
+        // taken: a killed worker's processing list (re-driven when its heartbeat expires) may hold an invalid payload,
+        // which no session id tracks; the phase ends when every payload was handled (dead letters counted after it)
+        const { waiting, taken } = await queueBacklog(redis, queueKey);
+        const line = `drill: ${label}: ${done}/${sessions.length} terminal, ${waiting} waiting in Redis, ${taken} taken`;
         if (line !== last) o.log(line);
         last = line;
         await onProgress?.(done);
-        return done === sessions.length && waiting === 0;
+        return done === sessions.length && waiting === 0 && taken === 0;
       }, timeoutMs);
     };
 

@@ -5,6 +5,7 @@ import net from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Redis } from 'ioredis';
+import { queueKeys } from '../../src/adapters/queue/redisTaskQueue.ts';
 import { scaled } from './deadlines.ts';
 
 export const REDIS_URL = process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379/15';
@@ -56,4 +57,15 @@ export function peoplePhoto(name: string): string | null {
 export async function deleteKeys(redis: Redis, prefix: string): Promise<void> {
   const keys = await redis.keys(`${prefix}*`);
   if (keys.length) await redis.del(...keys);
+}
+
+/**
+ * What a queue still holds: tasks waiting, and tasks a worker has taken but not yet acked or dead-lettered (its
+ * processing list; a killed worker's stays there until its heartbeat expires and it is re-driven). Both zero: every
+ * pushed payload has been handled, an invalid one included (it is dead-lettered from the processing list).
+ */
+export async function queueBacklog(redis: Redis, queueKey: string): Promise<{ waiting: number; taken: number }> {
+  const lists = await redis.keys(`${queueKeys(queueKey, '').processingPrefix}*`);
+  const taken = (await Promise.all(lists.map((k) => redis.llen(k)))).reduce((a, b) => a + b, 0);
+  return { waiting: await redis.llen(queueKey), taken };
 }
