@@ -4,7 +4,7 @@
 import { MOVEMENT_EFFECT, MOVEMENT_KIND, accountMovement, change, type MovementEffect } from '../domain/movement.ts';
 import { byKey, compare, columnNames, type Drift, type Loose } from './drift.ts';
 import { atOrBefore, iso, notApplied, ownerColumns, pos, type Projection } from './projection.ts';
-import { accountIdOf } from '../domain/streams.ts';
+import { ACCOUNT_STREAM_PREFIX, accountIdOf } from '../domain/streams.ts';
 import { ACCOUNTS, LEDGER_ENTRIES, OPENING_TOTALS, PUBLISH_ACCOUNTS } from './schema.ts';
 
 export const creditBalances: Projection = {
@@ -12,6 +12,7 @@ export const creditBalances: Projection = {
   state: ACCOUNTS,
   entries: LEDGER_ENTRIES,
   publish: PUBLISH_ACCOUNTS,
+  reads: { streamPrefixes: [ACCOUNT_STREAM_PREFIX] },
   keyOf: (r) => (r.stream === 'account' ? accountIdOf(r.account) : null),
   reduce(prev, r, entries) {
     if (r.stream !== 'account' || (prev && notApplied(prev, r))) return prev;

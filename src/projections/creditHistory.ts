@@ -10,7 +10,7 @@ import type { LedgerRecord } from '../app/recorded.ts';
 import type { AccountEvent, GrantReason } from '../domain/events.ts';
 import { assertNever } from '../domain/exhaustive.ts';
 import { accountMovement, change } from '../domain/movement.ts';
-import { accountIdOf, parseAccountId, type AccountKind } from '../domain/streams.ts';
+import { ACCOUNT_STREAM_PREFIX, accountIdOf, parseAccountId, type AccountKind } from '../domain/streams.ts';
 import { byKey, compare, columnNames, type Drift, type Loose } from './drift.ts';
 import { IMPORT_REQUEST_ID } from './importBalances.ts';
 import { atOrBefore, iso, ownerColumns, type FoldResult, type Projection } from './projection.ts';
@@ -121,6 +121,7 @@ export const creditHistory: Projection = {
   state: HISTORY,
   publish: HISTORY_TABLES.map((t) => publishSql(t)),
   retract: HISTORY_TABLES.map((t) => `DELETE FROM ${t} WHERE ledger_event_id IS NOT NULL`),
+  reads: { streamPrefixes: [ACCOUNT_STREAM_PREFIX] },
   keyOf: (r) => (r.stream === 'account' ? r.recorded.id : null),
   reduce(prev, r) {
     // Keyed by event id: a line, once written, never changes.

@@ -1,13 +1,12 @@
 // What a projection is: a pure reducer over decoded events with its tables and publish statements, plus its own hooks
 // (seeding a rebuild from a position, gauges from its state, verifying what it published). Shared helpers for the
 // projections in this folder.
-import type { Position } from '../app/ports/eventStore.ts';
+import type { EventFilter, Position } from '../app/ports/eventStore.ts';
 import type { LedgerRecord } from '../app/recorded.ts';
 import { accountIdOf, type AccountRef } from '../domain/streams.ts';
 import type { Metrics } from '../metrics.ts';
 import type { Drift } from './drift.ts';
 import type { ReadModel, ReadModelTx, Row, TableSpec } from './readModel.ts';
-import { comparePositions } from '../app/ports/eventStore.ts';
 
 export type ProjectionName = 'session-status' | 'credit-balances' | 'credit-history';
 
@@ -30,6 +29,11 @@ export interface Projection {
    * again: for platform tables whose rows `publish` only inserts (history), so a rebuild leaves no stale or altered row.
    */
   retract?: readonly string[];
+  /**
+   * The streams it reads: `keyOf` is null for every event outside them. A rebuild reads the log through this filter, so
+   * the store skips (and never decodes) the rest; the invariant-5 property checks the two agree.
+   */
+  reads: EventFilter;
   keyOf(r: LedgerRecord): string | null;
   /** Pure: the next state row (a new object when changed, `prev` when the event changes nothing); may emit entries. */
   reduce(prev: Row | undefined, r: LedgerRecord, entries: Row[]): Row | undefined;
@@ -47,8 +51,12 @@ export interface Projection {
 export const iso = (t: string) => new Date(t).toISOString();
 
 /** The row already reflects this event (or a later one): applying it again changes nothing. */
-export const notApplied = (prev: Row, r: LedgerRecord) =>
-  comparePositions(r.recorded.position, { commit: BigInt(prev.last_commit as number), prepare: BigInt(prev.last_prepare as number) }) <= 0;
+export function notApplied(prev: Row, r: LedgerRecord): boolean {
+  // compared as the numbers the row holds (pos, below): no BigInt per event on the rebuild's hot path
+  const commit = Number(r.recorded.position.commit);
+  const prevCommit = prev.last_commit as number;
+  return commit < prevCommit || (commit === prevCommit && Number(r.recorded.position.prepare) <= (prev.last_prepare as number));
+}
 
 /** The row's position columns after this event. */
 export const pos = (r: LedgerRecord) => ({ last_commit: Number(r.recorded.position.commit), last_prepare: Number(r.recorded.position.prepare) });

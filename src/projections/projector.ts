@@ -7,6 +7,7 @@ import {
   START,
   comparePositions,
   formatPosition,
+  matchesFilter,
   type EventStore,
   type Position,
   type RecordedEvent,
@@ -137,7 +138,9 @@ export async function commitBatch(
     const freshKeyed = fresh.length === events.length ? keyed : keyedRecords(t.projection, fresh);
     if (freshKeyed.length) await writeFold(tx, t, freshKeyed, rows);
   }
-  await tx.setCheckpoint(t.checkpoint, fresh[fresh.length - 1]!.position, cp.events + fresh.length);
+  // counts the events of its streams, as a rebuild does (it reads nothing else)
+  const ofItsStreams = fresh.reduce((n, e) => n + (matchesFilter(e.streamId, e.type, t.projection.reads) ? 1 : 0), 0);
+  await tx.setCheckpoint(t.checkpoint, fresh[fresh.length - 1]!.position, cp.events + ofItsStreams);
   return fresh.length;
 }
 

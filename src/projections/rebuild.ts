@@ -32,7 +32,9 @@ export interface RebuildOptions {
   from?: Position;
   /** events folded in memory between two writes of the shadow tables (default 50,000) */
   flushEvents?: number;
-  /** called after each batch with events applied so far and the total to apply */
+  /** state rows kept in memory between flushes; past this many, the cache starts over after a flush (default 200,000) */
+  cachedRows?: number;
+  /** called after each batch: how far through the log it is (positions past `from`) and how far it goes */
   onProgress?: (done: number, total: number) => void;
   /** `replaying` into the shadow tables, then `swapping` them in (one transaction) */
   onPhase?: (phase: 'replaying' | 'swapping') => void;
@@ -69,6 +71,7 @@ export async function rebuildProjection(options: RebuildOptions): Promise<Rebuil
       if (comparePositions(from, START) !== 0) await p.seed(tx, { state: t.state, entries: t.entries }, from);
     });
     const head = await store.headPosition();
+    // Progress in log positions: a rebuild reads only its projection's streams, so a count of events would stop short.
     const total = head ? Math.max(0, Number(head.commit - from.commit)) : 0;
     let done = 0;
     logger.info({ projection: p.name, from: formatPosition(from), head: head && formatPosition(head) }, 'rebuild_started');
@@ -78,35 +81,42 @@ export async function rebuildProjection(options: RebuildOptions): Promise<Rebuil
     const processor = foldingProcessor(
       (fn) => lease.transaction(fn),
       t,
+      comparePositions(from, START) === 0, // not seeded: the shadow tables start empty
       options.flushEvents ?? 50_000,
+      options.cachedRows ?? 200_000,
       isolatingProcessor(targetProcessor((fn) => lease.transaction(fn), t), (err) => readModel.isTransient(err)),
-      (after, until) => readLog(store, { after, until, pageSize: batchSize }),
+      (after, until) => readLog(store, { after, until, pageSize: batchSize, filter: p.reads }),
     );
     await consume({
       store,
       processor,
       batchSize,
+      filter: p.reads,
       until: head,
       signal: options.signal,
-      onBatch: (n) => {
+      onBatch: (n, cp) => {
         done += n;
-        options.onProgress?.(done, total);
+        options.onProgress?.(Number(cp.commit - from.commit), total);
       },
     });
     await processor.flush();
     options.signal?.throwIfAborted();
+    options.onProgress?.(total, total);
     options.onPhase?.('swapping');
     const final = await readModel.transaction(async (tx) => {
       const live = await tx.lockCheckpoint(p.name); // blocks the live projector until commit
       const shadow = await tx.lockCheckpoint(t.checkpoint);
-      let cp = shadow.position;
+      // The replay read the log up to `head` through the projection's filter: the shadow holds everything up to it,
+      // though its checkpoint stands at the last event of its streams.
+      let cp = head && comparePositions(head, shadow.position) > 0 ? head : shadow.position;
       let events = shadow.events;
-      // Events the live projection applied after our snapshot of the head: apply them to the shadow here.
-      for await (const batch of readLog(store, { after: cp, until: live.position, pageSize: batchSize })) {
+      // Events the live projection applied after our snapshot of the head: apply them to the shadow here. The shadow
+      // then holds everything up to the later of the two checkpoints (the filtered reads skipped only other streams).
+      for await (const batch of readLog(store, { after: cp, until: live.position, pageSize: batchSize, filter: p.reads })) {
         await applyEvents(tx, t, batch);
-        cp = batch[batch.length - 1]!.position;
         events += batch.length;
       }
+      if (comparePositions(live.position, cp) > 0) cp = live.position;
       for (const [live_, shadow_] of [[p.state, t.state], [p.entries, t.entries]] as const) {
         if (!live_ || !shadow_) continue;
         await tx.exec(`DELETE FROM ${live_.name}`, null);
@@ -128,9 +138,6 @@ export async function rebuildProjection(options: RebuildOptions): Promise<Rebuil
   }
 }
 
-/** State rows a rebuild keeps in memory between flushes; past this many, the cache starts over after a flush. */
-const MAX_CACHED_ROWS = 200_000;
-
 /**
  * The rebuild's processor. The rebuild is the only writer of its shadow tables (it holds their lock, and a rebuild that
  * stops starts over from empty shadows), so it folds many pages in memory and writes them at once: each state row is
@@ -138,12 +145,16 @@ const MAX_CACHED_ROWS = 200_000;
  * checkpoint in one transaction every `flushEvents` events and at the end (`flush`); it runs while the next pages are
  * read and folded (one flush in flight), so a database in another process works while this one reads. When a fold or
  * a flush fails, the events after the stored checkpoint are read again (`reread`) and applied page by page by
- * `fallback`, which names the event at fault; no page is kept for that.
+ * `fallback`, which names the event at fault; no page is kept for that. Starting from empty shadow tables, the cache
+ * holds every row they have until it is first cleared: a key it lacks has no row, and nothing is loaded (a load would
+ * also wait for the flush in flight).
  */
 export function foldingProcessor(
   run: <T>(fn: (tx: ReadModelTx) => Promise<T>) => Promise<T>,
   t: Target,
+  startsEmpty: boolean,
   flushEvents: number,
+  cachedRows: number,
   fallback: CheckpointedProcessor,
   reread: (after: Position, until: Position) => AsyncIterable<RecordedEvent[]>,
 ): CheckpointedProcessor & { flush(): Promise<void> } {
@@ -155,10 +166,15 @@ export function foldingProcessor(
   let stored: { position: Position; events: number } | null = null; // the checkpoint as last committed
   let at: Position | null = null; // the position folded up to
   let inflight: Promise<void> | null = null;
+  let cacheHasEveryRow = startsEmpty;
+  const clearCache = () => {
+    rows.clear();
+    cacheHasEveryRow = false;
+  };
 
   /** Applies everything after the stored checkpoint up to `until` again, page by page, through the fallback. */
   const replay = async (until: Position) => {
-    rows.clear();
+    clearCache();
     changed = new Set();
     entries = [];
     folded = 0;
@@ -203,7 +219,7 @@ export function foldingProcessor(
       stored = { position, events: stored!.events + n };
     });
     inflight.catch(() => undefined); // observed by settle
-    if (rows.size > MAX_CACHED_ROWS) rows.clear(); // reloaded as needed, after this flush (the loads wait for it)
+    if (rows.size > cachedRows) clearCache(); // reloaded as needed, after this flush (the loads wait for it)
   };
 
   return {
@@ -222,7 +238,7 @@ export function foldingProcessor(
       const last = fresh[fresh.length - 1]!.position;
       try {
         const keyed = keyedRecords(p, fresh);
-        const missing = [...new Set(keyed.map(([k]) => k))].filter((k) => !rows.has(k));
+        const missing = cacheHasEveryRow ? [] : [...new Set(keyed.map(([k]) => k))].filter((k) => !rows.has(k));
         if (missing.length) {
           // A transaction of the same lease: it starts after the flush in flight committed, so it sees its rows.
           const loaded = await run((tx) => tx.load(t.state, missing));

@@ -4,7 +4,7 @@ import type { LedgerRecord } from '../app/recorded.ts';
 import type { GenerationEvent, GenerationRejected } from '../domain/events.ts';
 import { assertNever } from '../domain/exhaustive.ts';
 import { SESSION_STATUS, TERMINAL_SESSION_STATUSES, statusAfter } from '../domain/generation.ts';
-import { parseAccountId } from '../domain/streams.ts';
+import { GENERATION_STREAM_PREFIX, parseAccountId } from '../domain/streams.ts';
 import { byKey, compare, columnNames, type Drift, type Loose } from './drift.ts';
 import { atOrBefore, iso, notApplied, ownerColumns, pos, type Projection } from './projection.ts';
 import type { Row } from './readModel.ts';
@@ -23,6 +23,7 @@ export const sessionStatus: Projection = {
   name: 'session-status',
   state: SESSIONS,
   publish: PUBLISH_SESSIONS,
+  reads: { streamPrefixes: [GENERATION_STREAM_PREFIX] },
   keyOf: (r) => (r.stream === 'generation' ? r.sessionId : null),
   reduce(prev, r) {
     if (r.stream !== 'generation') return prev;
