@@ -5,7 +5,8 @@ import net from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Redis } from 'ioredis';
-import { queueKeys } from '../../src/adapters/queue/redisTaskQueue.ts';
+import { RedisTaskQueue } from '../../src/adapters/queue/redisTaskQueue.ts';
+import { silentLogger } from '../../src/logger.ts';
 import { scaled } from './deadlines.ts';
 
 export const REDIS_URL = process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379/15';
@@ -65,7 +66,8 @@ export async function deleteKeys(redis: Redis, prefix: string): Promise<void> {
  * pushed payload has been handled, an invalid one included (it is dead-lettered from the processing list).
  */
 export async function queueBacklog(redis: Redis, queueKey: string): Promise<{ waiting: number; taken: number }> {
-  const lists = await redis.keys(`${queueKeys(queueKey, '').processingPrefix}*`);
-  const taken = (await Promise.all(lists.map((k) => redis.llen(k)))).reduce((a, b) => a + b, 0);
-  return { waiting: await redis.llen(queueKey), taken };
+  // the queue's own count (what wearon_queue_depth reports); an observer only: it takes nothing, so never blocks
+  const queue = new RedisTaskQueue({ redis, blocking: redis, workerId: 'test-observer', logger: silentLogger(), queueKey });
+  const depth = await queue.depth();
+  return { waiting: depth.waiting, taken: depth.processing };
 }
