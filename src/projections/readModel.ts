@@ -14,8 +14,6 @@ export interface TableSpec {
   /** primary key column */
   key: string;
   indexes?: readonly string[][];
-  /** Postgres: UNLOGGED (no WAL); for rebuild shadows, which a crash simply restarts */
-  unlogged?: boolean;
 }
 
 export interface Checkpoint {
@@ -72,6 +70,12 @@ export interface ReadModelTx {
    * exists is left alone: re-applying is a no-op), as one step (Postgres: one statement).
    */
   write(table: TableSpec, rows: readonly Row[], entries?: { table: TableSpec; rows: readonly Row[] }): Promise<void>;
+  /**
+   * The rebuild's swap: `live` holds exactly the rows of `shadow` (same columns and key), with `live`'s indexes, and
+   * `shadow` may be gone. Postgres renames the indexed shadow over the dropped live table (no copy, no delete); SQLite
+   * copies the rows.
+   */
+  replaceTable(live: TableSpec, shadow: TableSpec): Promise<void>;
   /**
    * Runs shared SQL with dialect tokens (see schema.ts `renderSql`): `{keys:col}` is bound to `keys`
    * (null = every row), `{uuid:x}`, `{ts:x}`, `{now}`.

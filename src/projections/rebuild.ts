@@ -2,8 +2,10 @@
 // rebuild lock, then swap in ONE transaction that holds the live checkpoint row lock (the live projector waits on it):
 // catch the shadow up to the live checkpoint, replace the state/entries tables' contents, republish every row into the
 // platform tables (after retracting what the projection published there, when it only inserts), and set the live
-// checkpoint. Readers see the old rows until that commit and the new ones after it;
-// the live projector then finds its checkpoint moved (compare-and-set fails) and continues from the new one.
+// checkpoint. Readers see the old rows until that commit and the new ones after it (Postgres renames the indexed shadow
+// over the live table, and its readers wait for the commit: ReadModelTx.replaceTable); the live projector then finds
+// its checkpoint moved (compare-and-set fails) and continues from the new one.
+import { setTimeout as sleep } from 'node:timers/promises';
 import { START, comparePositions, formatPosition, type EventStore, type Position, type RecordedEvent } from '../app/ports/eventStore.ts';
 import type { Logger } from '../logger.ts';
 import { consume, type CheckpointedProcessor } from '../app/consumer.ts';
@@ -21,6 +23,10 @@ import {
 } from './projector.ts';
 import type { Projection } from './projections.ts';
 import { CheckpointConflictError, type ReadModel, type ReadModelTx, type Row } from './readModel.ts';
+
+/** Swap attempts before a rebuild gives up (each Postgres attempt waits a bounded time for a live table's readers). */
+const SWAP_ATTEMPTS = 10;
+const SWAP_RETRY_MS = 500;
 
 export interface RebuildOptions {
   store: EventStore;
@@ -103,7 +109,7 @@ export async function rebuildProjection(options: RebuildOptions): Promise<Rebuil
     options.signal?.throwIfAborted();
     options.onProgress?.(total, total);
     options.onPhase?.('swapping');
-    const final = await readModel.transaction(async (tx) => {
+    const swap = () => readModel.transaction(async (tx) => {
       const live = await tx.lockCheckpoint(p.name); // blocks the live projector until commit
       const shadow = await tx.lockCheckpoint(t.checkpoint);
       // The replay read the log up to `head` through the projection's filter: the shadow holds everything up to it,
@@ -118,9 +124,7 @@ export async function rebuildProjection(options: RebuildOptions): Promise<Rebuil
       }
       if (comparePositions(live.position, cp) > 0) cp = live.position;
       for (const [live_, shadow_] of [[p.state, t.state], [p.entries, t.entries]] as const) {
-        if (!live_ || !shadow_) continue;
-        await tx.exec(`DELETE FROM ${live_.name}`, null);
-        await tx.exec(`INSERT INTO ${live_.name} SELECT * FROM ${shadow_.name}`, null);
+        if (live_ && shadow_) await tx.replaceTable(live_, shadow_);
       }
       const liveT = { ...liveTarget(p), onRefused: (key: string, reason: string) => logger.error({ projection: p.name, key, reason }, 'projection_row_refused') };
       for (const sql of p.retract ?? []) await tx.exec(sql, null);
@@ -129,6 +133,19 @@ export async function rebuildProjection(options: RebuildOptions): Promise<Rebuil
       await tx.exec(`DELETE FROM projection_checkpoints WHERE projection = '${t.checkpoint}'`, null);
       return { cp, events };
     });
+    // A transient failure (a reader holding a live table past the swap's lock timeout, a lost connection) rolls the
+    // whole swap back and leaves the shadow tables as the replay left them: try again.
+    let final: Awaited<ReturnType<typeof swap>>;
+    for (let attempt = 1; ; attempt++) {
+      try {
+        final = await swap();
+        break;
+      } catch (err) {
+        if (attempt >= SWAP_ATTEMPTS || !readModel.isTransient(err)) throw err;
+        logger.warn({ projection: p.name, attempt, err }, 'rebuild_swap_retry');
+        await sleep(SWAP_RETRY_MS * attempt, undefined, { signal: options.signal });
+      }
+    }
     for (const s of [t.state, t.entries]) if (s) await readModel.dropTable(s.name);
     const result = { events: done, checkpoint: formatPosition(final.cp), ms: Date.now() - started };
     logger.info({ projection: p.name, ...result }, 'rebuild_swapped_in');
@@ -254,6 +271,8 @@ export function foldingProcessor(
       folded += fresh.length;
       at = last;
       if (folded >= flushEvents) await startFlush();
+      // A store that reads synchronously (SQLite) never yields between pages: let the flush in flight take its turns.
+      else if (inflight) await new Promise(setImmediate);
       return { ok: true, applied: fresh.length };
     },
     async flush() {

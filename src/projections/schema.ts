@@ -140,10 +140,11 @@ export const OPENING_TOTALS: TableSpec = {
 export const PROJECTION_TABLES: readonly TableSpec[] = [SESSIONS, ACCOUNTS, LEDGER_ENTRIES, HISTORY, OPENING_TOTALS];
 
 /**
- * A rebuild's shadow table: same columns and key, no secondary indexes (only the rebuild writes it, by key), UNLOGGED in
- * Postgres (a crash loses it and the rebuild is started again; the swap copies it into the logged live table).
+ * A rebuild's shadow table: same columns and key, no secondary indexes while the rebuild writes it (by key); the swap
+ * gives it the live table's (ReadModelTx.replaceTable). Logged in Postgres, though a crash only restarts the rebuild:
+ * the swap renames it into the live table, and an unlogged one would have to be rewritten then (SET LOGGED).
  */
-export const shadowOf = (t: TableSpec): TableSpec => ({ ...t, name: `rebuild_${t.name}`, indexes: [], unlogged: true });
+export const shadowOf = (t: TableSpec): TableSpec => ({ ...t, name: `rebuild_${t.name}`, indexes: [] });
 
 const PG_TYPES: Record<string, string> = { text: 'text', int: 'integer', bigint: 'bigint', float: 'double precision', ts: 'timestamptz' };
 const SQLITE_TYPES: Record<string, string> = { text: 'TEXT', int: 'INTEGER', bigint: 'INTEGER', float: 'REAL', ts: 'TEXT' };
@@ -152,8 +153,7 @@ export const pgArrayType = (t: string) => `${PG_TYPES[t]}[]`;
 export function tableDdl(d: Dialect, t: TableSpec): string[] {
   const types = d === 'postgres' ? PG_TYPES : SQLITE_TYPES;
   const cols = t.columns.map((c) => `${c.name} ${types[c.type]}${c.notNull ? ' NOT NULL' : ''}${c.name === t.key ? ' PRIMARY KEY' : ''}`);
-  const unlogged = t.unlogged && d === 'postgres' ? 'UNLOGGED ' : '';
-  const out = [`CREATE ${unlogged}TABLE IF NOT EXISTS ${t.name} (\n  ${cols.join(',\n  ')}\n)`];
+  const out = [`CREATE TABLE IF NOT EXISTS ${t.name} (\n  ${cols.join(',\n  ')}\n)`];
   for (const idx of t.indexes ?? []) out.push(`CREATE INDEX IF NOT EXISTS ${t.name}_${idx.join('_')}_idx ON ${t.name} (${idx.join(', ')})`);
   // Supabase grants new public tables to anon/authenticated (PostgREST): RLS without policies keeps the service's own
   // tables (finance data) to the owner and the service role.

@@ -64,6 +64,9 @@ const RENDER: SqlRender = {
   now: 'now()',
 };
 
+/** How long a rebuild's swap waits for readers of a live table it replaces (then it retries, see rebuild.ts). */
+const SWAP_LOCK_TIMEOUT = '3s';
+
 const qmarks = (sql: string) => {
   let i = 0;
   return sql.replace(/\?/g, () => `$${++i}`);
@@ -76,6 +79,21 @@ function normalize(t: TableSpec, r: Record<string, unknown>): Row {
     out[c.name] = v === null || v === undefined ? null : (v as Value);
   }
   return out;
+}
+
+/**
+ * One column of `rows` as a Postgres array literal. pg would write it too, but regex-escapes and quotes every element:
+ * this takes half the time, which a rebuild's flushes (millions of values) spend on this process's busy thread.
+ */
+function arrayLiteral(rows: readonly Row[], column: string): string {
+  const out = new Array<string>(rows.length);
+  for (let i = 0; i < rows.length; i++) {
+    const v = rows[i]![column];
+    if (v === null || v === undefined) out[i] = 'NULL';
+    else if (typeof v === 'number') out[i] = String(v);
+    else out[i] = v.includes('"') || v.includes('\\') ? `"${v.replace(/["\\]/g, '\\$&')}"` : `"${v}"`;
+  }
+  return `{${out.join(',')}}`;
 }
 
 /**
@@ -171,10 +189,10 @@ class PgTx implements ReadModelTx {
   }
 
   async write(t: TableSpec, rows: readonly Row[], entries?: { table: TableSpec; rows: readonly Row[] }): Promise<void> {
-    const values: unknown[][] = [];
+    const values: string[] = [];
     // INSERT ... SELECT FROM unnest(one array per column): any number of rows as one statement with fixed parameters.
     const insert = (spec: TableSpec, rs: readonly Row[], conflict: string) => {
-      const arrays = spec.columns.map((c) => `$${values.push(rs.map((r) => r[c.name] ?? null))}::${pgArrayType(c.type)}`);
+      const arrays = spec.columns.map((c) => `$${values.push(arrayLiteral(rs, c.name))}::${pgArrayType(c.type)}`);
       return `INSERT INTO ${spec.name} (${spec.columns.map((c) => c.name).join(', ')}) SELECT * FROM unnest(${arrays.join(', ')}) ON CONFLICT (${spec.key}) ${conflict}`;
     };
     const statements: string[] = [];
@@ -186,6 +204,15 @@ class PgTx implements ReadModelTx {
     if (statements.length === 0) return;
     // Two tables as one statement: data-modifying CTEs, each run once and to completion (neither reads the other).
     await this.q(statements.length === 1 ? statements[0]! : `WITH ${statements.map((x, i) => `w${i} AS (${x})`).join(', ')} SELECT 1`, values);
+  }
+
+  async replaceTable(live: TableSpec, shadow: TableSpec): Promise<void> {
+    // Dropping the live table waits for its readers, and readers arriving meanwhile queue behind the DROP: a bounded
+    // wait (an error the rebuild's swap retries) instead of stalling them behind a long query. The rest of the swap
+    // waits as long as it must (statement_timeout).
+    await this.simple(`SET LOCAL lock_timeout = '${SWAP_LOCK_TIMEOUT}'; DROP TABLE IF EXISTS ${live.name}; ALTER TABLE ${shadow.name} RENAME TO ${live.name};
+      ALTER TABLE ${live.name} RENAME CONSTRAINT ${shadow.name}_pkey TO ${live.name}_pkey; SET LOCAL lock_timeout = DEFAULT`);
+    for (const s of tableDdl('postgres', live)) await this.simple(s); // its indexes (the table exists); RLS is on
   }
 
   async exec(sql: string, keys: readonly string[] | null, tables?: Record<string, string>): Promise<number> {

@@ -112,6 +112,10 @@ class SqliteTx implements ReadModelTx {
     if (entries) this.insert(entries.table, entries.rows, 'DO NOTHING');
   }
 
+  async replaceTable(live: TableSpec, shadow: TableSpec): Promise<void> {
+    this.db.exec(`DELETE FROM ${live.name}; INSERT INTO ${live.name} SELECT * FROM ${shadow.name}`);
+  }
+
   async exec(sql: string, keys: readonly string[] | null, tables?: Record<string, string>): Promise<number> {
     const s = this.stmt(renderSql(sql, RENDER, keys !== null, tables));
     return s.run(...(keys !== null ? [JSON.stringify(keys)] : [])).changes;

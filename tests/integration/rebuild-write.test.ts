@@ -1,0 +1,158 @@
+// How a rebuild writes: its flushes make progress while the next pages are read from a store that reads synchronously
+// (SQLite), the Postgres rows travel as array literals pg itself parses back unchanged, and the Postgres swap renames the
+// indexed shadow over the live table, waiting for (and retrying past) a reader that holds it.
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Writable } from 'node:stream';
+import pg from 'pg';
+import pino from 'pino';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { openSqliteEventStore, type SqliteEventStore } from '../../src/adapters/eventstore/sqlite/sqliteEventStore.ts';
+import { START, type Position } from '../../src/app/ports/eventStore.ts';
+import { readLog } from '../../src/app/log.ts';
+import { isolatingProcessor, shadowTarget, targetProcessor } from '../../src/projections/projector.ts';
+import { PROJECTIONS, PROJECTION_NAMES } from '../../src/projections/projections.ts';
+import type { ReadModelTx, Row, TableSpec } from '../../src/projections/readModel.ts';
+import { foldingProcessor, rebuildProjection } from '../../src/projections/rebuild.ts';
+import { verifyReadModels } from '../../src/projections/verifyReadModels.ts';
+import { scaled, waitFor } from '../support/deadlines.ts';
+import { appendHistory, simulate, type Action } from '../support/ledgerHistory.ts';
+import { pgReadModel, sqliteReadModel, type TestReadModel } from '../support/readModels.ts';
+import { DATABASE_URL, postgresAvailable } from '../support/services.ts';
+
+const logger = pino({ level: 'silent' });
+const pgOk = await postgresAvailable();
+
+function history() {
+  const actions: Action[] = [];
+  for (let i = 0; i < 4; i++) actions.push({ a: 'grant', acc: i, amount: 5 });
+  for (let i = 0; i < 24; i++) actions.push({ a: 'request', acc: i % 4, b2b: i % 2 === 0 });
+  for (let round = 0; round < 4; round++) for (let s = 0; s < 24; s++) actions.push({ a: 'advance', s, choice: (s * 5 + round) % 9 });
+  return simulate(actions);
+}
+
+let dir: string;
+let store: SqliteEventStore;
+beforeEach(async () => {
+  dir = mkdtempSync(join(tmpdir(), 'wearon-rbw-'));
+  store = openSqliteEventStore({ path: join(dir, 'ledger.sqlite') });
+  await appendHistory(store, history());
+});
+afterEach(async () => {
+  await store.close();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+describe('rebuild flushes', () => {
+  let t: TestReadModel;
+  beforeEach(async () => {
+    t = await sqliteReadModel();
+    await t.rm.migrate();
+  });
+  afterEach(() => t.cleanup());
+
+  it('a flush in flight commits while the next page is folded, not only when the rebuild waits for it', async () => {
+    const p = PROJECTIONS['credit-balances'];
+    const target = shadowTarget(p);
+    for (const s of [target.state, target.entries!]) await t.rm.createTable(s);
+    let page = 0;
+    const runs: { from: number; to: number }[] = [];
+    // A database in another process: its reply arrives on a later turn of the event loop (an I/O callback).
+    const run = async <T>(fn: (tx: ReadModelTx) => Promise<T>): Promise<T> => {
+      const from = page;
+      await new Promise(setImmediate);
+      const out = await t.rm.transaction(fn);
+      runs.push({ from, to: page });
+      return out;
+    };
+    const reread = (after: Position, until: Position) => readLog(store, { after, until, pageSize: 2, filter: p.reads });
+    const processor = foldingProcessor(run, target, true, 4, 1000, isolatingProcessor(targetProcessor(run, target), () => false), reread);
+    let cp = await processor.checkpoint();
+    for await (const events of readLog(store, { after: START, pageSize: 2, filter: p.reads })) {
+      page++;
+      expect(await processor.apply(events, cp)).toMatchObject({ ok: true });
+      cp = events[events.length - 1]!.position;
+    }
+    await processor.flush();
+    const flushes = runs.slice(1, -1); // not the checkpoint read, nor the last flush (the rebuild waits for that one)
+    expect(flushes.length).toBeGreaterThan(3);
+    // Started by a page's fold, committed by the next page's: the pages read since never starved it.
+    for (const f of flushes) expect(f.to - f.from, JSON.stringify(runs)).toBeLessThanOrEqual(1);
+    const entries = await t.rm.readAll(target.entries!);
+    expect(entries.length).toBe((await store.readAll({ maxCount: 10_000, filter: p.reads })).filter((e) => e.type.startsWith('Credit')).length);
+  });
+});
+
+describe.skipIf(!pgOk)('Postgres rebuild writes', () => {
+  let t: TestReadModel;
+  beforeEach(async () => {
+    t = await pgReadModel('rbw');
+    await t.rm.migrate();
+  });
+  afterEach(() => t.cleanup());
+
+  it('rows written as array literals read back unchanged: quotes, backslashes, braces, NULL-like text, unicode', async () => {
+    const spec: TableSpec = {
+      name: 'literal_probe',
+      key: 'k',
+      columns: [
+        { name: 'k', type: 'text', notNull: true },
+        { name: 's', type: 'text' },
+        { name: 'i', type: 'int' },
+        { name: 'b', type: 'bigint' },
+        { name: 'f', type: 'float' },
+        { name: 'at', type: 'ts' },
+      ],
+    };
+    await t.rm.createTable(spec);
+    const texts = ['he said "hi"', 'back\\slash', '\\"', '"', '\\', 'a,b', '{x}', 'NULL', 'null', '', ' ', ' padded ', 'line\nbreak\ttab', 'ünï 🧵', "it's"];
+    const rows: Row[] = texts.map((s, n) => ({
+      k: `k${n}${s}`,
+      s,
+      i: n % 2 ? -n : 2 ** 31 - 1 - n,
+      b: Number.MAX_SAFE_INTEGER - n,
+      f: n === 0 ? 1e-7 : 0.0412 * n,
+      at: new Date(Date.UTC(2026, 0, 1, 0, 0, n, 123)).toISOString(),
+    }));
+    rows.push({ k: 'nulls', s: null, i: null, b: null, f: null, at: null });
+    await t.rm.transaction((tx) => tx.write(spec, rows));
+    // upsert: every non-key column replaced
+    const changed = rows.map((r) => ({ ...r, s: r.s === null ? 'now set' : `${r.s}"\\` }));
+    await t.rm.transaction((tx) => tx.write(spec, changed));
+    const byKey = (a: Row, b: Row) => String(a.k).localeCompare(String(b.k));
+    expect([...(await t.rm.readAll(spec))].sort(byKey)).toEqual([...changed].sort(byKey));
+  });
+
+  it('the swap renames the indexed shadow in; a reader holding a live table past the lock timeout makes it retry, not fail', async () => {
+    const schema = String((await t.rm.query('SELECT current_schema() AS s'))[0]!.s);
+    for (const n of PROJECTION_NAMES) await rebuildProjection({ store, readModel: t.rm, projection: PROJECTIONS[n], logger });
+    const reader = new pg.Client({ connectionString: DATABASE_URL });
+    await reader.connect();
+    const lines: string[] = [];
+    const capture = pino({ level: 'warn' }, new Writable({ write: (chunk, _enc, done) => (lines.push(String(chunk)), done()) }));
+    try {
+      await reader.query(`SET search_path = ${schema}; BEGIN; SELECT COUNT(*) FROM ledger_entries`); // holds it until COMMIT
+      const rebuilt = rebuildProjection({ store, readModel: t.rm, projection: PROJECTIONS['credit-balances'], logger: capture });
+      await waitFor('the swap to retry', () => lines.some((l) => l.includes('rebuild_swap_retry') && l.includes('lock timeout')), scaled(20_000));
+      await reader.query('COMMIT');
+      await rebuilt;
+    } finally {
+      await reader.end();
+    }
+    // The live tables carry their own names, indexes and row security; no shadow is left; the read models are right.
+    const indexes = await t.rm.query(
+      "SELECT tablename, indexname FROM pg_indexes WHERE schemaname = current_schema() AND tablename IN ('ledger_entries', 'credit_accounts') ORDER BY indexname",
+    );
+    expect(indexes).toEqual(
+      ['credit_accounts_pkey', 'ledger_entries_account_global_commit_idx', 'ledger_entries_generation_id_idx', 'ledger_entries_occurred_at_idx', 'ledger_entries_pkey'].map(
+        (indexname) => ({ tablename: indexname.startsWith('ledger') ? 'ledger_entries' : 'credit_accounts', indexname }),
+      ),
+    );
+    const tables = await t.rm.query(
+      "SELECT relname, relrowsecurity, relpersistence FROM pg_class WHERE relnamespace = current_schema()::regnamespace AND relkind = 'r' AND (relname LIKE 'rebuild%' OR relname IN ('ledger_entries', 'credit_accounts')) ORDER BY relname",
+    );
+    expect(tables).toEqual(['credit_accounts', 'ledger_entries'].map((relname) => ({ relname, relrowsecurity: true, relpersistence: 'p' })));
+    expect(await verifyReadModels(store, t.rm, logger)).toEqual([]);
+  }, scaled(60_000));
+});
