@@ -71,9 +71,8 @@ export interface ReadModelTx {
    */
   write(table: TableSpec, rows: readonly Row[], entries?: { table: TableSpec; rows: readonly Row[] }): Promise<void>;
   /**
-   * The rebuild's swap: `live` holds exactly the rows of `shadow` (same columns and key), with `live`'s indexes, and
-   * `shadow` may be gone. Postgres renames the indexed shadow over the dropped live table (no copy, no delete); SQLite
-   * copies the rows.
+   * The rebuild's swap: `shadow` (same columns and key) takes the place of `live`, which is dropped, and gets `live`'s
+   * indexes: no copy of the rows, no delete of the old ones.
    */
   replaceTable(live: TableSpec, shadow: TableSpec): Promise<void>;
   /**

@@ -2,9 +2,9 @@
 // rebuild lock, then swap in ONE transaction that holds the live checkpoint row lock (the live projector waits on it):
 // catch the shadow up to the live checkpoint, replace the state/entries tables' contents, republish every row into the
 // platform tables (after retracting what the projection published there, when it only inserts), and set the live
-// checkpoint. Readers see the old rows until that commit and the new ones after it (Postgres renames the indexed shadow
-// over the live table, and its readers wait for the commit: ReadModelTx.replaceTable); the live projector then finds
-// its checkpoint moved (compare-and-set fails) and continues from the new one.
+// checkpoint. Readers see the old rows until that commit and the new ones after it (the shadow is renamed over the live
+// table, ReadModelTx.replaceTable; Postgres readers of it wait for the commit); the live projector then finds its
+// checkpoint moved (compare-and-set fails) and continues from the new one.
 import { setTimeout as sleep } from 'node:timers/promises';
 import { START, comparePositions, formatPosition, type EventStore, type Position, type RecordedEvent } from '../app/ports/eventStore.ts';
 import type { Logger } from '../logger.ts';

@@ -141,8 +141,8 @@ export const PROJECTION_TABLES: readonly TableSpec[] = [SESSIONS, ACCOUNTS, LEDG
 
 /**
  * A rebuild's shadow table: same columns and key, no secondary indexes while the rebuild writes it (by key); the swap
- * gives it the live table's (ReadModelTx.replaceTable). Logged in Postgres, though a crash only restarts the rebuild:
- * the swap renames it into the live table, and an unlogged one would have to be rewritten then (SET LOGGED).
+ * renames it into the live table's place and gives it the live indexes (ReadModelTx.replaceTable). Logged in Postgres,
+ * though a crash only restarts the rebuild: an unlogged one would have to be rewritten at the swap (SET LOGGED).
  */
 export const shadowOf = (t: TableSpec): TableSpec => ({ ...t, name: `rebuild_${t.name}`, indexes: [] });
 

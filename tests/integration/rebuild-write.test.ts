@@ -1,6 +1,6 @@
 // How a rebuild writes: its flushes make progress while the next pages are read from a store that reads synchronously
-// (SQLite), the Postgres rows travel as array literals pg itself parses back unchanged, and the Postgres swap renames the
-// indexed shadow over the live table, waiting for (and retrying past) a reader that holds it.
+// (SQLite), the Postgres rows travel as array literals pg itself parses back unchanged, and the swap renames the shadow
+// over the live table with the live indexes (in Postgres waiting for, and retrying past, a reader that holds it).
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -44,7 +44,7 @@ afterEach(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-describe('rebuild flushes', () => {
+describe('rebuild (SQLite read model)', () => {
   let t: TestReadModel;
   beforeEach(async () => {
     t = await sqliteReadModel();
@@ -81,6 +81,20 @@ describe('rebuild flushes', () => {
     for (const f of flushes) expect(f.to - f.from, JSON.stringify(runs)).toBeLessThanOrEqual(1);
     const entries = await t.rm.readAll(target.entries!);
     expect(entries.length).toBe((await store.readAll({ maxCount: 10_000, filter: p.reads })).filter((e) => e.type.startsWith('Credit')).length);
+  });
+
+  it('the swap renames the shadow in: the live tables keep their names and indexes, no shadow is left', async () => {
+    for (const n of PROJECTION_NAMES) await rebuildProjection({ store, readModel: t.rm, projection: PROJECTIONS[n], logger });
+    for (const n of PROJECTION_NAMES) await rebuildProjection({ store, readModel: t.rm, projection: PROJECTIONS[n], logger }); // over a renamed one
+    const schema = await t.rm.query("SELECT type, name, tbl_name FROM sqlite_schema WHERE tbl_name IN ('ledger_entries', 'credit_accounts') OR name LIKE 'rebuild%' ORDER BY name");
+    expect(schema).toEqual([
+      { type: 'table', name: 'credit_accounts', tbl_name: 'credit_accounts' },
+      { type: 'table', name: 'ledger_entries', tbl_name: 'ledger_entries' },
+      ...['account_global_commit', 'generation_id', 'occurred_at'].map((c) => ({ type: 'index', name: `ledger_entries_${c}_idx`, tbl_name: 'ledger_entries' })),
+      { type: 'index', name: 'sqlite_autoindex_credit_accounts_1', tbl_name: 'credit_accounts' },
+      { type: 'index', name: 'sqlite_autoindex_ledger_entries_1', tbl_name: 'ledger_entries' },
+    ]);
+    expect(await verifyReadModels(store, t.rm, logger)).toEqual([]);
   });
 });
 
