@@ -14,10 +14,8 @@
 // moves (inside the transaction that applied the events, just before its COMMIT); an event's delay is that time for the
 // first move at or after it, minus the event's recorded (append) time. The read model and the ledger are on this
 // machine, so both times come from one clock.
-import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { Redis } from 'ioredis';
 import { openSqliteEventStore } from '../src/adapters/eventstore/sqlite/sqliteEventStore.ts';
@@ -33,6 +31,7 @@ import { DATABASE_URL, deleteKeys, postgresAvailable, REDIS_URL, redisAvailable 
 import { freePort } from '../tests/support/stack.ts';
 import { pct, pipelineBenchEnv } from './pipeline.ts';
 import { startStandinsProcess } from './standins.ts';
+import { completedOf, startWearon } from './wearonProcess.ts';
 import type { BenchSuite, Figure } from './types.ts';
 
 const BENCH_USER = '00000000-0000-4000-8000-00000000f7e5';
@@ -86,37 +85,6 @@ async function caughtUp(store: EventStore, rm: ReadModel, timeoutMs = 60_000): P
     if (!head || PROJECTION_NAMES.every((n) => { const c = cps.find((x) => x.projection === n); return c && comparePositions(c.position, head) >= 0; })) return;
     if (Date.now() > until) throw new Error('projections did not catch up');
     await new Promise((r) => setTimeout(r, 50));
-  }
-}
-
-/** Completed generations as the worker's /metrics counts them. */
-async function completedOf(base: string): Promise<number> {
-  const text = await (await fetch(`${base}/metrics`)).text();
-  let n = 0;
-  for (const m of text.matchAll(/^wearon_generations_total\{[^}]*outcome="completed"[^}]*\} (\d+)/gm)) n += Number(m[1]);
-  return n;
-}
-
-/** `wearon <command>` in a child process; resolves once /health/live answers. */
-async function startWearon(command: 'serve' | 'worker' | 'project', env: Record<string, string>, base: string): Promise<{ stop: () => Promise<void> }> {
-  const child = spawn(process.execPath, [fileURLToPath(new URL('../bin/wearon.mjs', import.meta.url)), command], {
-    env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', LOG_LEVEL: 'warn', ...env },
-    stdio: ['ignore', 'ignore', 'inherit'],
-  });
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  const stop = async () => {
-    if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
-    await exited;
-  };
-  const until = Date.now() + 60_000;
-  for (;;) {
-    if (child.exitCode !== null) throw new Error(`wearon ${command} exited with ${child.exitCode}`);
-    if (await fetch(`${base}/health/live`).then((r) => r.ok, () => false)) return { stop };
-    if (Date.now() > until) {
-      await stop();
-      throw new Error(`wearon ${command} did not start within 60 s`);
-    }
-    await new Promise((r) => setTimeout(r, 100));
   }
 }
 
