@@ -1,6 +1,8 @@
+import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { createInterface } from 'node:readline';
 import { describe, expect, it } from 'vitest';
 import { openSqliteEventStore } from '../../src/adapters/eventstore/sqlite/sqliteEventStore.ts';
 import { describeEventStoreContract, ev } from '../support/eventStoreContract.ts';
@@ -77,6 +79,49 @@ describe('sqlite event store specifics', () => {
     expect(results.map((r) => r.status)).toEqual(['fulfilled', 'rejected', 'fulfilled']);
     expect((await store.readAll()).map((e) => e.type)).toEqual(['A', 'C']);
     await store.close();
+  });
+
+  it("wakes for another process's commit, which that process makes visible only after syncing its log", async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'wearon-es-'));
+    const file = path.join(dir, 'ledger.sqlite');
+    const store = openSqliteEventStore({ path: file });
+    await store.headPosition(); // the schema exists
+    let wakes = 0;
+    const off = store.onAppended(() => wakes++);
+    // Another process, as the store's writer: WAL, synchronous=FULL. One commit per line it reads; it stays open, so
+    // nothing else writes the log after a commit (closing the last other connection would).
+    const writer = spawn(
+      process.execPath,
+      [
+        '-e',
+        `const db = new (require('better-sqlite3'))(process.argv[1]);
+         db.pragma('journal_mode = WAL'); db.pragma('synchronous = FULL');
+         const insert = db.prepare('INSERT INTO events (global_position, event_id, stream_id, revision, type, data, metadata, recorded_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)');
+         require('node:readline').createInterface({ input: process.stdin }).on('line', (l) => {
+           const n = Number(l);
+           insert.run(n, 'e-' + n, 'generation-other', n, 'X', '{}', '{}', Date.now());
+           process.stdout.write('ok\\n');
+         });`,
+        file,
+      ],
+      { cwd: process.cwd(), stdio: ['pipe', 'pipe', 'inherit'] },
+    );
+    const replies = createInterface({ input: writer.stdout! })[Symbol.asyncIterator]();
+    try {
+      for (let i = 0; i < 5; i++) {
+        writer.stdin!.write(`${i}\n`);
+        expect((await replies.next()).value).toBe('ok');
+        // no later write and no poll: only a look at the head after the commit became visible wakes anyone
+        await waitFor(`the wake for the other process's commit ${i}`, () => wakes >= i + 1, 10_000);
+      }
+      expect(wakes).toBe(5);
+    } finally {
+      off();
+      writer.stdin!.end();
+      await new Promise((resolve) => writer.once('exit', resolve));
+      await store.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it("signals each of its own appends once, though the log's watch reports them too", async () => {
