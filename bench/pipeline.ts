@@ -5,9 +5,9 @@
 // (download + prepare of the same inputs, no ledger, no queue, in this process), and /health latency while idle.
 // Inputs: two fixture photographs scaled to 2 megapixels (noise images when the fixtures are absent: slower to code).
 import { randomUUID } from 'node:crypto';
+import path from 'node:path';
 import sharp from 'sharp';
 import { Redis } from 'ioredis';
-import path from 'node:path';
 import { openSqliteEventStore } from '../src/adapters/eventstore/sqlite/sqliteEventStore.ts';
 import { readLog } from '../src/app/log.ts';
 import { createInputImages } from '../src/adapters/images/prepare.ts';
