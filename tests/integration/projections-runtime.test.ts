@@ -18,22 +18,13 @@ import { PROJECTIONS, PROJECTION_NAMES, type ProjectionName } from '../../src/pr
 import type { ReadModel } from '../../src/projections/readModel.ts';
 import { rebuildProjection } from '../../src/projections/rebuild.ts';
 import { verifyReadModels } from '../../src/projections/verifyReadModels.ts';
-import { appendHistory, simulate, type Action } from '../support/ledgerHistory.ts';
+import { appendHistory, busyHistory } from '../support/ledgerHistory.ts';
 import { pgReadModel, sqliteReadModel, type TestReadModel } from '../support/readModels.ts';
 import { DATABASE_URL, postgresAvailable } from '../support/services.ts';
 import { scaled, waitFor as waitUntil } from '../support/deadlines.ts';
 
 const logger = pino({ level: 'silent' });
 const pgOk = await postgresAvailable();
-
-/** A fixed, busy history: 30 sessions over 6 accounts, each taken to its end. */
-function history(): ReturnType<typeof simulate> {
-  const actions: Action[] = [];
-  for (let i = 0; i < 6; i++) actions.push({ a: 'grant', acc: i, amount: 5 });
-  for (let i = 0; i < 30; i++) actions.push({ a: 'request', acc: i % 5, b2b: i % 2 === 0 });
-  for (let round = 0; round < 6; round++) for (let s = 0; s < 30; s++) actions.push({ a: 'advance', s, choice: (s * 7 + round) % 9 });
-  return simulate(actions);
-}
 
 async function eventCount(store: SqliteEventStore): Promise<number> {
   const head = await store.headPosition();
@@ -65,7 +56,7 @@ function suite(kind: 'postgres' | 'sqlite', make: () => Promise<TestReadModel>) 
   });
 
   it(`${kind}: a failure inside the batch transaction leaves checkpoint and rows as before; the retry applies once`, async () => {
-    await appendHistory(store, history());
+    await appendHistory(store, busyHistory());
     const p = PROJECTIONS['credit-balances'];
     const target = liveTarget(p);
     const cp0 = (await t.rm.transaction((tx) => tx.lockCheckpoint(p.name))).position;
@@ -96,7 +87,7 @@ function suite(kind: 'postgres' | 'sqlite', make: () => Promise<TestReadModel>) 
   }, scaled(60_000));
 
   it(`${kind}: two projectors on one projection never both write; the standby takes over when the holder dies`, async () => {
-    const events = history();
+    const events = busyHistory();
     const half = Math.floor(events.length / 2);
     await appendHistory(store, events.slice(0, half));
     // Every committed projector transaction is logged with the instance that made it.
@@ -182,7 +173,7 @@ function suite(kind: 'postgres' | 'sqlite', make: () => Promise<TestReadModel>) 
   }, scaled(60_000));
 
   it(`${kind}: rebuild while a live projector runs swaps in without half-built rows`, async () => {
-    const events = history();
+    const events = busyHistory();
     await appendHistory(store, events.slice(0, 200));
     const live = PROJECTION_NAMES.map((n) => new Projector({ store, readModel: t.rm, projection: PROJECTIONS[n], logger, batchSize: 9, pollMs: 5, lockPollMs: 20 }));
     for (const p of live) p.start();
@@ -306,7 +297,7 @@ describe('GET /v1/projections', () => {
     const app = createHttpServer({ logger, metrics: createMetrics({ defaults: false }) });
     try {
       await t.rm.migrate();
-      await appendHistory(store, history().slice(0, 20));
+      await appendHistory(store, busyHistory().slice(0, 20));
       const cp = (await t.rm.transaction((tx) => tx.lockCheckpoint('session-status'))).position;
       const batch = await readAfter(store, cp, 12);
       await t.rm.transaction((tx) => commitBatch(tx, liveTarget(PROJECTIONS['session-status']), cp, batch));

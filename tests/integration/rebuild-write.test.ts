@@ -17,27 +17,19 @@ import type { ReadModelTx, Row, TableSpec } from '../../src/projections/readMode
 import { foldingProcessor, rebuildProjection } from '../../src/projections/rebuild.ts';
 import { verifyReadModels } from '../../src/projections/verifyReadModels.ts';
 import { scaled, waitFor } from '../support/deadlines.ts';
-import { appendHistory, simulate, type Action } from '../support/ledgerHistory.ts';
+import { appendHistory, busyHistory } from '../support/ledgerHistory.ts';
 import { pgReadModel, sqliteReadModel, type TestReadModel } from '../support/readModels.ts';
 import { DATABASE_URL, postgresAvailable } from '../support/services.ts';
 
 const logger = pino({ level: 'silent' });
 const pgOk = await postgresAvailable();
 
-function history() {
-  const actions: Action[] = [];
-  for (let i = 0; i < 4; i++) actions.push({ a: 'grant', acc: i, amount: 5 });
-  for (let i = 0; i < 24; i++) actions.push({ a: 'request', acc: i % 4, b2b: i % 2 === 0 });
-  for (let round = 0; round < 4; round++) for (let s = 0; s < 24; s++) actions.push({ a: 'advance', s, choice: (s * 5 + round) % 9 });
-  return simulate(actions);
-}
-
 let dir: string;
 let store: SqliteEventStore;
 beforeEach(async () => {
   dir = mkdtempSync(join(tmpdir(), 'wearon-rbw-'));
   store = openSqliteEventStore({ path: join(dir, 'ledger.sqlite') });
-  await appendHistory(store, history());
+  await appendHistory(store, busyHistory());
 });
 afterEach(async () => {
   await store.close();

@@ -194,3 +194,12 @@ export async function appendHistory(store: EventStore, events: readonly HistoryE
     await store.append(e.stream, [ev], 'any');
   }
 }
+
+/** A fixed, busy history: 30 sessions over 6 accounts, each taken to its end. */
+export function busyHistory(): HistoryEvent[] {
+  const actions: Action[] = [];
+  for (let i = 0; i < 6; i++) actions.push({ a: 'grant', acc: i, amount: 5 });
+  for (let i = 0; i < 30; i++) actions.push({ a: 'request', acc: i % 5, b2b: i % 2 === 0 });
+  for (let round = 0; round < 6; round++) for (let s = 0; s < 30; s++) actions.push({ a: 'advance', s, choice: (s * 7 + round) % 9 });
+  return simulate(actions);
+}

@@ -210,9 +210,17 @@ class PgTx implements ReadModelTx {
     // Dropping the live table waits for its readers, and readers arriving meanwhile queue behind the DROP: a bounded
     // wait (an error the rebuild's swap retries) instead of stalling them behind a long query. The rest of the swap
     // waits as long as it must (statement_timeout).
-    await this.simple(`SET LOCAL lock_timeout = '${SWAP_LOCK_TIMEOUT}'; DROP TABLE IF EXISTS ${live.name}; ALTER TABLE ${shadow.name} RENAME TO ${live.name};
-      ALTER TABLE ${live.name} RENAME CONSTRAINT ${shadow.name}_pkey TO ${live.name}_pkey; SET LOCAL lock_timeout = DEFAULT`);
-    for (const s of tableDdl('postgres', live)) await this.simple(s); // its indexes (the table exists); RLS is on
+    // Then the live table's DDL gives it its indexes (the table exists; RLS is on already). One round trip.
+    await this.simple(
+      [
+        `SET LOCAL lock_timeout = '${SWAP_LOCK_TIMEOUT}'`,
+        `DROP TABLE IF EXISTS ${live.name}`,
+        `ALTER TABLE ${shadow.name} RENAME TO ${live.name}`,
+        `ALTER TABLE ${live.name} RENAME CONSTRAINT ${shadow.name}_pkey TO ${live.name}_pkey`,
+        'SET LOCAL lock_timeout = DEFAULT',
+        ...tableDdl('postgres', live),
+      ].join('; '),
+    );
   }
 
   async exec(sql: string, keys: readonly string[] | null, tables?: Record<string, string>): Promise<number> {

@@ -114,8 +114,7 @@ class SqliteTx implements ReadModelTx {
 
   async replaceTable(live: TableSpec, shadow: TableSpec): Promise<void> {
     // The shadow takes the live table's place (its primary key index is renamed with it) and gets the live indexes.
-    this.db.exec(`DROP TABLE IF EXISTS ${live.name}; ALTER TABLE ${shadow.name} RENAME TO ${live.name}`);
-    for (const s of tableDdl('sqlite', live)) this.db.exec(s);
+    this.db.exec([`DROP TABLE IF EXISTS ${live.name}`, `ALTER TABLE ${shadow.name} RENAME TO ${live.name}`, ...tableDdl('sqlite', live)].join('; '));
   }
 
   async exec(sql: string, keys: readonly string[] | null, tables?: Record<string, string>): Promise<number> {
