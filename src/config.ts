@@ -107,6 +107,8 @@ export const configSchema = z.object({
   IMAGE_FETCH_TIMEOUT_MS: int(30_000, 100),
   IMAGE_MAX_BYTES: int(10 * 1024 * 1024, 1024),
   IMAGE_MAX_PIXELS: int(40_000_000, 1),
+  /** Nice steps the image threads (libvips) run below the process, so HTTP and the ledger preempt them on a busy CPU. */
+  IMAGE_THREAD_NICE: int(10, 0, 19),
 
   // --- storage ---
   SUPABASE_URL: optionalUrl,

@@ -8,6 +8,7 @@ import type { Config } from '../config.ts';
 import type { Logger } from '../logger.ts';
 import type { Metrics } from '../metrics.ts';
 import type { ImageGenerator, InputImages, RateLimiter, ResultStore } from '../app/ports/pipeline.ts';
+import { configureImageThreads } from '../adapters/images/imageThreads.ts';
 import { createInputImages } from '../adapters/images/prepare.ts';
 import { createOpenAIGenerator } from '../adapters/imagegen/openai.ts';
 import { createPreviewGenerator } from '../adapters/imagegen/preview.ts';
@@ -36,6 +37,7 @@ export async function createPipelineAdapters(
   deps: { logger: Logger; metrics: Metrics; rateLimiter?: RateLimiter },
 ): Promise<PipelineAdapters> {
   const { logger, metrics } = deps;
+  configureImageThreads({ nice: config.IMAGE_THREAD_NICE, logger });
   const inputImages = createInputImages({
     allowHosts: config.IMAGE_FETCH_ALLOW_HOSTS,
     fetchTimeoutMs: config.IMAGE_FETCH_TIMEOUT_MS,

@@ -1,4 +1,6 @@
 // Input preparation: real downloads from a local server (allowed host) and real sharp processing.
+import { readdirSync, readFileSync } from 'node:fs';
+import os from 'node:os';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import sharp from 'sharp';
 import { createInputImages, prepareImage } from '../../src/adapters/images/prepare.ts';
@@ -52,6 +54,36 @@ describe('prepareImage', () => {
 
   it('refuses bytes that only look like a PNG', async () => {
     expect((await pipelineError(prepareImage(pngHeaderOnHtml(), { maxPixels }))).code).toBe('image_invalid');
+  });
+});
+
+/** This process's threads: name and nice value (/proc/self/task/<tid>/stat, field 19). */
+function threads(): { tid: number; name: string; nice: number }[] {
+  return readdirSync('/proc/self/task').flatMap((tid) => {
+    try {
+      const stat = readFileSync(`/proc/self/task/${tid}/stat`, 'utf8');
+      const name = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
+      return [{ tid: Number(tid), name, nice: Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[16]) }];
+    } catch {
+      return []; // ended while listed
+    }
+  });
+}
+
+describe.skipIf(process.platform !== 'linux')('image threads (Linux: nice is per thread)', () => {
+  it('run 10 nice steps below the process; the other threads keep its priority', async () => {
+    const base = os.getPriority(process.pid);
+    const image = await noisyJpeg(1600, 1250);
+    const imageThreads = () => threads().filter((t) => t.name === 'libvips worker');
+    // Threads a job starts are reniced after it (at most every 250 ms): run jobs until every image thread is seen.
+    const deadline = Date.now() + 20_000;
+    while (imageThreads().length === 0 || imageThreads().some((t) => t.nice !== Math.min(19, base + 10))) {
+      if (Date.now() > deadline) throw new Error(`image threads not reniced: ${JSON.stringify(imageThreads())}`);
+      await prepareImage(image, { maxPixels });
+    }
+    const others = threads().filter((t) => t.name !== 'libvips worker');
+    expect(others.length).toBeGreaterThan(0);
+    expect(others.filter((t) => t.nice !== base)).toEqual([]);
   });
 });
 

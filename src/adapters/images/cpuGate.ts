@@ -3,6 +3,7 @@
 // with it /health, then waits for a time slice).
 import os from 'node:os';
 import sharp from 'sharp';
+import { yieldImageThreads } from './imageThreads.ts';
 
 // One libvips thread per job: parallelism comes from running jobs side by side, not from splitting one.
 sharp.concurrency(1);
@@ -20,6 +21,7 @@ export async function withImageSlot<T>(job: () => Promise<T>): Promise<T> {
   try {
     return await job();
   } finally {
+    yieldImageThreads(); // after the job: the threads it needed exist now
     const next = waiting.shift();
     if (next) next();
     else running -= 1;
