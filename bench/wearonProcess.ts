@@ -27,10 +27,16 @@ export async function startWearon(command: 'serve' | 'worker' | 'project', env: 
   }
 }
 
+/** Completed generations as the worker's /metrics counts them, and the CPU time its process has used so far. */
+export async function progressOf(base: string): Promise<{ completed: number; cpuSeconds: number }> {
+  const text = await (await fetch(`${base}/metrics`)).text();
+  let completed = 0;
+  for (const m of text.matchAll(/^wearon_generations_total\{[^}]*outcome="completed"[^}]*\} (\d+)/gm)) completed += Number(m[1]);
+  const cpu = /^wearon_process_cpu_seconds_total (\S+)/m.exec(text);
+  return { completed, cpuSeconds: cpu ? Number(cpu[1]) : NaN };
+}
+
 /** Completed generations as the worker's /metrics counts them. */
 export async function completedOf(base: string): Promise<number> {
-  const text = await (await fetch(`${base}/metrics`)).text();
-  let n = 0;
-  for (const m of text.matchAll(/^wearon_generations_total\{[^}]*outcome="completed"[^}]*\} (\d+)/gm)) n += Number(m[1]);
-  return n;
+  return (await progressOf(base)).completed;
 }
