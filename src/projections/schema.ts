@@ -340,6 +340,18 @@ export function historyPlatformMigration(): { up: string[]; down: string[] } {
   return { up, down };
 }
 
+/**
+ * `DO UPDATE` of an upsert into a platform table: `cols` from the new row, skipped when that would change none of them.
+ * A rebuild republishes every row, nearly all as they already are: an update of those would leave a dead row, fire the
+ * platform's triggers and send each to the web app through Realtime, for nothing.
+ */
+const updateChanged = (table: string, cols: readonly string[]) =>
+  `DO UPDATE SET ${cols.map((c) => `${c} = excluded.${c}`).join(', ')}
+     WHERE (${cols.map((c) => `${table}.${c}`).join(', ')}) IS DISTINCT FROM (${cols.map((c) => `excluded.${c}`).join(', ')})`;
+
+/** The session columns the ledger decides (the rest are the web app's or fixed at insert). */
+const SESSION_OUTCOME = ['status', 'generated_image_url', 'error_message', 'processing_time_ms', 'completed_at', 'input_tokens', 'output_tokens', 'estimated_cost_usd'];
+
 /** Publishes session state into the web app's tables; only the columns the ledger decides are updated on conflict. */
 export const PUBLISH_SESSIONS = [
   `INSERT INTO generation_sessions (id, user_id, status, model_image_url, outfit_image_url, prompt_system, credits_used,
@@ -347,9 +359,7 @@ export const PUBLISH_SESSIONS = [
    SELECT {uuid:s.session_id}, {uuid:s.owner_id}, s.status, s.model_image_url, s.outfit_image_url, s.prompt, s.cost,
      s.generated_image_url, s.error_message, s.processing_time_ms, s.requested_at, s.completed_at, s.input_tokens, s.output_tokens, s.estimated_cost_usd
    FROM {t:projected_sessions} s WHERE s.channel = 'b2c' AND {keys:s.session_id}
-   ON CONFLICT (id) DO UPDATE SET status = excluded.status, generated_image_url = excluded.generated_image_url,
-     error_message = excluded.error_message, processing_time_ms = excluded.processing_time_ms, completed_at = excluded.completed_at,
-     input_tokens = excluded.input_tokens, output_tokens = excluded.output_tokens, estimated_cost_usd = excluded.estimated_cost_usd`,
+   ON CONFLICT (id) ${updateChanged('generation_sessions', SESSION_OUTCOME)}`,
   `INSERT INTO store_generation_sessions (id, store_id, shopper_email, status, model_image_url, outfit_image_url, prompt_system,
      credits_used, generated_image_url, error_message, processing_time_ms, request_id, created_at, completed_at, input_tokens,
      output_tokens, estimated_cost_usd)
@@ -357,10 +367,7 @@ export const PUBLISH_SESSIONS = [
      s.cost, s.generated_image_url, s.error_message, s.processing_time_ms, s.request_id, s.requested_at, s.completed_at, s.input_tokens,
      s.output_tokens, s.estimated_cost_usd
    FROM {t:projected_sessions} s WHERE s.channel = 'b2b' AND {keys:s.session_id}
-   ON CONFLICT (id) DO UPDATE SET status = excluded.status, generated_image_url = excluded.generated_image_url,
-     error_message = excluded.error_message, processing_time_ms = excluded.processing_time_ms, completed_at = excluded.completed_at,
-     input_tokens = excluded.input_tokens, output_tokens = excluded.output_tokens, estimated_cost_usd = excluded.estimated_cost_usd,
-     request_id = excluded.request_id`,
+   ON CONFLICT (id) ${updateChanged('store_generation_sessions', [...SESSION_OUTCOME, 'request_id'])}`,
 ];
 
 /** Publishes account state: balance, earned/purchased (grants - revocations), spent (captures), each total continuing
@@ -370,14 +377,12 @@ export const PUBLISH_ACCOUNTS = [
    SELECT {uuid:a.owner_id}, a.balance, a.granted + COALESCE(o.earned, 0), a.spent + COALESCE(o.spent, 0), a.updated_at
    FROM {t:credit_accounts} a LEFT JOIN opening_totals o ON o.account = a.account
    WHERE a.kind = 'user' AND {keys:a.account}
-   ON CONFLICT (user_id) DO UPDATE SET balance = excluded.balance, total_earned = excluded.total_earned,
-     total_spent = excluded.total_spent, updated_at = excluded.updated_at`,
+   ON CONFLICT (user_id) ${updateChanged('user_credits', ['balance', 'total_earned', 'total_spent', 'updated_at'])}`,
   `INSERT INTO store_credits (store_id, balance, total_purchased, total_spent, updated_at)
    SELECT {uuid:a.owner_id}, a.balance, a.granted + COALESCE(o.earned, 0), a.spent + COALESCE(o.spent, 0), a.updated_at
    FROM {t:credit_accounts} a LEFT JOIN opening_totals o ON o.account = a.account
    WHERE a.kind = 'store' AND {keys:a.account}
-   ON CONFLICT (store_id) DO UPDATE SET balance = excluded.balance, total_purchased = excluded.total_purchased,
-     total_spent = excluded.total_spent, updated_at = excluded.updated_at`,
+   ON CONFLICT (store_id) ${updateChanged('store_credits', ['balance', 'total_purchased', 'total_spent', 'updated_at'])}`,
   // A shopper row the platform created has the plain email and, after import-balances, its hash; a pool first seen in
   // the ledger gets the hash in shopper_email too (NOT NULL, and the plain email is unknown by design).
   `INSERT INTO store_shopper_credits (store_id, shopper_email, shopper_hash, balance, total_purchased, total_spent, updated_at)
@@ -385,8 +390,7 @@ export const PUBLISH_ACCOUNTS = [
      a.updated_at
    FROM {t:credit_accounts} a LEFT JOIN opening_totals o ON o.account = a.account
    WHERE a.kind = 'shopper' AND {keys:a.account}
-   ON CONFLICT (store_id, shopper_hash) DO UPDATE SET balance = excluded.balance, total_purchased = excluded.total_purchased,
-     total_spent = excluded.total_spent, updated_at = excluded.updated_at`,
+   ON CONFLICT (store_id, shopper_hash) ${updateChanged('store_shopper_credits', ['balance', 'total_purchased', 'total_spent', 'updated_at'])}`,
 ];
 
 export interface SqlRender {

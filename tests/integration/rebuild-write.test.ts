@@ -1,6 +1,7 @@
 // How a rebuild writes: its flushes make progress while the next pages are read from a store that reads synchronously
-// (SQLite), the Postgres rows travel as array literals pg itself parses back unchanged, and the swap renames the shadow
-// over the live table with the live indexes (in Postgres waiting for, and retrying past, a reader that holds it).
+// (SQLite), the Postgres rows travel as array literals pg itself parses back unchanged, the swap renames the shadow
+// over the live table with the live indexes (in Postgres waiting for, and retrying past, a reader that holds it), and
+// its republish rewrites only the platform rows that differ.
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -35,6 +36,48 @@ afterEach(async () => {
   await store.close();
   rmSync(dir, { recursive: true, force: true });
 });
+
+const PLATFORM_TABLES = ['generation_sessions', 'store_generation_sessions', 'user_credits', 'store_credits', 'store_shopper_credits'];
+
+/** Counts the rows updated in the platform tables (a trigger per table) from now on. */
+async function countPlatformUpdates(t: TestReadModel, dialect: 'postgres' | 'sqlite'): Promise<() => Promise<Record<string, number>>> {
+  await t.rm.query('CREATE TABLE platform_updates (tbl text)');
+  if (dialect === 'postgres') {
+    await t.rm.query(`CREATE FUNCTION count_platform_update() RETURNS trigger LANGUAGE plpgsql AS $$
+      BEGIN INSERT INTO platform_updates VALUES (TG_TABLE_NAME); RETURN NULL; END $$`);
+  }
+  for (const tbl of PLATFORM_TABLES) {
+    await t.rm.query(
+      dialect === 'postgres'
+        ? `CREATE TRIGGER ${tbl}_counted AFTER UPDATE ON ${tbl} FOR EACH ROW EXECUTE FUNCTION count_platform_update()`
+        : `CREATE TRIGGER ${tbl}_counted AFTER UPDATE ON ${tbl} BEGIN INSERT INTO platform_updates VALUES ('${tbl}'); END`,
+    );
+  }
+  return async () => {
+    const rows = await t.rm.query('SELECT tbl, COUNT(*) AS n FROM platform_updates GROUP BY tbl');
+    await t.rm.query('DELETE FROM platform_updates');
+    return Object.fromEntries(rows.map((r) => [String(r.tbl), Number(r.n)]));
+  };
+}
+
+/** A second rebuild republishes every row: only a row the platform holds differently is updated (restored). */
+async function republishTouchesOnlyDrift(t: TestReadModel, dialect: 'postgres' | 'sqlite'): Promise<void> {
+  const rebuildAll = async () => {
+    for (const n of PROJECTION_NAMES) await rebuildProjection({ store, readModel: t.rm, projection: PROJECTIONS[n], logger });
+  };
+  await rebuildAll();
+  const sessions = await t.rm.query("SELECT id, status FROM generation_sessions WHERE status = 'completed' ORDER BY id");
+  const balances = await t.rm.query('SELECT COUNT(*) AS n FROM user_credits');
+  expect(sessions.length).toBeGreaterThan(1);
+  expect(Number(balances[0]!.n)).toBeGreaterThan(0);
+  const updates = await countPlatformUpdates(t, dialect);
+  await t.rm.query(`UPDATE generation_sessions SET status = 'failed' WHERE id = '${String(sessions[0]!.id)}'`); // the web app's doing
+  expect(await updates()).toEqual({ generation_sessions: 1 });
+  await rebuildAll();
+  expect(await updates()).toEqual({ generation_sessions: 1 }); // the drifted row, restored; nothing else rewritten
+  expect(await t.rm.query("SELECT id, status FROM generation_sessions WHERE status = 'completed' ORDER BY id")).toEqual(sessions);
+  expect(await verifyReadModels(store, t.rm, logger)).toEqual([]);
+}
 
 describe('rebuild (SQLite read model)', () => {
   let t: TestReadModel;
@@ -88,6 +131,8 @@ describe('rebuild (SQLite read model)', () => {
     ]);
     expect(await verifyReadModels(store, t.rm, logger)).toEqual([]);
   });
+
+  it('a rebuild republishes into the platform tables only the rows that differ', () => republishTouchesOnlyDrift(t, 'sqlite'));
 });
 
 describe.skipIf(!pgOk)('Postgres rebuild writes', () => {
@@ -161,4 +206,6 @@ describe.skipIf(!pgOk)('Postgres rebuild writes', () => {
     expect(tables).toEqual(['credit_accounts', 'ledger_entries'].map((relname) => ({ relname, relrowsecurity: true, relpersistence: 'p' })));
     expect(await verifyReadModels(store, t.rm, logger)).toEqual([]);
   }, scaled(60_000));
+
+  it('a rebuild republishes into the platform tables only the rows that differ', () => republishTouchesOnlyDrift(t, 'postgres'), scaled(30_000));
 });
