@@ -100,7 +100,7 @@ async function replayInto(label: string, store: EventStore, rm: ReadModel, event
   let totalMs = 0;
   for (const n of PROJECTION_NAMES) {
     const t = performance.now();
-    await rebuildProjection({ store, readModel: rm, projection: PROJECTIONS[n], logger: silentLogger(), batchSize: 5000 });
+    await rebuildProjection({ store, readModel: rm, projection: PROJECTIONS[n], logger: silentLogger() });
     const ms = performance.now() - t;
     totalMs += ms;
     const rate = events / (ms / 1000);

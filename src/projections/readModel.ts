@@ -67,9 +67,11 @@ export interface ReadModelTx {
   keys(table: TableSpec): Promise<string[]>;
   /**
    * Upserts `rows` into `table` (every non-key column replaced on key conflict) and inserts `entries` (a row whose key
-   * exists is left alone: re-applying is a no-op), as one step (Postgres: one statement).
+   * exists is left alone: re-applying is a no-op), as one step (Postgres: one statement). Entries marked `fresh` cannot
+   * exist yet (a rebuild's shadow table, which only the rebuild writes): they are bulk-loaded (Postgres: COPY), and one
+   * that does exist fails the write.
    */
-  write(table: TableSpec, rows: readonly Row[], entries?: { table: TableSpec; rows: readonly Row[] }): Promise<void>;
+  write(table: TableSpec, rows: readonly Row[], entries?: { table: TableSpec; rows: readonly Row[]; fresh?: boolean }): Promise<void>;
   /**
    * The rebuild's swap: `shadow` (same columns and key) takes the place of `live`, which is dropped, and gets `live`'s
    * indexes: no copy of the rows, no delete of the old ones.

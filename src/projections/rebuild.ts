@@ -24,6 +24,13 @@ import {
 import type { Projection } from './projections.ts';
 import { CheckpointConflictError, type ReadModel, type ReadModelTx, type Row } from './readModel.ts';
 
+/**
+ * Events per page read. A page is folded while the next one is read, and both are young garbage: at 5000 events the
+ * scavenger copied them again and again (a session-status rebuild of 1M events spent a fifth of its time in
+ * scavenges); pages of 1000-2000 measured 0.4-0.8 s faster there, the raw read no slower.
+ */
+export const REBUILD_BATCH_SIZE = 2000;
+
 /** Swap attempts before a rebuild gives up (each Postgres attempt waits a bounded time for a live table's readers). */
 const SWAP_ATTEMPTS = 10;
 const SWAP_RETRY_MS = 500;
@@ -57,7 +64,7 @@ export async function rebuildProjection(options: RebuildOptions): Promise<Rebuil
   const started = Date.now();
   const { store, readModel, projection: p, logger } = options;
   const t = shadowTarget(p);
-  const batchSize = options.batchSize ?? 5000;
+  const batchSize = options.batchSize ?? REBUILD_BATCH_SIZE;
   const from = options.from ?? START;
   const lease = await readModel.acquire(t.checkpoint, { signal: options.signal, pollMs: 500 }); // one rebuild at a time
   try {
@@ -230,7 +237,7 @@ export function foldingProcessor(
       if (comparePositions(cp.position, expected) !== 0) {
         throw new CheckpointConflictError(`${t.checkpoint}: checkpoint is ${formatPosition(cp.position)}, expected ${formatPosition(expected)}`);
       }
-      await tx.write(t.state, stateRows, t.entries && { table: t.entries, rows: entryRows });
+      await tx.write(t.state, stateRows, t.entries && { table: t.entries, rows: entryRows, fresh: true }); // only the fold writes them
       await tx.setCheckpoint(t.checkpoint, position, cp.events + n);
     }).then(() => {
       stored = { position, events: stored!.events + n };

@@ -34,7 +34,7 @@ export class Replays {
           readModel,
           projection,
           logger: this.d.logger,
-          batchSize: this.d.batchSize ?? 5000,
+          batchSize: this.d.batchSize,
           signal: ctl.signal,
           onPhase: (phase) => ctl.phase(phase),
           onProgress: (done, total) => ctl.progress(done, total),

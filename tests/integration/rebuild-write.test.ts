@@ -143,7 +143,7 @@ describe.skipIf(!pgOk)('Postgres rebuild writes', () => {
   });
   afterEach(() => t.cleanup());
 
-  it('rows written as array literals read back unchanged: quotes, backslashes, braces, NULL-like text, unicode', async () => {
+  it('rows written as array literals or COPY text read back unchanged: quotes, backslashes, braces, NULL-like text, unicode', async () => {
     const spec: TableSpec = {
       name: 'literal_probe',
       key: 'k',
@@ -157,7 +157,7 @@ describe.skipIf(!pgOk)('Postgres rebuild writes', () => {
       ],
     };
     await t.rm.createTable(spec);
-    const texts = ['he said "hi"', 'back\\slash', '\\"', '"', '\\', 'a,b', '{x}', 'NULL', 'null', '', ' ', ' padded ', 'line\nbreak\ttab', 'ünï 🧵', "it's"];
+    const texts = ['he said "hi"', 'back\\slash', '\\"', '"', '\\', 'a,b', '{x}', 'NULL', 'null', '', ' ', ' padded ', 'line\nbreak\ttab', 'cr\rlf', '\\N', '\t', 'ünï 🧵', "it's"];
     const rows: Row[] = texts.map((s, n) => ({
       k: `k${n}${s}`,
       s,
@@ -173,6 +173,15 @@ describe.skipIf(!pgOk)('Postgres rebuild writes', () => {
     await t.rm.transaction((tx) => tx.write(spec, changed));
     const byKey = (a: Row, b: Row) => String(a.k).localeCompare(String(b.k));
     expect([...(await t.rm.readAll(spec))].sort(byKey)).toEqual([...changed].sort(byKey));
+    // Fresh entries (a rebuild's shadow) travel as COPY text; one that exists fails the write, which rolls back whole.
+    const copied: TableSpec = { ...spec, name: 'copy_probe' };
+    await t.rm.createTable(copied);
+    await t.rm.transaction((tx) => tx.write(spec, [], { table: copied, rows, fresh: true }));
+    expect([...(await t.rm.readAll(copied))].sort(byKey)).toEqual([...rows].sort(byKey));
+    const again = t.rm.transaction((tx) => tx.write(spec, [{ ...rows[0]!, k: 'new' }], { table: copied, rows: rows.slice(0, 1), fresh: true }));
+    await expect(again).rejects.toThrow(/duplicate key/);
+    expect(await t.rm.query("SELECT k FROM literal_probe WHERE k = 'new'")).toEqual([]);
+    expect((await t.rm.readAll(copied)).length).toBe(rows.length);
   });
 
   it('the swap renames the indexed shadow in; a reader holding a live table past the lock timeout makes it retry, not fail', async () => {

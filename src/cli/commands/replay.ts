@@ -5,7 +5,7 @@ import { openEventStore } from '../../compose/ledger.ts';
 import { openReadModel } from '../../compose/readModel.ts';
 import { withScope } from '../../compose/scope.ts';
 import { PROJECTION_NAMES, projectionByName } from '../../projections/projections.ts';
-import { rebuildProjection } from '../../projections/rebuild.ts';
+import { REBUILD_BATCH_SIZE, rebuildProjection } from '../../projections/rebuild.ts';
 import { UsageError, parseArgs, type CliCommand } from '../command.ts';
 import { createProgress } from '../progress.ts';
 
@@ -19,7 +19,7 @@ export const replayCommand: CliCommand = {
     if (!which) throw new UsageError('name the projection to rebuild');
     const projections = which === 'all' ? PROJECTION_NAMES.map(projectionByName) : [projectionByName(which)];
     const from = typeof flags.from === 'string' ? parsePosition(flags.from) : undefined;
-    const batchSize = typeof flags['batch-size'] === 'string' ? Number(flags['batch-size']) : 5000;
+    const batchSize = typeof flags['batch-size'] === 'string' ? Number(flags['batch-size']) : REBUILD_BATCH_SIZE;
     if (!Number.isInteger(batchSize) || batchSize < 1) throw new UsageError('--batch-size must be a positive integer');
     const ac = new AbortController();
     const onSignal = () => ac.abort();

