@@ -237,7 +237,8 @@ export function foldingProcessor(
       if (comparePositions(cp.position, expected) !== 0) {
         throw new CheckpointConflictError(`${t.checkpoint}: checkpoint is ${formatPosition(cp.position)}, expected ${formatPosition(expected)}`);
       }
-      await tx.write(t.state, stateRows, t.entries && { table: t.entries, rows: entryRows, fresh: true }); // only the fold writes them
+      // Entries are fresh: each event's is made once, by this fold, and a flush that failed rolled back with its entries.
+      await tx.write(t.state, stateRows, t.entries && { table: t.entries, rows: entryRows, fresh: true });
       await tx.setCheckpoint(t.checkpoint, position, cp.events + n);
     }).then(() => {
       stored = { position, events: stored!.events + n };
