@@ -68,8 +68,8 @@ export interface ReadModelTx {
   /**
    * Upserts `rows` into `table` (every non-key column replaced on key conflict) and inserts `entries` (a row whose key
    * exists is left alone: re-applying is a no-op), as one step (Postgres: one statement). Entries marked `fresh` cannot
-   * exist yet (a rebuild's shadow table, which only the rebuild writes): they are bulk-loaded (Postgres: COPY), and one
-   * that does exist fails the write.
+   * exist yet (a rebuild's shadow table, which only the rebuild writes): Postgres bulk-loads them (COPY, two round trips)
+   * and fails the write on one that does exist; SQLite inserts them as any entries.
    */
   write(table: TableSpec, rows: readonly Row[], entries?: { table: TableSpec; rows: readonly Row[]; fresh?: boolean }): Promise<void>;
   /**

@@ -64,8 +64,9 @@ function threads(): { tid: number; name: string; nice: number }[] {
       const stat = readFileSync(`/proc/self/task/${tid}/stat`, 'utf8');
       const name = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
       return [{ tid: Number(tid), name, nice: Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[16]) }];
-    } catch {
-      return []; // ended while listed
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return []; // ended while listed
+      throw err;
     }
   });
 }
