@@ -11,8 +11,9 @@ import pino from 'pino';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { openSqliteEventStore, type SqliteEventStore } from '../../src/adapters/eventstore/sqlite/sqliteEventStore.ts';
 import { START, type Position } from '../../src/app/ports/eventStore.ts';
+import type { CheckpointedProcessor } from '../../src/app/consumer.ts';
 import { readLog } from '../../src/app/log.ts';
-import { isolatingProcessor, shadowTarget, targetProcessor } from '../../src/projections/projector.ts';
+import { foldKeyed, isolatingProcessor, keyedRecords, shadowTarget, targetProcessor } from '../../src/projections/projector.ts';
 import { PROJECTIONS, PROJECTION_NAMES } from '../../src/projections/projections.ts';
 import type { ReadModelTx, Row, TableSpec } from '../../src/projections/readModel.ts';
 import { foldingProcessor, rebuildProjection } from '../../src/projections/rebuild.ts';
@@ -182,6 +183,56 @@ describe.skipIf(!pgOk)('Postgres rebuild writes', () => {
     await expect(again).rejects.toThrow(/duplicate key/);
     expect(await t.rm.query("SELECT k FROM literal_probe WHERE k = 'new'")).toEqual([]);
     expect((await t.rm.readAll(copied)).length).toBe(rows.length);
+    // New state rows (keys the table cannot hold yet) travel as COPY text too, beside upserted ones; one that exists fails.
+    const state: TableSpec = { ...spec, name: 'new_rows_probe' };
+    await t.rm.createTable(state);
+    await t.rm.transaction((tx) => tx.write(state, [], undefined, rows));
+    await t.rm.transaction((tx) => tx.write(state, changed.slice(0, 2), undefined, [{ ...rows[0]!, k: 'added' }]));
+    expect([...(await t.rm.readAll(state))].sort(byKey)).toEqual([...changed.slice(0, 2), ...rows.slice(2), { ...rows[0]!, k: 'added' }].sort(byKey));
+    const existing = t.rm.transaction((tx) => tx.write(state, [{ ...rows[1]!, s: 'lost' }], undefined, [rows[2]!]));
+    await expect(existing).rejects.toThrow(/duplicate key/);
+    expect(await t.rm.query("SELECT k FROM new_rows_probe WHERE s = 'lost'")).toEqual([]);
+  });
+
+  it('a rebuild from empty COPYs each row once, then upserts its later versions: no flush fails over to the page-by-page path', async () => {
+    const p = PROJECTIONS['session-status'];
+    const target = shadowTarget(p);
+    await t.rm.createTable(target.state);
+    const written = { upserted: 0, new: 0 };
+    // Counts what each flush hands the read model, which writes it as it always does.
+    const counting = (tx: ReadModelTx): ReadModelTx =>
+      new Proxy(tx, {
+        get: (target, name) => {
+          if (name !== 'write') return Reflect.get(target, name, target);
+          return (table: TableSpec, rows: readonly Row[], entries?: Parameters<ReadModelTx['write']>[2], newRows: readonly Row[] = []) => {
+            written.upserted += rows.length;
+            written.new += newRows.length;
+            return target.write(table, rows, entries, newRows);
+          };
+        },
+      });
+    const run = <T>(fn: (tx: ReadModelTx) => Promise<T>) => t.rm.transaction((tx) => fn(counting(tx)));
+    const inner = isolatingProcessor(targetProcessor(run, target), () => false);
+    let fallbacks = 0;
+    const fallback: CheckpointedProcessor = { checkpoint: () => inner.checkpoint(), apply: (events, expected) => (fallbacks++, inner.apply(events, expected)) };
+    const reread = (after: Position, until: Position) => readLog(store, { after, until, pageSize: 2, filter: p.reads });
+    // Flushes of 3 events: every session's row is first written by one flush and changed by a later one.
+    const processor = foldingProcessor(run, target, true, 3, 1000, fallback, reread);
+    let cp = await processor.checkpoint();
+    const events = await store.readAll({ maxCount: 10_000, filter: p.reads });
+    for await (const page of readLog(store, { after: START, pageSize: 2, filter: p.reads })) {
+      expect(await processor.apply(page, cp)).toMatchObject({ ok: true });
+      cp = page[page.length - 1]!.position;
+    }
+    await processor.flush();
+    expect(fallbacks).toBe(0);
+    const expected = new Map<string, Row | undefined>();
+    foldKeyed(p, keyedRecords(p, events), expected, [], new Set());
+    const byKey = (a: Row, b: Row) => String(a.session_id).localeCompare(String(b.session_id));
+    expect(expected.size).toBeGreaterThan(3);
+    expect(written.new).toBe(expected.size);
+    expect(written.upserted).toBeGreaterThan(0);
+    expect([...(await t.rm.readAll(target.state))].sort(byKey)).toEqual([...expected.values()].map((r) => r!).sort(byKey));
   });
 
   it('the swap renames the indexed shadow in; a reader holding a live table past the lock timeout makes it retry, not fail', async () => {

@@ -216,12 +216,16 @@ class PgTx implements ReadModelTx {
     return r.rows.map((x) => x.k as string);
   }
 
-  async write(t: TableSpec, rows: readonly Row[], entries?: { table: TableSpec; rows: readonly Row[]; fresh?: boolean }): Promise<void> {
+  private async copyIn(t: TableSpec, rows: readonly Row[]): Promise<void> {
+    await this.sendPrefix();
+    await pipeline(Readable.from(copyText(t, rows)), this.c.query(copyFrom(`COPY ${t.name} (${t.columns.map((c) => c.name).join(', ')}) FROM STDIN`)));
+  }
+
+  async write(t: TableSpec, rows: readonly Row[], entries?: { table: TableSpec; rows: readonly Row[]; fresh?: boolean }, newRows?: readonly Row[]): Promise<void> {
+    if (newRows?.length) await this.copyIn(t, newRows);
     if (entries?.fresh && entries.rows.length) {
       await this.write(t, rows);
-      await this.sendPrefix(); // when there were no rows
-      const e = entries.table;
-      await pipeline(Readable.from(copyText(e, entries.rows)), this.c.query(copyFrom(`COPY ${e.name} (${e.columns.map((c) => c.name).join(', ')}) FROM STDIN`)));
+      await this.copyIn(entries.table, entries.rows);
       return;
     }
     const values: string[] = [];

@@ -107,8 +107,8 @@ class SqliteTx implements ReadModelTx {
     }
   }
 
-  async write(t: TableSpec, rows: readonly Row[], entries?: { table: TableSpec; rows: readonly Row[] }): Promise<void> {
-    this.insert(t, rows, `DO UPDATE SET ${t.columns.filter((c) => c.name !== t.key).map((c) => `${c.name} = excluded.${c.name}`).join(', ')}`);
+  async write(t: TableSpec, rows: readonly Row[], entries?: { table: TableSpec; rows: readonly Row[] }, newRows?: readonly Row[]): Promise<void> {
+    this.insert(t, newRows?.length ? [...rows, ...newRows] : rows, `DO UPDATE SET ${t.columns.filter((c) => c.name !== t.key).map((c) => `${c.name} = excluded.${c.name}`).join(', ')}`);
     if (entries) this.insert(entries.table, entries.rows, 'DO NOTHING');
   }
 
