@@ -69,9 +69,9 @@ export interface ReadModelTx {
    * Upserts `rows` into `table` (every non-key column replaced on key conflict) and inserts `entries` (a row whose key
    * exists is left alone: re-applying is a no-op), as one step (Postgres: one statement). Entries marked `fresh` cannot
    * exist yet (a rebuild's shadow table, which only the rebuild writes): Postgres bulk-loads them (COPY, two round trips)
-   * and fails the write on one that does exist; SQLite inserts them as any entries. `newRows` are state rows of the
-   * same kind, whose keys the table cannot hold yet (a rebuild's shadow, rows no earlier flush wrote): Postgres bulk-loads
-   * them too (and fails on one that exists), SQLite upserts them with `rows`.
+   * and fails the write on one that does exist; SQLite inserts them as any entries. `newRows` are state rows whose keys
+   * `table` cannot hold yet (a rebuild's shadow: rows no earlier flush wrote): Postgres bulk-loads them as well and fails
+   * on one that exists; SQLite upserts them with `rows`.
    */
   write(table: TableSpec, rows: readonly Row[], entries?: { table: TableSpec; rows: readonly Row[]; fresh?: boolean }, newRows?: readonly Row[]): Promise<void>;
   /**

@@ -193,7 +193,7 @@ export function foldingProcessor(
   let cacheHasEveryRow = startsEmpty;
   // Keys some flush has written. While the cache holds every row, a key not among them has no row in the shadow yet:
   // its row goes as a new row (Postgres COPYs it, no upsert; a 1M-event session-status rebuild took 7.4-7.6 s against
-  // 8.5-9.1). Forgotten with the cache, which bounds memory (and after a failed flush): every row is upserted after.
+  // 8.5-9.1). Forgotten with the cache (which bounds memory) and after a failed flush: from then on every row is upserted.
   let written: Set<string> | null = startsEmpty ? new Set() : null;
   const clearCache = () => {
     rows.clear();
@@ -250,8 +250,7 @@ export function foldingProcessor(
       if (comparePositions(cp.position, expected) !== 0) {
         throw new CheckpointConflictError(`${t.checkpoint}: checkpoint is ${formatPosition(cp.position)}, expected ${formatPosition(expected)}`);
       }
-      // Entries are fresh: each event's is made once, by this fold, and a flush that failed rolled back with its entries
-      // (and forgot what it wrote, with the cache).
+      // Entries are fresh: each event's is made once, by this fold, and a flush that failed rolled back with its entries.
       await tx.write(t.state, stateRows, t.entries && { table: t.entries, rows: entryRows, fresh: true }, newRows);
       await tx.setCheckpoint(t.checkpoint, position, cp.events + n);
     }).then(() => {

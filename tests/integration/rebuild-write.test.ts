@@ -1,5 +1,6 @@
 // How a rebuild writes: its flushes make progress while the next pages are read from a store that reads synchronously
-// (SQLite), the Postgres rows travel as array literals pg itself parses back unchanged, the swap renames the shadow
+// (SQLite), the Postgres rows travel as array literals or COPY text that read back unchanged (COPY for what a rebuild
+// writes first: entries, and rows no earlier flush wrote), the swap renames the shadow
 // over the live table with the live indexes (in Postgres waiting for, and retrying past, a reader that holds it), and
 // its republish rewrites only the platform rows that differ.
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -216,7 +217,7 @@ describe.skipIf(!pgOk)('Postgres rebuild writes', () => {
     let fallbacks = 0;
     const fallback: CheckpointedProcessor = { checkpoint: () => inner.checkpoint(), apply: (events, expected) => (fallbacks++, inner.apply(events, expected)) };
     const reread = (after: Position, until: Position) => readLog(store, { after, until, pageSize: 2, filter: p.reads });
-    // Flushes of 3 events: every session's row is first written by one flush and changed by a later one.
+    // Flushes of 3 events: a session's row is first written by one flush and changed by later ones.
     const processor = foldingProcessor(run, target, true, 3, 1000, fallback, reread);
     let cp = await processor.checkpoint();
     const events = await store.readAll({ maxCount: 10_000, filter: p.reads });
